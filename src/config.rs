@@ -1,0 +1,253 @@
+//! Configuration: one struct with every training option, its defaults in one place, its
+//! validation, and the `config.json` that is saved beside every model and read back by `eval`.
+//!
+//! Configuration flows one way: command line → [`TrainConfig`] → validated → printed at start
+//! → saved as `config.json` → reloaded by `eval`.
+
+use crate::error::{Error, Result};
+use crate::nn::{Activation, Init};
+use crate::optim::{L2Mode, Schedule, Sgd};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// How the per-sample losses of a batch are combined before differentiating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    /// `E = (1/N) Σ_n E_n`: the seed's `(1/N) Σ` in every update. The default.
+    Mean,
+    /// `E = Σ_n E_n`: N times larger steps for the data term (the L2 term is unchanged).
+    Sum,
+}
+
+impl fmt::Display for Reduction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reduction::Mean => "mean",
+            Reduction::Sum => "sum",
+        })
+    }
+}
+
+impl FromStr for Reduction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mean" => Ok(Reduction::Mean),
+            "sum" => Ok(Reduction::Sum),
+            _ => Err(format!(
+                "unknown loss reduction '{s}', expected mean or sum"
+            )),
+        }
+    }
+}
+
+crate::serde_via_str!(Reduction);
+
+/// Every option of a training run. `Default` holds the project's defaults, the seed's
+/// hyper-parameters where the seed gives them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Hidden layer widths (the seed's figure is lost; 500-250-100 is our choice).
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    pub init: Init,
+    /// α
+    pub lr: f64,
+    /// μ (the seed does not give it).
+    pub momentum: f64,
+    /// λ
+    pub l2: f64,
+    pub l2_mode: L2Mode,
+    pub loss_reduction: Reduction,
+    /// N
+    pub batch_size: usize,
+    pub iterations: usize,
+    pub schedule: Schedule,
+    pub seed: u64,
+    /// Evaluate on the full test set every this many iterations (and at the end).
+    pub eval_every: usize,
+    /// Threads for the matrix products. Results are bit-identical for the same seed and the
+    /// same thread count.
+    pub threads: usize,
+    /// Where the four IDX files are; `None` = the MNIST cache.
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            hidden: vec![500, 250, 100],
+            activation: Activation::Relu,
+            init: Init::Uniform,
+            lr: 0.01,
+            momentum: 0.9,
+            l2: 0.005,
+            l2_mode: L2Mode::PerSample,
+            loss_reduction: Reduction::Mean,
+            batch_size: 64,
+            iterations: 8000,
+            schedule: Schedule::Constant,
+            seed: 0,
+            eval_every: 250,
+            threads: available_threads(),
+            data_dir: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reject values no run can use, naming the flag.
+    pub fn validate(&self) -> Result<()> {
+        if self.hidden.is_empty() {
+            return Err(Error::flag(
+                "--hidden",
+                "needs at least one hidden layer size, e.g. 500,250,100",
+            ));
+        }
+        if let Some(i) = self.hidden.iter().position(|&h| h == 0) {
+            return Err(Error::flag(
+                "--hidden",
+                format!("layer {} has size 0; sizes must be positive", i + 1),
+            ));
+        }
+        if self.hidden.iter().any(|&h| h > 1 << 16) {
+            return Err(Error::flag(
+                "--hidden",
+                "sizes above 65536 are not supported",
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::flag(
+                "--lr",
+                format!("must be a positive number, got {}", self.lr),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(Error::flag(
+                "--momentum",
+                format!("must be in [0, 1), got {}", self.momentum),
+            ));
+        }
+        if !(self.l2 >= 0.0 && self.l2.is_finite()) {
+            return Err(Error::flag(
+                "--l2",
+                format!("must be zero or positive, got {}", self.l2),
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::flag("--batch-size", "must be at least 1"));
+        }
+        if self.iterations == 0 {
+            return Err(Error::flag("--iterations", "must be at least 1"));
+        }
+        if self.eval_every == 0 {
+            return Err(Error::flag("--eval-every", "must be at least 1"));
+        }
+        if self.threads == 0 {
+            return Err(Error::flag("--threads", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// `[input, hidden…, classes]`
+    pub fn layer_sizes(&self, input: usize, classes: usize) -> Vec<usize> {
+        let mut sizes = vec![input];
+        sizes.extend(&self.hidden);
+        sizes.push(classes);
+        sizes
+    }
+
+    pub fn sgd(&self) -> Sgd {
+        Sgd {
+            momentum: self.momentum,
+            l2: self.l2,
+            l2_mode: self.l2_mode,
+        }
+    }
+
+    /// The factor that turns the summed batch gradient into the one the update uses.
+    pub fn loss_scale(&self, batch: usize) -> f64 {
+        match self.loss_reduction {
+            Reduction::Mean => 1.0 / batch as f64,
+            Reduction::Sum => 1.0,
+        }
+    }
+
+    /// Human-readable, one option per line, printed at the start of a run.
+    pub fn describe(&self) -> String {
+        let hidden: Vec<String> = self.hidden.iter().map(|h| h.to_string()).collect();
+        let data = match &self.data_dir {
+            Some(d) => d.display().to_string(),
+            None => format!(
+                "MNIST cache ({})",
+                crate::data::mnist::default_cache_dir().display()
+            ),
+        };
+        format!(
+            "  hidden       {}\n  activation   {}\n  init         {}\n  lr           {}\n  momentum     {}\n  l2           {} ({})\n  loss         {} over the batch\n  batch size   {}\n  iterations   {}\n  schedule     {}\n  seed         {}\n  eval every   {}\n  threads      {}\n  data         {}",
+            hidden.join(","),
+            self.activation,
+            self.init,
+            self.lr,
+            self.momentum,
+            self.l2,
+            self.l2_mode,
+            self.loss_reduction,
+            self.batch_size,
+            self.iterations,
+            self.schedule,
+            self.seed,
+            self.eval_every,
+            self.threads,
+            data
+        )
+    }
+}
+
+/// The architecture a model file holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// `[input, hidden…, classes]`
+    pub layer_sizes: Vec<usize>,
+    pub activation: Activation,
+    pub image_rows: usize,
+    pub image_cols: usize,
+}
+
+pub const CONFIG_FORMAT: &str = "mnist-mlp";
+pub const CONFIG_VERSION: u32 = 1;
+
+/// The contents of `config.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Always `"mnist-mlp"`.
+    pub format: String,
+    /// Version of this file's layout.
+    pub version: u32,
+    /// The version of mnist-mlp that wrote it.
+    pub tool_version: String,
+    pub model: ModelSpec,
+    pub train: TrainConfig,
+}
+
+impl RunConfig {
+    pub fn new(model: ModelSpec, train: TrainConfig) -> Self {
+        RunConfig {
+            format: CONFIG_FORMAT.to_string(),
+            version: CONFIG_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            model,
+            train,
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The four files of an MNIST-style data set, where the MNIST cache lives, and loading a
+//! directory into memory with every check done.
+
+use super::idx::{self, Images};
+use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+pub const FILE_NAMES: [&str; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
+
+/// Classes of every data set we read (digits 0–9; Fashion-MNIST also has ten).
+pub const CLASSES: usize = 10;
+
+/// SHA-256 of the *decompressed* MNIST files, as published with the data set.
+pub const MNIST_SHA256: [(&str, &str); 4] = [
+    (
+        TRAIN_IMAGES,
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    ),
+    (
+        TRAIN_LABELS,
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    ),
+    (
+        TEST_IMAGES,
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    ),
+    (
+        TEST_LABELS,
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    ),
+];
+
+pub fn expected_sha256(name: &str) -> &'static str {
+    MNIST_SHA256
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, h)| *h)
+        .expect("one of the four MNIST file names")
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Check decompressed `bytes` against the published hash of MNIST file `name`.
+pub fn verify(name: &str, path: &Path, bytes: &[u8]) -> Result<()> {
+    let expected = expected_sha256(name);
+    let actual = sha256_hex(bytes);
+    if actual != expected {
+        return Err(Error::Checksum {
+            path: path.to_path_buf(),
+            expected: expected.to_string(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// The MNIST cache: `$MNIST_MLP_DATA` if set, else `<user cache dir>/mnist-mlp/mnist`
+/// (`~/.cache/mnist-mlp/mnist` on Linux).
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MNIST_MLP_DATA").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    dirs::cache_dir()
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("mnist-mlp")
+        .join("mnist")
+}
+
+/// Where file `name` is in `dir`: the raw file if present, else `name.gz`.
+pub fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    [dir.join(name), dir.join(format!("{name}.gz"))]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// One half of a data set: images and their labels, same count.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub images: Images,
+    pub labels: Vec<u8>,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Write images `indices` as f32 = byte / 255 into `x` (B, rows·cols) and their labels.
+    pub fn gather(&self, indices: &[u32], x: &mut [f32], labels: &mut Vec<u8>) {
+        let n = self.images.pixels_per_image();
+        assert_eq!(x.len(), indices.len() * n);
+        labels.clear();
+        for (row, &i) in x.chunks_exact_mut(n).zip(indices) {
+            for (v, &p) in row.iter_mut().zip(self.images.image(i as usize)) {
+                *v = p as f32 * (1.0 / 255.0);
+            }
+            labels.push(self.labels[i as usize]);
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub dir: PathBuf,
+    pub train: Split,
+    pub test: Split,
+}
+
+impl Dataset {
+    /// Pixels per image, the network's input size.
+    pub fn input_size(&self) -> usize {
+        self.train.images.pixels_per_image()
+    }
+
+    /// Load the four files from `dir`. With `verify`, each file's decompressed bytes must match
+    /// the published MNIST SHA-256 (used for the MNIST cache, not for other data sets).
+    pub fn load(dir: &Path, verify_mnist: bool) -> Result<Dataset> {
+        if !dir.is_dir() {
+            return Err(Error::Dataset {
+                dir: dir.to_path_buf(),
+                msg: "is not a directory".into(),
+            });
+        }
+        let read = |name: &str| -> Result<(PathBuf, Vec<u8>)> {
+            let path = find_file(dir, name).ok_or_else(|| Error::Dataset {
+                dir: dir.to_path_buf(),
+                msg: format!(
+                    "missing {name} (or {name}.gz); expected the four IDX files {}",
+                    FILE_NAMES.join(", ")
+                ),
+            })?;
+            let bytes = idx::read_maybe_gz(&path)?;
+            if verify_mnist {
+                verify(name, &path, &bytes)?;
+            }
+            Ok((path, bytes))
+        };
+        let split = |images: &str, labels: &str| -> Result<Split> {
+            let (ipath, ibytes) = read(images)?;
+            let images = idx::parse_images(&ibytes, &ipath)?;
+            drop(ibytes);
+            let (lpath, lbytes) = read(labels)?;
+            let labels = idx::parse_labels(&lbytes, &lpath, CLASSES)?;
+            if images.count != labels.len() {
+                return Err(Error::Dataset {
+                    dir: dir.to_path_buf(),
+                    msg: format!(
+                        "{} holds {} images but {} holds {} labels; the counts must agree",
+                        ipath.display(),
+                        images.count,
+                        lpath.display(),
+                        labels.len()
+                    ),
+                });
+            }
+            Ok(Split { images, labels })
+        };
+        let train = split(TRAIN_IMAGES, TRAIN_LABELS)?;
+        let test = split(TEST_IMAGES, TEST_LABELS)?;
+        let (tr, te) = (&train.images, &test.images);
+        if (tr.rows, tr.cols) != (te.rows, te.cols) {
+            return Err(Error::Dataset {
+                dir: dir.to_path_buf(),
+                msg: format!(
+                    "training images are {}×{} but test images are {}×{}; they must be the same size",
+                    tr.rows, tr.cols, te.rows, te.cols
+                ),
+            });
+        }
+        Ok(Dataset {
+            dir: dir.to_path_buf(),
+            train,
+            test,
+        })
+    }
+
+    /// The data set a command asked for: `--data-dir` as given, or else the MNIST cache,
+    /// fetched first if any file is missing.
+    pub fn open(data_dir: Option<&Path>, fetch_if_missing: bool) -> Result<Dataset> {
+        match data_dir {
+            Some(dir) => Dataset::load(dir, false),
+            None => {
+                let cache = default_cache_dir();
+                let complete = FILE_NAMES.iter().all(|n| find_file(&cache, n).is_some());
+                if !complete && fetch_if_missing {
+                    eprintln!("MNIST is not in {}; fetching it", cache.display());
+                    super::fetch::fetch(&cache, &super::fetch::FetchOptions::default())?;
+                }
+                Dataset::load(&cache, true)
+            }
+        }
+    }
+}

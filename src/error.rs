@@ -1,0 +1,78 @@
+//! The one error type of the library: everything that can go wrong with input and output.
+//!
+//! The math core (`nn`, `optim`, `kernels`) cannot fail: a shape mismatch there is a bug and
+//! panics with `assert!`. Files, flags, data sets and model directories can be wrong, and each
+//! variant's message names the file or flag and says what was expected.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: {msg}")]
+    Idx { path: PathBuf, msg: String },
+
+    #[error("{path}: SHA-256 of the decompressed file is {actual}, expected {expected}")]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("data set in {dir}: {msg}")]
+    Dataset { dir: PathBuf, msg: String },
+
+    #[error("{flag}: {msg}")]
+    InvalidFlag { flag: String, msg: String },
+
+    #[error("could not fetch {what}; tried:\n{tried}\n{hint}")]
+    Fetch {
+        what: String,
+        tried: String,
+        hint: String,
+    },
+
+    #[error(
+        "training diverged at iteration {iteration}: the loss became {loss} with learning rate {lr}; \
+         try a lower --lr"
+    )]
+    Diverged {
+        iteration: usize,
+        lr: f64,
+        loss: f64,
+    },
+
+    #[error("model in {path}: {msg}")]
+    Model { path: PathBuf, msg: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn flag(flag: &str, msg: impl Into<String>) -> Self {
+        Error::InvalidFlag {
+            flag: flag.to_string(),
+            msg: msg.into(),
+        }
+    }
+
+    pub fn model(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Model {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Evaluation and prediction: one forward pass, shared by `train`'s curves, `eval`, and every
+//! command that classifies images.
+
+use crate::data::Split;
+use crate::nn::{Mlp, Workspace, loss};
+
+/// Test-set figures of one model.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Evaluation {
+    pub count: usize,
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fraction correct, 0–1.
+    pub accuracy: f64,
+    /// `confusion[true][predicted]`, counts.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+impl Evaluation {
+    /// Per-class accuracy (recall): correct / images of that class.
+    pub fn per_class_accuracy(&self) -> Vec<f64> {
+        self.confusion
+            .iter()
+            .enumerate()
+            .map(|(c, row)| {
+                let total: u64 = row.iter().sum();
+                if total == 0 {
+                    f64::NAN
+                } else {
+                    row[c] as f64 / total as f64
+                }
+            })
+            .collect()
+    }
+
+    /// The confusion matrix and per-class accuracy as a text table.
+    pub fn confusion_table(&self) -> String {
+        let k = self.confusion.len();
+        let mut s = String::from("true\\pred");
+        for c in 0..k {
+            s += &format!("{c:>6}");
+        }
+        s += "   accuracy\n";
+        for (c, (row, acc)) in self
+            .confusion
+            .iter()
+            .zip(self.per_class_accuracy())
+            .enumerate()
+        {
+            s += &format!("{c:>9}");
+            for v in row {
+                s += &format!("{v:>6}");
+            }
+            s += &format!("   {:>7.2}%\n", 100.0 * acc);
+        }
+        s
+    }
+}
+
+/// Index of the largest value (first on ties).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The `k` most probable classes of one probability row, most probable first.
+pub fn top_k(probabilities: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..probabilities.len()).collect();
+    idx.sort_by(|&a, &b| {
+        probabilities[b]
+            .total_cmp(&probabilities[a])
+            .then(a.cmp(&b))
+    });
+    idx.into_iter()
+        .take(k)
+        .map(|i| (i, probabilities[i]))
+        .collect()
+}
+
+/// Class probabilities ŷ (n, K) for `n` images given as f32 pixels in 0–1, (n, I).
+pub fn predict(mlp: &Mlp<f32>, ws: &mut Workspace<f32>, x: &[f32]) -> Vec<f32> {
+    let input = mlp.sizes[0];
+    let k = mlp.classes();
+    assert_eq!(x.len() % input, 0);
+    let mut out = Vec::with_capacity(x.len() / input * k);
+    for chunk in x.chunks(ws.capacity * input) {
+        let n = chunk.len() / input;
+        ws.input_mut(n).copy_from_slice(chunk);
+        mlp.forward(ws, n);
+        let logits = &mut ws.acts.last_mut().expect("layers")[..n * k];
+        loss::softmax(logits, k);
+        out.extend_from_slice(logits);
+    }
+    out
+}
+
+/// Loss, accuracy and confusion matrix over a whole split, in chunks of the workspace size.
+pub fn evaluate(mlp: &Mlp<f32>, ws: &mut Workspace<f32>, split: &Split) -> Evaluation {
+    let k = mlp.classes();
+    let mut confusion = vec![vec![0u64; k]; k];
+    let mut loss_sum = 0.0;
+    let mut labels = Vec::with_capacity(ws.capacity);
+    let indices: Vec<u32> = (0..split.len() as u32).collect();
+    for chunk in indices.chunks(ws.capacity) {
+        let n = chunk.len();
+        split.gather(chunk, ws.input_mut(n), &mut labels);
+        loss_sum += mlp.forward_loss(ws, &labels);
+        for (row, &y) in ws.output(n).chunks_exact(k).zip(&labels) {
+            confusion[y as usize][argmax(row)] += 1;
+        }
+    }
+    let correct: u64 = (0..k).map(|c| confusion[c][c]).sum();
+    Evaluation {
+        count: split.len(),
+        loss: loss_sum / split.len() as f64,
+        accuracy: correct as f64 / split.len() as f64,
+        confusion,
+    }
+}

@@ -1,0 +1,195 @@
+//! Model directories: `model.safetensors` (weights any tool can read) and `config.json` (the
+//! architecture and the training options), written atomically and read back with every check.
+//!
+//! Tensor names and shapes follow PyTorch's `nn.Linear`: `layers.{i}.weight` is `[out, in]`
+//! f32, `layers.{i}.bias` is `[out]` f32, i = 0 for the layer next to the input.
+
+use crate::config::{CONFIG_FORMAT, CONFIG_VERSION, RunConfig};
+use crate::error::{Error, Result};
+use crate::fsutil::{write_atomic, write_json_atomic};
+use crate::nn::Mlp;
+use safetensors::tensor::{Dtype, TensorView};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const MODEL_FILE: &str = "model.safetensors";
+
+/// Cap on the model file we are willing to read (the default network is 2.2 MB).
+const MAX_MODEL_BYTES: u64 = 1 << 31;
+
+fn weight_name(i: usize) -> String {
+    format!("layers.{i}.weight")
+}
+fn bias_name(i: usize) -> String {
+    format!("layers.{i}.bias")
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The safetensors bytes of `mlp`, with `{"format": "mnist-mlp", "version": "1"}` metadata.
+pub fn to_safetensors(mlp: &Mlp<f32>) -> Vec<u8> {
+    let mut buffers = Vec::new();
+    for (i, layer) in mlp.layers.iter().enumerate() {
+        buffers.push((
+            weight_name(i),
+            vec![layer.fan_out, layer.fan_in],
+            f32_bytes(&mlp.params[layer.w_range()]),
+        ));
+        buffers.push((
+            bias_name(i),
+            vec![layer.fan_out],
+            f32_bytes(&mlp.params[layer.b_range()]),
+        ));
+    }
+    let views: Vec<(String, TensorView)> = buffers
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .expect("shape matches the byte count");
+            (name.clone(), view)
+        })
+        .collect();
+    let metadata = HashMap::from([
+        ("format".to_string(), CONFIG_FORMAT.to_string()),
+        ("version".to_string(), CONFIG_VERSION.to_string()),
+    ]);
+    safetensors::serialize(views, Some(metadata)).expect("in-memory serialisation cannot fail")
+}
+
+pub fn save(dir: &Path, config: &RunConfig, mlp: &Mlp<f32>) -> Result<()> {
+    save_config(dir, config)?;
+    write_atomic(&dir.join(MODEL_FILE), &to_safetensors(mlp))
+}
+
+pub fn save_config(dir: &Path, config: &RunConfig) -> Result<()> {
+    write_json_atomic(&dir.join(CONFIG_FILE), config)
+}
+
+pub fn load_config(dir: &Path) -> Result<RunConfig> {
+    let path = dir.join(CONFIG_FILE);
+    if !dir.is_dir() {
+        return Err(Error::model(
+            dir,
+            "is not a directory; expected a model directory written by `mnist-mlp train`",
+        ));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let config: RunConfig = serde_json::from_str(&text)
+        .map_err(|e| Error::model(&path, format!("not a valid mnist-mlp config.json: {e}")))?;
+    if config.format != CONFIG_FORMAT {
+        return Err(Error::model(
+            &path,
+            format!("format is '{}', expected '{CONFIG_FORMAT}'", config.format),
+        ));
+    }
+    if config.version != CONFIG_VERSION {
+        return Err(Error::model(
+            &path,
+            format!(
+                "version {} is not supported; this mnist-mlp reads version {CONFIG_VERSION}",
+                config.version
+            ),
+        ));
+    }
+    let sizes = &config.model.layer_sizes;
+    if sizes.len() < 2 || sizes.contains(&0) {
+        return Err(Error::model(
+            &path,
+            format!("layer_sizes {sizes:?}: expected at least two positive sizes"),
+        ));
+    }
+    if sizes[0] != config.model.image_rows * config.model.image_cols {
+        return Err(Error::model(
+            &path,
+            format!(
+                "input size {} does not match image_rows × image_cols = {}×{}",
+                sizes[0], config.model.image_rows, config.model.image_cols
+            ),
+        ));
+    }
+    Ok(config)
+}
+
+/// A model read back from disk.
+pub struct Loaded {
+    pub config: RunConfig,
+    pub mlp: Mlp<f32>,
+}
+
+/// Read `config.json` and `model.safetensors` from `dir` and check that they agree.
+pub fn load(dir: &Path) -> Result<Loaded> {
+    let config = load_config(dir)?;
+    let path = dir.join(MODEL_FILE);
+    let len = std::fs::metadata(&path)
+        .map_err(|e| Error::io(&path, e))?
+        .len();
+    if len > MAX_MODEL_BYTES {
+        return Err(Error::model(
+            &path,
+            format!("is {len} bytes; refusing files over {MAX_MODEL_BYTES}"),
+        ));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::model(&path, format!("not a valid safetensors file: {e}")))?;
+    let mut mlp = Mlp::<f32>::new(&config.model.layer_sizes, config.model.activation);
+    let expected: Vec<String> = (0..mlp.layers.len())
+        .flat_map(|i| [weight_name(i), bias_name(i)])
+        .collect();
+    for name in tensors.names() {
+        if !expected.iter().any(|e| e == name) {
+            return Err(Error::model(
+                &path,
+                format!(
+                    "unexpected tensor '{name}'; config.json describes {} layers",
+                    mlp.layers.len()
+                ),
+            ));
+        }
+    }
+    for (i, layer) in mlp.layers.clone().iter().enumerate() {
+        for (name, shape, range) in [
+            (
+                weight_name(i),
+                vec![layer.fan_out, layer.fan_in],
+                layer.w_range(),
+            ),
+            (bias_name(i), vec![layer.fan_out], layer.b_range()),
+        ] {
+            let t = tensors.tensor(&name).map_err(|_| {
+                Error::model(
+                    &path,
+                    format!("missing tensor '{name}' (shape {shape:?}, f32)"),
+                )
+            })?;
+            if t.dtype() != Dtype::F32 {
+                return Err(Error::model(
+                    &path,
+                    format!("tensor '{name}' is {:?}, expected F32", t.dtype()),
+                ));
+            }
+            if t.shape() != shape.as_slice() {
+                return Err(Error::model(
+                    &path,
+                    format!(
+                        "tensor '{name}' has shape {:?}, config.json expects {shape:?}",
+                        t.shape()
+                    ),
+                ));
+            }
+            for (dst, src) in mlp.params[range].iter_mut().zip(t.data().chunks_exact(4)) {
+                *dst = f32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+            }
+        }
+    }
+    if let Some(i) = mlp.params.iter().position(|v| !v.is_finite()) {
+        return Err(Error::model(
+            &path,
+            format!("parameter #{i} is not finite ({})", mlp.params[i]),
+        ));
+    }
+    Ok(Loaded { config, mlp })
+}

@@ -1,0 +1,119 @@
+//! Learning-rate schedules: pure functions from the iteration number to α.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Schedule {
+    /// `α_t = α`.
+    Constant,
+    /// `α_t = α · γ^⌊t / every⌋`: the seed's §2.3 is `step:0.85:250`.
+    Step { gamma: f64, every: usize },
+    /// `α_t = α · ½ (1 + cos(π t / T))`, from α at t = 0 down towards 0 at t = T.
+    Cosine,
+}
+
+impl Schedule {
+    /// The learning rate for the update that takes iteration `t` (0-based) to `t + 1`, in a run
+    /// of `total` iterations with base rate `base`.
+    pub fn lr_at(&self, base: f64, t: usize, total: usize) -> f64 {
+        match *self {
+            Schedule::Constant => base,
+            Schedule::Step { gamma, every } => base * gamma.powi((t / every) as i32),
+            Schedule::Cosine => {
+                let progress = t as f64 / total.max(1) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Constant => f.write_str("constant"),
+            Schedule::Step { gamma, every } => write!(f, "step:{gamma}:{every}"),
+            Schedule::Cosine => f.write_str("cosine"),
+        }
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        match parts.as_slice() {
+            ["constant"] => Ok(Schedule::Constant),
+            ["cosine"] => Ok(Schedule::Cosine),
+            ["step", gamma, every] => {
+                let gamma: f64 = gamma
+                    .parse()
+                    .ok()
+                    .filter(|g: &f64| *g > 0.0 && *g <= 1.0)
+                    .ok_or_else(|| format!("in '{s}': GAMMA must be a number in (0, 1]"))?;
+                let every: usize = every
+                    .parse()
+                    .ok()
+                    .filter(|e| *e > 0)
+                    .ok_or_else(|| format!("in '{s}': EVERY must be a positive integer"))?;
+                Ok(Schedule::Step { gamma, every })
+            }
+            _ => Err(format!(
+                "unknown schedule '{s}', expected constant, cosine or step:GAMMA:EVERY (e.g. step:0.85:250)"
+            )),
+        }
+    }
+}
+
+crate::serde_via_str!(Schedule);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_schedule_follows_the_seed_literally() {
+        let s: Schedule = "step:0.85:250".parse().unwrap();
+        let got: Vec<f64> = [0, 249, 250, 499, 500, 750, 7999]
+            .iter()
+            .map(|&t| s.lr_at(0.01, t, 8000))
+            .collect();
+        let want = [
+            0.01,
+            0.01,
+            0.0085,
+            0.0085,
+            0.007225,
+            0.00614125,
+            0.01 * 0.85f64.powi(31),
+        ];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-15, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn cosine_starts_at_base_and_halves_at_the_midpoint() {
+        let s = Schedule::Cosine;
+        assert_eq!(s.lr_at(0.1, 0, 100), 0.1);
+        assert!((s.lr_at(0.1, 50, 100) - 0.05).abs() < 1e-15);
+        assert!(s.lr_at(0.1, 99, 100) < 0.0001);
+    }
+
+    #[test]
+    fn schedules_round_trip_through_text_and_reject_bad_input() {
+        for text in ["constant", "cosine", "step:0.85:250"] {
+            assert_eq!(text.parse::<Schedule>().unwrap().to_string(), text);
+        }
+        for bad in [
+            "step",
+            "step:0.85",
+            "step:1.5:250",
+            "step:0.5:0",
+            "linear",
+            "step:x:10",
+        ] {
+            assert!(bad.parse::<Schedule>().is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The training loop: draw a batch, forward, loss, backward, momentum step; evaluate on the test
+//! set every `eval_every` iterations; write the run's files.
+
+use crate::config::{ModelSpec, RunConfig, TrainConfig};
+use crate::data::{Batches, Dataset};
+use crate::error::{Error, Result};
+use crate::eval::{Evaluation, evaluate};
+use crate::fsutil::{write_atomic, write_json_atomic};
+use crate::model;
+use crate::nn::{Mlp, Workspace};
+use crate::rng::{Rng, stream};
+use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Images per forward pass when evaluating.
+pub const EVAL_CHUNK: usize = 1000;
+
+/// One row of `metrics.csv`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRow {
+    pub iteration: usize,
+    /// α used for the last update before this row.
+    pub lr: f64,
+    /// Mean training loss over the iterations since the previous row.
+    pub train_loss: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+}
+
+pub const METRICS_HEADER: &str = "iteration,lr,train_loss,test_loss,test_accuracy";
+
+pub fn metrics_csv(rows: &[MetricsRow]) -> String {
+    let mut s = format!("{METRICS_HEADER}\n");
+    for r in rows {
+        s += &format!(
+            "{},{},{},{},{}\n",
+            r.iteration, r.lr, r.train_loss, r.test_loss, r.test_accuracy
+        );
+    }
+    s
+}
+
+/// The contents of `summary.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    pub test_accuracy: f64,
+    pub test_loss: f64,
+    pub iterations: usize,
+    pub epochs: f64,
+    /// Training loop only: batches, forward, backward, updates. Evaluation is not included.
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+    pub samples_per_second: f64,
+    pub final_lr: f64,
+    pub threads: usize,
+    pub tool_version: String,
+}
+
+/// How a run reports progress on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// A live bar (when stderr is a terminal).
+    Bar,
+    /// One line per evaluation (logs, CI, pipes).
+    Lines,
+    Quiet,
+}
+
+impl Progress {
+    pub fn auto() -> Self {
+        if std::io::stderr().is_terminal() {
+            Progress::Bar
+        } else {
+            Progress::Lines
+        }
+    }
+}
+
+/// All state of a run in progress.
+pub struct Trainer<'a> {
+    pub cfg: TrainConfig,
+    pub data: &'a Dataset,
+    pub mlp: Mlp<f32>,
+    /// ∂E/∂θ of the last batch, same layout as `mlp.params`.
+    pub grads: Vec<f32>,
+    /// Momentum v (and u for biases), same layout as `mlp.params`.
+    pub velocity: Vec<f32>,
+    ws: Workspace<f32>,
+    eval_ws: Workspace<f32>,
+    batches: Batches,
+    labels: Vec<u8>,
+    /// Iterations done.
+    pub iteration: usize,
+}
+
+impl<'a> Trainer<'a> {
+    pub fn new(cfg: &TrainConfig, data: &'a Dataset) -> Result<Self> {
+        cfg.validate()?;
+        if cfg.batch_size > data.train.len() {
+            return Err(Error::flag(
+                "--batch-size",
+                format!(
+                    "{} exceeds the {} training images",
+                    cfg.batch_size,
+                    data.train.len()
+                ),
+            ));
+        }
+        let sizes = cfg.layer_sizes(data.input_size(), crate::data::mnist::CLASSES);
+        let mut mlp = Mlp::new(&sizes, cfg.activation);
+        mlp.init(cfg.init, &mut Rng::new(cfg.seed, stream::INIT));
+        let n = mlp.num_params();
+        Ok(Trainer {
+            cfg: cfg.clone(),
+            data,
+            grads: vec![0.0; n],
+            velocity: vec![0.0; n],
+            ws: Workspace::new(&sizes, cfg.batch_size),
+            eval_ws: Workspace::new(&sizes, EVAL_CHUNK.min(data.test.len())),
+            batches: Batches::new(data.train.len(), cfg.seed),
+            labels: Vec::with_capacity(cfg.batch_size),
+            mlp,
+            iteration: 0,
+        })
+    }
+
+    pub fn model_spec(&self) -> ModelSpec {
+        ModelSpec {
+            layer_sizes: self.mlp.sizes.clone(),
+            activation: self.cfg.activation,
+            image_rows: self.data.train.images.rows,
+            image_cols: self.data.train.images.cols,
+        }
+    }
+
+    pub fn lr(&self) -> f64 {
+        self.cfg
+            .schedule
+            .lr_at(self.cfg.lr, self.iteration, self.cfg.iterations)
+    }
+
+    /// One iteration; returns the batch-mean training loss. A non-finite loss or update is an
+    /// error (the run has diverged); the parameters are then no longer usable.
+    pub fn step(&mut self) -> Result<f64> {
+        let b = self.cfg.batch_size;
+        let lr = self.lr();
+        let idx = self.batches.next_batch(b);
+        self.data
+            .train
+            .gather(idx, self.ws.input_mut(b), &mut self.labels);
+        let loss = self.mlp.forward_loss(&mut self.ws, &self.labels) / b as f64;
+        if !loss.is_finite() {
+            return Err(Error::Diverged {
+                iteration: self.iteration + 1,
+                lr,
+                loss,
+            });
+        }
+        let scale = self.cfg.loss_scale(b) as f32;
+        self.mlp
+            .backward(&mut self.ws, &self.labels, scale, &mut self.grads);
+        let layers = &self.mlp.layers;
+        self.cfg.sgd().step(
+            lr,
+            b,
+            layers,
+            &mut self.mlp.params,
+            &self.grads,
+            &mut self.velocity,
+        );
+        self.iteration += 1;
+        Ok(loss)
+    }
+
+    pub fn evaluate(&mut self) -> Evaluation {
+        evaluate(&self.mlp, &mut self.eval_ws, &self.data.test)
+    }
+
+    pub fn epochs(&self) -> f64 {
+        (self.iteration * self.cfg.batch_size) as f64 / self.data.train.len() as f64
+    }
+}
+
+/// Train with `cfg` on `data`, writing `config.json`, `metrics.csv`, `model.safetensors` and
+/// `summary.json` into `out`.
+pub fn run(cfg: &TrainConfig, data: &Dataset, out: &Path, progress: Progress) -> Result<Summary> {
+    let mut t = Trainer::new(cfg, data)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let run_config = RunConfig::new(t.model_spec(), cfg.clone());
+    model::save_config(out, &run_config)?;
+
+    let total = cfg.iterations;
+    let bar = match progress {
+        Progress::Bar => {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:32.cyan/blue} {pos:>5}/{len} it  {per_sec:>10}  ETA {eta:>3}  {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("█▉▊▋▌▍▎▏ "),
+            );
+            Some(bar)
+        }
+        _ => None,
+    };
+
+    let mut rows: Vec<MetricsRow> = Vec::new();
+    let mut train_time = Duration::ZERO;
+    let mut eval_time = Duration::ZERO;
+    let mut window_loss = 0.0;
+    let mut window_len = 0usize;
+    while t.iteration < total {
+        let lr = t.lr();
+        let started = Instant::now();
+        let loss = t.step()?;
+        train_time += started.elapsed();
+        window_loss += loss;
+        window_len += 1;
+        if let Some(bar) = &bar {
+            if t.iteration % 16 == 0 {
+                bar.set_position(t.iteration as u64);
+            }
+        }
+        if t.iteration % cfg.eval_every == 0 || t.iteration == total {
+            let started = Instant::now();
+            let ev = t.evaluate();
+            eval_time += started.elapsed();
+            let row = MetricsRow {
+                iteration: t.iteration,
+                lr,
+                train_loss: window_loss / window_len as f64,
+                test_loss: ev.loss,
+                test_accuracy: ev.accuracy,
+            };
+            window_loss = 0.0;
+            window_len = 0;
+            let msg = format!(
+                "train loss {:.4}  test loss {:.4}  test acc {:.2}%",
+                row.train_loss,
+                row.test_loss,
+                100.0 * row.test_accuracy
+            );
+            match (&bar, progress) {
+                (Some(bar), _) => {
+                    bar.set_position(t.iteration as u64);
+                    bar.set_message(msg);
+                }
+                (None, Progress::Lines) => {
+                    let rate = t.iteration as f64 / train_time.as_secs_f64().max(1e-9);
+                    eprintln!("[{:>6}/{total}] {msg}  {rate:.0} it/s", t.iteration);
+                }
+                _ => {}
+            }
+            rows.push(row);
+            write_atomic(&out.join("metrics.csv"), metrics_csv(&rows).as_bytes())?;
+        }
+    }
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    model::save(out, &run_config, &t.mlp)?;
+    let last = rows.last().expect("the final iteration always evaluates");
+    let train_seconds = train_time.as_secs_f64();
+    let summary = Summary {
+        test_accuracy: last.test_accuracy,
+        test_loss: last.test_loss,
+        iterations: total,
+        epochs: t.epochs(),
+        train_seconds,
+        eval_seconds: eval_time.as_secs_f64(),
+        samples_per_second: (total * cfg.batch_size) as f64 / train_seconds.max(1e-9),
+        final_lr: last.lr,
+        threads: cfg.threads,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    write_json_atomic(&out.join("summary.json"), &summary)?;
+    Ok(summary)
+}
