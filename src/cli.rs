@@ -46,6 +46,7 @@ fn join(v: &[usize]) -> String {
 }
 
 #[derive(Args, Debug)]
+#[command(args_override_self = true)]
 pub struct TrainArgs {
     /// Hidden layer sizes, comma-separated.
     #[arg(long, default_value_t = join(&defaults().hidden))]
@@ -338,7 +339,8 @@ mod tests {
     #[test]
     fn utc_stamp_matches_known_dates() {
         assert_eq!(super::utc_stamp(0), "19700101-000000");
-        assert_eq!(super::utc_stamp(1_796_000_000), "20261230-061320");
+        // Checked with `date -u -d @1796000000`.
+        assert_eq!(super::utc_stamp(1_796_000_000), "20261130-005320");
         assert_eq!(super::utc_stamp(951_782_400), "20000229-000000");
     }
 }

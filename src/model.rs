@@ -29,7 +29,9 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// The safetensors bytes of `mlp`, with `{"format": "mnist-mlp", "version": "1"}` metadata.
+/// The safetensors bytes of `mlp`, with `{"format": "mnist-mlp-1"}` metadata. One key only: the
+/// crate stores metadata from a `HashMap`, whose order would vary between processes and make
+/// two identical models differ in their bytes.
 pub fn to_safetensors(mlp: &Mlp<f32>) -> Vec<u8> {
     let mut buffers = Vec::new();
     for (i, layer) in mlp.layers.iter().enumerate() {
@@ -52,10 +54,10 @@ pub fn to_safetensors(mlp: &Mlp<f32>) -> Vec<u8> {
             (name.clone(), view)
         })
         .collect();
-    let metadata = HashMap::from([
-        ("format".to_string(), CONFIG_FORMAT.to_string()),
-        ("version".to_string(), CONFIG_VERSION.to_string()),
-    ]);
+    let metadata = HashMap::from([(
+        "format".to_string(),
+        format!("{CONFIG_FORMAT}-{CONFIG_VERSION}"),
+    )]);
     safetensors::serialize(views, Some(metadata)).expect("in-memory serialisation cannot fail")
 }
 

@@ -219,10 +219,8 @@ pub fn run(cfg: &TrainConfig, data: &Dataset, out: &Path, progress: Progress) ->
         train_time += started.elapsed();
         window_loss += loss;
         window_len += 1;
-        if let Some(bar) = &bar {
-            if t.iteration % 16 == 0 {
-                bar.set_position(t.iteration as u64);
-            }
+        if let Some(bar) = bar.as_ref().filter(|_| t.iteration % 16 == 0) {
+            bar.set_position(t.iteration as u64);
         }
         if t.iteration % cfg.eval_every == 0 || t.iteration == total {
             let started = Instant::now();

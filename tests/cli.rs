@@ -1,0 +1,378 @@
+//! The command line, tested from outside on small synthetic data sets the tests write.
+
+mod common;
+
+use assert_cmd::Command;
+use std::path::Path;
+
+fn mnist_mlp() -> Command {
+    let mut cmd = Command::cargo_bin("mnist-mlp").unwrap();
+    // Never touch the user's real MNIST cache from a test.
+    cmd.env("MNIST_MLP_DATA", "/nonexistent/mnist-mlp-test-cache");
+    cmd
+}
+
+/// Train on `data` into `out` with a small, fast configuration plus `extra` flags.
+fn train(data: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let mut cmd = mnist_mlp();
+    cmd.args([
+        "train",
+        "--hidden",
+        "64,32",
+        "--iterations",
+        "300",
+        "--batch-size",
+        "32",
+    ])
+    .args([
+        "--lr",
+        "0.05",
+        "--eval-every",
+        "100",
+        "--threads",
+        "1",
+        "--seed",
+        "3",
+    ])
+    .arg("--data-dir")
+    .arg(data)
+    .arg("--out")
+    .arg(out)
+    .args(extra);
+    cmd.assert()
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+/// The accuracy gate stated in the README: 300 iterations on the synthetic patterns must reach
+/// 95% test accuracy, write all four files, and `eval` must reproduce the accuracy.
+#[test]
+fn training_on_synthetic_digits_reaches_95_percent_and_eval_agrees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("run"));
+    common::write_dataset(&data, 1000, 200, 1);
+    train(&data, &out, &[]).success();
+
+    for f in [
+        "config.json",
+        "metrics.csv",
+        "model.safetensors",
+        "summary.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let summary = read_json(&out.join("summary.json"));
+    let acc = summary["test_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.95, "test accuracy {acc} below the 0.95 gate");
+    assert_eq!(summary["iterations"], 300);
+    assert!(summary["train_seconds"].as_f64().unwrap() > 0.0);
+
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "iteration,lr,train_loss,test_loss,test_accuracy");
+    assert_eq!(lines.len(), 4, "rows at 100, 200, 300:\n{csv}");
+    assert!(lines[3].starts_with("300,0.05,"));
+
+    let config = read_json(&out.join("config.json"));
+    assert_eq!(
+        config["model"]["layer_sizes"],
+        serde_json::json!([784, 64, 32, 10])
+    );
+    assert_eq!(config["train"]["schedule"], "constant");
+
+    let eval = mnist_mlp()
+        .args(["eval", "--json", "--model"])
+        .arg(&out)
+        .assert()
+        .success();
+    let ev: serde_json::Value = serde_json::from_slice(&eval.get_output().stdout).unwrap();
+    assert_eq!(
+        ev["accuracy"].as_f64().unwrap(),
+        acc,
+        "eval disagrees with summary.json"
+    );
+    assert_eq!(ev["count"], 200);
+    let confusion_total: u64 = ev["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(confusion_total, 200);
+
+    let text = mnist_mlp()
+        .args(["eval", "--model"])
+        .arg(&out)
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
+    assert!(
+        stdout.contains("true\\pred") && stdout.contains("accuracy"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_same_seed_gives_a_byte_identical_model_and_another_seed_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 300, 50, 2);
+    let few = ["--iterations", "60", "--eval-every", "30"];
+    for (name, threads) in [("a", "1"), ("b", "1"), ("c", "2"), ("d", "2")] {
+        train(
+            &data,
+            &tmp.path().join(name),
+            &[&few[..], &["--threads", threads]].concat(),
+        )
+        .success();
+    }
+    let model = |run: &str| std::fs::read(tmp.path().join(run).join("model.safetensors")).unwrap();
+    // `assert!` rather than `assert_eq!`: a failure should not print two megabytes of bytes.
+    assert!(
+        model("a") == model("b"),
+        "same seed, 1 thread: models differ"
+    );
+    assert!(
+        model("c") == model("d"),
+        "same seed, 2 threads: models differ"
+    );
+    train(
+        &data,
+        &tmp.path().join("e"),
+        &[&few[..], &["--seed", "4"]].concat(),
+    )
+    .success();
+    assert!(
+        model("a") != model("e"),
+        "a different seed must give a different model"
+    );
+}
+
+#[test]
+fn a_step_schedule_and_sigmoid_train_and_record_the_decayed_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("run"));
+    common::write_dataset(&data, 300, 50, 5);
+    train(
+        &data,
+        &out,
+        &[
+            "--activation",
+            "sigmoid",
+            "--init",
+            "xavier",
+            "--schedule",
+            "step:0.5:100",
+            "--lr",
+            "0.5",
+        ],
+    )
+    .success();
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let lrs: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(lrs, vec![0.5, 0.25, 0.125]);
+}
+
+#[test]
+fn invalid_flags_are_rejected_naming_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--lr", "0"], "--lr"),
+        (&["--lr", "-0.1"], "--lr"),
+        (&["--batch-size", "0"], "--batch-size"),
+        (&["--hidden", ""], "--hidden"),
+        (&["--hidden", "500,0,100"], "--hidden"),
+        (&["--hidden", "500,abc"], "--hidden"),
+        (&["--activation", "softplus"], "--activation"),
+        (&["--init", "orthogonal"], "--init"),
+        (&["--init", "normal:-1"], "--init"),
+        (&["--schedule", "step:0.85"], "--schedule"),
+        (&["--momentum", "1.0"], "--momentum"),
+        (&["--l2", "-1"], "--l2"),
+        (&["--iterations", "0"], "--iterations"),
+        (&["--threads", "0"], "--threads"),
+    ];
+    for (args, flag) in cases {
+        let a = mnist_mlp()
+            .arg("train")
+            .args(*args)
+            .args(["--data-dir", "/nonexistent"])
+            .assert()
+            .failure();
+        let err = stderr_of(&a);
+        assert!(
+            err.contains(flag),
+            "{args:?}: stderr does not name {flag}:\n{err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
+    }
+}
+
+#[test]
+fn broken_data_directories_fail_naming_the_file_without_panicking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    common::write_dataset(&good, 100, 20, 6);
+    let label_file = "train-labels-idx1-ubyte";
+    let image_file = "t10k-images-idx3-ubyte";
+    type Break = fn(&Path);
+    let breaks: &[(&str, &str, Break)] = &[
+        ("truncated", image_file, |d| {
+            let p = d.join("t10k-images-idx3-ubyte");
+            let b = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &b[..b.len() - 100]).unwrap();
+        }),
+        ("mislabelled", label_file, |d| {
+            let p = d.join("train-labels-idx1-ubyte");
+            let mut b = std::fs::read(&p).unwrap();
+            b[20] = 42;
+            std::fs::write(&p, b).unwrap();
+        }),
+        ("corrupted", image_file, |d| {
+            std::fs::write(d.join("t10k-images-idx3-ubyte"), b"this is not an IDX file").unwrap();
+        }),
+        ("missing", label_file, |d| {
+            std::fs::remove_file(d.join("train-labels-idx1-ubyte")).unwrap()
+        }),
+    ];
+    for (what, file, break_it) in breaks {
+        let dir = tmp.path().join(what);
+        common::write_dataset(&dir, 100, 20, 6);
+        break_it(&dir);
+        let a = train(&dir, &tmp.path().join(format!("out-{what}")), &[]).failure();
+        let err = stderr_of(&a);
+        assert!(
+            err.contains(file),
+            "{what}: stderr does not name {file}:\n{err}"
+        );
+        assert!(!err.contains("panicked"), "{what} panicked:\n{err}");
+    }
+}
+
+#[test]
+fn eval_of_a_directory_without_a_model_says_what_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = mnist_mlp()
+        .args(["eval", "--model"])
+        .arg(tmp.path())
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(err.contains("config.json"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn fetch_with_every_source_failing_lists_each_source_and_how_to_place_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = mnist_mlp()
+        .args([
+            "fetch",
+            "--no-npm",
+            "--mirror",
+            "http://127.0.0.1:1/",
+            "--data-dir",
+        ])
+        .arg(tmp.path())
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(err.contains("http://127.0.0.1:1/"), "{err}");
+    assert!(err.contains("npm: skipped"), "{err}");
+    assert!(err.contains("by hand"), "{err}");
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().next().is_none(),
+        "fetch left files behind"
+    );
+}
+
+/// A one-thread HTTP server on loopback that answers every request with `body`.
+fn serve_forever(body: Vec<u8>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let mut req = Vec::new();
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    });
+    format!("http://{addr}/")
+}
+
+#[test]
+fn a_mirror_serving_wrong_bytes_is_refused_with_both_hashes_and_nothing_is_written() {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(b"not MNIST at all").unwrap();
+    let url = serve_forever(enc.finish().unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    let a = mnist_mlp()
+        .args(["fetch", "--no-npm", "--mirror", &url, "--data-dir"])
+        .arg(tmp.path())
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    let wrong = mnist_mlp::data::mnist::sha256_hex(b"not MNIST at all");
+    assert!(
+        err.contains("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+        "{err}"
+    );
+    assert!(err.contains(&wrong), "{err}");
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().next().is_none(),
+        "a wrong file was written"
+    );
+}
+
+#[test]
+fn help_documents_every_train_flag_with_its_default() {
+    let a = mnist_mlp().args(["train", "--help"]).assert().success();
+    // Help text wraps with the terminal width; compare with whitespace collapsed.
+    let out = String::from_utf8_lossy(&a.get_output().stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for (flag, default) in [
+        ("--hidden", "500,250,100"),
+        ("--activation", "relu"),
+        ("--init", "uniform"),
+        ("--lr", "0.01"),
+        ("--momentum", "0.9"),
+        ("--l2", "0.005"),
+        ("--l2-mode", "per-sample"),
+        ("--batch-size", "64"),
+        ("--iterations", "8000"),
+        ("--schedule", "constant"),
+        ("--seed", "0"),
+        ("--eval-every", "250"),
+    ] {
+        assert!(out.contains(flag), "{flag} not in --help");
+        assert!(
+            out.contains(&format!("[default: {default}]")),
+            "default {default} of {flag} not in --help:\n{out}"
+        );
+    }
+}

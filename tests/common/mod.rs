@@ -1,0 +1,53 @@
+//! Small synthetic IDX data sets that the tests write themselves.
+#![allow(dead_code)]
+
+use mnist_mlp::data::idx::{encode_images, encode_labels};
+use mnist_mlp::rng::Rng;
+use std::path::Path;
+
+pub const SIDE: usize = 28;
+
+/// A 28×28 image of class `c`: a bright 5×5 square at a position that depends on the class,
+/// jittered by a pixel, over faint noise. Ten classes, trivially separable by an MLP.
+pub fn pattern(c: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut img: Vec<u8> = (0..SIDE * SIDE).map(|_| rng.below(40) as u8).collect();
+    let top = 3 + (c / 5) * 13 + rng.below(3) as usize;
+    let left = 1 + (c % 5) * 5 + rng.below(2) as usize;
+    for r in top..top + 5 {
+        for col in left..(left + 5).min(SIDE) {
+            img[r * SIDE + col] = 200 + rng.below(56) as u8;
+        }
+    }
+    img
+}
+
+pub fn make_split(n: usize, rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
+    let mut pixels = Vec::with_capacity(n * SIDE * SIDE);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = i % 10;
+        pixels.extend(pattern(c, rng));
+        labels.push(c as u8);
+    }
+    (pixels, labels)
+}
+
+/// Write the four IDX files of a synthetic data set (`train` and `test` images) into `dir`.
+pub fn write_dataset(dir: &Path, train: usize, test: usize, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng::new(seed, 99);
+    let (tp, tl) = make_split(train, &mut rng);
+    let (vp, vl) = make_split(test, &mut rng);
+    std::fs::write(
+        dir.join("train-images-idx3-ubyte"),
+        encode_images(train, SIDE, SIDE, &tp),
+    )
+    .unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), encode_labels(&tl)).unwrap();
+    std::fs::write(
+        dir.join("t10k-images-idx3-ubyte"),
+        encode_images(test, SIDE, SIDE, &vp),
+    )
+    .unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), encode_labels(&vl)).unwrap();
+}

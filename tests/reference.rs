@@ -1,0 +1,156 @@
+//! Our backward pass and update rule against an independent numpy implementation
+//! (`scripts/reference/make_fixture.py`, output committed as `tests/fixtures/reference.json`):
+//! loss and every gradient of a small network, then a five-step momentum-SGD trajectory, in f64
+//! and through the f32 training path. Each comparison prints its maximum difference.
+
+use mnist_mlp::nn::gradcheck::mlp_gradient;
+use mnist_mlp::nn::{Activation, Mlp, Workspace};
+use mnist_mlp::optim::{L2Mode, Sgd};
+use serde_json::Value;
+
+/// f64 against f64: only rounding differences in summation order remain.
+const TOL_F64: f64 = 1e-12;
+/// The f32 path against f64 numbers, over a few steps.
+const TOL_F32: f64 = 1e-6;
+
+fn fixture() -> Value {
+    let text = include_str!("fixtures/reference.json");
+    serde_json::from_str(text).expect("valid fixture")
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+fn labels(v: &Value) -> Vec<u8> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u8)
+        .collect()
+}
+
+fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+fn sizes(f: &Value) -> Vec<usize> {
+    f["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect()
+}
+
+fn sgd(f: &Value) -> (Sgd, f64) {
+    let s = &f["sgd"];
+    assert_eq!(s["l2_mode"], "per-sample");
+    let sgd = Sgd {
+        momentum: s["momentum"].as_f64().unwrap(),
+        l2: s["l2"].as_f64().unwrap(),
+        l2_mode: L2Mode::PerSample,
+    };
+    (sgd, s["lr"].as_f64().unwrap())
+}
+
+/// Run the fixture's trajectory in scalar type T; returns (losses, final params as f64).
+fn trajectory<T: mnist_mlp::kernels::Real>(f: &Value, case: &Value) -> (Vec<f64>, Vec<f64>) {
+    let act: Activation = case["activation"].as_str().unwrap().parse().unwrap();
+    let sizes = sizes(f);
+    let mut mlp = Mlp::<T>::new(&sizes, act);
+    for (p, v) in mlp.params.iter_mut().zip(floats(&case["params"])) {
+        *p = T::from_f64(v);
+    }
+    let (sgd, lr) = sgd(f);
+    let mut grads = vec![T::ZERO; mlp.params.len()];
+    let mut velocity = vec![T::ZERO; mlp.params.len()];
+    let mut losses = Vec::new();
+    for batch in case["trajectory"]["batches"].as_array().unwrap() {
+        let x = floats(&batch["x"]);
+        let y = labels(&batch["labels"]);
+        let mut ws = Workspace::new(&sizes, y.len());
+        for (d, &v) in ws.input_mut(y.len()).iter_mut().zip(&x) {
+            *d = T::from_f64(v);
+        }
+        losses.push(mlp.forward_loss(&mut ws, &y) / y.len() as f64);
+        mlp.backward(&mut ws, &y, T::from_f64(1.0 / y.len() as f64), &mut grads);
+        sgd.step(
+            lr,
+            y.len(),
+            &mlp.layers,
+            &mut mlp.params,
+            &grads,
+            &mut velocity,
+        );
+    }
+    (losses, mlp.params.iter().map(|v| v.to_f64()).collect())
+}
+
+#[test]
+fn gradients_match_the_numpy_reference() {
+    let f = fixture();
+    for case in f["cases"].as_array().unwrap() {
+        let act: Activation = case["activation"].as_str().unwrap().parse().unwrap();
+        let mut mlp = Mlp::<f64>::new(&sizes(&f), act);
+        mlp.params.copy_from_slice(&floats(&case["params"]));
+        let x = floats(&case["x"]);
+        let y = labels(&case["labels"]);
+        let mut ws = Workspace::new(&mlp.sizes, y.len());
+        ws.input_mut(y.len()).copy_from_slice(&x);
+        let loss = mlp.forward_loss(&mut ws, &y) / y.len() as f64;
+        let d_loss = (loss - case["loss"].as_f64().unwrap()).abs();
+        let d_grads = max_diff(&mlp_gradient(&mlp, &x, &y), &floats(&case["grads"]));
+        println!(
+            "{act}: loss diff {d_loss:.2e}, max gradient diff {d_grads:.2e} (tolerance {TOL_F64:e})"
+        );
+        assert!(
+            d_loss <= TOL_F64 && d_grads <= TOL_F64,
+            "{act}: differs from numpy"
+        );
+    }
+}
+
+#[test]
+fn a_five_step_momentum_trajectory_matches_the_numpy_reference_in_f64_and_f32() {
+    let f = fixture();
+    for case in f["cases"].as_array().unwrap() {
+        let act = case["activation"].as_str().unwrap();
+        let want_losses = floats(&case["trajectory"]["losses"]);
+        let want_params = floats(&case["trajectory"]["final_params"]);
+
+        let (losses, params) = trajectory::<f64>(&f, case);
+        let (dl, dp) = (
+            max_diff(&losses, &want_losses),
+            max_diff(&params, &want_params),
+        );
+        println!(
+            "{act} f64: max loss diff {dl:.2e}, max final-parameter diff {dp:.2e} (tolerance {TOL_F64:e})"
+        );
+        assert!(
+            dl <= TOL_F64 && dp <= TOL_F64,
+            "{act} f64 trajectory differs from numpy"
+        );
+
+        let (losses, params) = trajectory::<f32>(&f, case);
+        let (dl, dp) = (
+            max_diff(&losses, &want_losses),
+            max_diff(&params, &want_params),
+        );
+        println!(
+            "{act} f32: max loss diff {dl:.2e}, max final-parameter diff {dp:.2e} (tolerance {TOL_F32:e})"
+        );
+        assert!(
+            dl <= TOL_F32 && dp <= TOL_F32,
+            "{act} f32 trajectory differs from numpy"
+        );
+    }
+}
