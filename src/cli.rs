@@ -7,7 +7,7 @@ use crate::data::mnist::default_cache_dir;
 use crate::nn::{Activation, Init, Workspace};
 use crate::optim::{L2Mode, Schedule};
 use crate::train::{self, EVAL_CHUNK, Progress};
-use crate::{Error, eval, kernels, model};
+use crate::{Error, eval, kernels, model, study};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -32,6 +32,51 @@ pub enum Command {
     Eval(EvalArgs),
     /// Download MNIST into the cache (or --data-dir) and verify its SHA-256 checksums.
     Fetch(FetchArgs),
+    /// Run a study (the seed report's by default): many runs, their records, figures and a report.
+    Study(StudyArgs),
+    /// Redraw a study's figures and report from its records, without training.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StudyArgs {
+    /// A study specification (TOML); without it, the built-in study of the seed report.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Output directory (default: runs/study-<name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Repeat every run with seeds 0..K and report mean ± standard deviation.
+    #[arg(long, value_name = "K")]
+    pub seeds: Option<u64>,
+    /// Runs trained at the same time (each gets cores / jobs threads).
+    #[arg(long, default_value_t = available_threads())]
+    pub jobs: usize,
+    /// Directory holding the four IDX files (default: the MNIST cache).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Include the table of a finished ablation study (its output directory) in the report.
+    #[arg(long, value_name = "DIR")]
+    pub ablation: Option<PathBuf>,
+    /// Override every run's iteration count (a quick preview of a long study).
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<usize>,
+    /// Print the specification that would run, and stop.
+    #[arg(long)]
+    pub print_spec: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A study's output directory.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Include the table of a finished ablation study (its output directory).
+    #[arg(long, value_name = "DIR")]
+    pub ablation: Option<PathBuf>,
 }
 
 fn defaults() -> TrainConfig {
@@ -175,7 +220,67 @@ pub fn run() -> Result<()> {
         Command::Train(args) => cmd_train(&args),
         Command::Eval(args) => cmd_eval(&args),
         Command::Fetch(args) => cmd_fetch(&args),
+        Command::Study(args) => cmd_study(&args),
+        Command::Report(args) => {
+            study::report::write(&args.from, args.ablation.as_deref())?;
+            println!("{}", args.from.join("report.html").display());
+            Ok(())
+        }
     }
+}
+
+fn cmd_study(args: &StudyArgs) -> Result<()> {
+    if args.jobs == 0 {
+        return Err(Error::flag("--jobs", "must be at least 1").into());
+    }
+    let (mut spec, kind, origin) = match &args.spec {
+        Some(path) => (
+            study::spec::StudySpec::from_file(path)?,
+            "custom",
+            path.display().to_string(),
+        ),
+        None => (
+            study::seed::spec(),
+            "seed",
+            "built-in seed study".to_string(),
+        ),
+    };
+    if let Some(k) = args.seeds {
+        if k == 0 {
+            return Err(Error::flag("--seeds", "must be at least 1").into());
+        }
+        spec.seeds = (0..k).collect();
+    }
+    if let Some(n) = args.iterations {
+        spec.base
+            .insert("iterations".into(), toml::Value::Integer(n as i64));
+        for run in &mut spec.runs {
+            run.remove("iterations");
+        }
+    }
+    if args.print_spec {
+        match &args.spec {
+            Some(path) => print!("{}", std::fs::read_to_string(path)?),
+            None => print!("{}", study::seed::SEED_SPEC.trim_start()),
+        }
+        return Ok(());
+    }
+    let runs = spec.resolve(&origin)?.len();
+    let jobs = args.jobs.min(runs.max(1));
+    kernels::set_threads(study::threads_per_run(jobs));
+    let opts = study::StudyOptions {
+        out: args
+            .out
+            .clone()
+            .unwrap_or_else(|| Path::new("runs").join(format!("study-{}", spec.name))),
+        jobs,
+        data_dir: args.data_dir.clone(),
+        quiet: args.quiet,
+        ablation: args.ablation.clone(),
+    };
+    study::run(&spec, kind, &opts, &origin)?;
+    println!("{}", opts.out.join("report.html").display());
+    Ok(())
 }
 
 fn cmd_train(args: &TrainArgs) -> Result<()> {
@@ -204,7 +309,7 @@ fn cmd_train(args: &TrainArgs) -> Result<()> {
     let progress = if args.quiet {
         Progress::Quiet
     } else {
-        Progress::auto()
+        Progress::auto(cfg.iterations)
     };
     let s = train::run(&cfg, &data, &out, progress)?;
     if !args.quiet {

@@ -16,6 +16,7 @@ pub mod model;
 pub mod nn;
 pub mod optim;
 pub mod rng;
+pub mod study;
 pub mod train;
 
 pub use error::{Error, Result};

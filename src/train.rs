@@ -59,23 +59,39 @@ pub struct Summary {
 }
 
 /// How a run reports progress on stderr.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Progress {
-    /// A live bar (when stderr is a terminal).
-    Bar,
+    /// A live bar (when stderr is a terminal); the caller may hand in a bar of its own (the
+    /// study shows one per running run).
+    Bar(indicatif::ProgressBar),
     /// One line per evaluation (logs, CI, pipes).
     Lines,
     Quiet,
 }
 
 impl Progress {
-    pub fn auto() -> Self {
+    /// A bar when stderr is a terminal, else lines.
+    pub fn auto(total: usize) -> Self {
         if std::io::stderr().is_terminal() {
-            Progress::Bar
+            Progress::Bar(new_bar(total, ""))
         } else {
             Progress::Lines
         }
     }
+}
+
+/// A progress bar in the project's style: position, rate, ETA, and a message.
+pub fn new_bar(total: usize, prefix: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:<22} {bar:28.cyan/blue} {pos:>5}/{len} it  {per_sec:>10}  ETA {eta:>3}  {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("█▉▊▋▌▍▎▏ "),
+    );
+    bar.set_prefix(prefix.to_string());
+    bar
 }
 
 /// All state of a run in progress.
@@ -192,17 +208,10 @@ pub fn run(cfg: &TrainConfig, data: &Dataset, out: &Path, progress: Progress) ->
     model::save_config(out, &run_config)?;
 
     let total = cfg.iterations;
-    let bar = match progress {
-        Progress::Bar => {
-            let bar = indicatif::ProgressBar::new(total as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:32.cyan/blue} {pos:>5}/{len} it  {per_sec:>10}  ETA {eta:>3}  {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("█▉▊▋▌▍▎▏ "),
-            );
-            Some(bar)
+    let bar = match &progress {
+        Progress::Bar(bar) => {
+            bar.set_length(total as u64);
+            Some(bar.clone())
         }
         _ => None,
     };
@@ -241,7 +250,7 @@ pub fn run(cfg: &TrainConfig, data: &Dataset, out: &Path, progress: Progress) ->
                 row.test_loss,
                 100.0 * row.test_accuracy
             );
-            match (&bar, progress) {
+            match (&bar, &progress) {
                 (Some(bar), _) => {
                     bar.set_position(t.iteration as u64);
                     bar.set_message(msg);
@@ -257,7 +266,7 @@ pub fn run(cfg: &TrainConfig, data: &Dataset, out: &Path, progress: Progress) ->
         }
     }
     if let Some(bar) = &bar {
-        bar.finish();
+        bar.set_position(total as u64);
     }
     model::save(out, &run_config, &t.mlp)?;
     let last = rows.last().expect("the final iteration always evaluates");

@@ -1,0 +1,287 @@
+//! Figures, drawn with plotters into PNG and SVG from the same code. A font is embedded in the
+//! binary (DejaVu Sans), so figures render the same on machines without any fonts installed.
+
+use crate::error::{Error, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+pub const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+];
+
+const FONT: &str = "sans-serif";
+
+fn ensure_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Both styles map to the same face: we only need legible text, not typography.
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            if plotters::style::register_font(FONT, style, dejavu::sans::regular()).is_err() {
+                panic!("the embedded DejaVu Sans font does not parse");
+            }
+        }
+    });
+}
+
+/// A drawing that can be rendered on any plotters backend.
+pub trait Figure {
+    fn size(&self) -> (u32, u32);
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String>;
+}
+
+/// Write `stem.png` and `stem.svg`.
+pub fn save(fig: &impl Figure, stem: &Path) -> Result<()> {
+    ensure_font();
+    let fail = |e: String| Error::Io {
+        path: stem.to_path_buf(),
+        source: std::io::Error::other(e),
+    };
+    let png = stem.with_extension("png");
+    let svg = stem.with_extension("svg");
+    {
+        let root = BitMapBackend::new(&png, fig.size()).into_drawing_area();
+        fig.draw(&root).map_err(fail)?;
+        root.present().map_err(|e| fail(e.to_string()))?;
+    }
+    {
+        let root = SVGBackend::new(&svg, fig.size()).into_drawing_area();
+        fig.draw(&root).map_err(fail)?;
+        root.present().map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    pub color: RGBColor,
+}
+
+#[derive(Clone, Debug)]
+pub struct Panel {
+    pub title: String,
+    pub x_desc: String,
+    pub y_desc: String,
+    pub log_y: bool,
+    pub series: Vec<Series>,
+}
+
+/// Line charts side by side (or stacked), under one title.
+pub struct LineFigure {
+    pub title: String,
+    pub panels: Vec<Panel>,
+    /// (rows, columns)
+    pub grid: (usize, usize),
+    pub size: (u32, u32),
+}
+
+fn bounds(series: &[Series], log: bool) -> (f64, f64, f64, f64) {
+    let pts = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|p| p.1.is_finite() && (!log || p.1 > 0.0));
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        return (0.0, 1.0, if log { 0.1 } else { 0.0 }, 1.0);
+    }
+    if x0 == x1 {
+        x1 = x0 + 1.0;
+    }
+    if log {
+        (x0, x1, y0 / 1.25, y1 * 1.25)
+    } else {
+        let pad = ((y1 - y0) * 0.05).max(1e-9);
+        (x0, x1, y0 - pad, y1 + pad)
+    }
+}
+
+fn e(err: impl std::fmt::Display) -> String {
+    err.to_string()
+}
+
+macro_rules! draw_panel {
+    ($area:expr, $p:expr, $y_range:expr, $x0:expr, $x1:expr) => {{
+        let mut chart = ChartBuilder::on($area)
+            .caption(&$p.title, (FONT, 18))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(64)
+            .build_cartesian_2d($x0..$x1, $y_range)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc($p.x_desc.as_str())
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_desc($p.y_desc.as_str())
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 15))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(e)?;
+        for s in &$p.series {
+            let color = s.color;
+            chart
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied().filter(|p| p.1.is_finite()),
+                    color.stroke_width(2),
+                ))
+                .map_err(e)?
+                .label(s.label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((FONT, 14))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(160, 160, 160))
+            .draw()
+            .map_err(e)?;
+    }};
+}
+
+impl Figure for LineFigure {
+    fn size(&self) -> (u32, u32) {
+        self.size
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        root.fill(&WHITE).map_err(e)?;
+        let root = root.titled(&self.title, (FONT, 22)).map_err(e)?;
+        let areas = root.split_evenly(self.grid);
+        for (area, p) in areas.iter().zip(&self.panels) {
+            let (x0, x1, y0, y1) = bounds(&p.series, p.log_y);
+            if p.log_y {
+                draw_panel!(area, p, (y0..y1).log_scale(), x0, x1);
+            } else {
+                draw_panel!(area, p, y0..y1, x0, x1);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One sample digit with what each network predicted.
+pub struct SampleCell {
+    pub pixels: Vec<u8>,
+    pub rows: usize,
+    pub cols: usize,
+    pub label: u8,
+    /// (network label, top-3 digits)
+    pub predictions: Vec<(String, Vec<usize>)>,
+}
+
+/// A grid of digits, drawn dark on light, each with its true label and top-3 predictions;
+/// a wrong top-1 is printed in red.
+pub struct SamplesFigure {
+    pub title: String,
+    pub caption: String,
+    pub cells: Vec<SampleCell>,
+    pub columns: usize,
+}
+
+const CELL_W: u32 = 190;
+const CELL_H: u32 = 200;
+const SCALE: i32 = 4;
+const HEADER: u32 = 70;
+
+impl Figure for SamplesFigure {
+    fn size(&self) -> (u32, u32) {
+        let rows = self.cells.len().div_ceil(self.columns) as u32;
+        (CELL_W * self.columns as u32, HEADER + CELL_H * rows)
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        root.fill(&WHITE).map_err(e)?;
+        root.draw(&Text::new(
+            self.title.as_str(),
+            (10, 8),
+            (FONT, 22).into_font(),
+        ))
+        .map_err(e)?;
+        root.draw(&Text::new(
+            self.caption.as_str(),
+            (10, 38),
+            (FONT, 15).into_font(),
+        ))
+        .map_err(e)?;
+        for (i, cell) in self.cells.iter().enumerate() {
+            let cx = (i % self.columns) as i32 * CELL_W as i32;
+            let cy = HEADER as i32 + (i / self.columns) as i32 * CELL_H as i32;
+            let (ox, oy) = (cx + 8, cy + 4);
+            root.draw(&Rectangle::new(
+                [
+                    (ox - 1, oy - 1),
+                    (ox + cell.cols as i32 * SCALE, oy + cell.rows as i32 * SCALE),
+                ],
+                RGBColor(180, 180, 180).stroke_width(1),
+            ))
+            .map_err(e)?;
+            for r in 0..cell.rows {
+                for c in 0..cell.cols {
+                    let v = cell.pixels[r * cell.cols + c];
+                    if v == 0 {
+                        continue;
+                    }
+                    let g = 255 - v;
+                    let (x, y) = (ox + c as i32 * SCALE, oy + r as i32 * SCALE);
+                    root.draw(&Rectangle::new(
+                        [(x, y), (x + SCALE, y + SCALE)],
+                        RGBColor(g, g, g).filled(),
+                    ))
+                    .map_err(e)?;
+                }
+            }
+            let tx = ox + cell.cols as i32 * SCALE + 8;
+            root.draw(&Text::new(
+                format!("true {}", cell.label),
+                (tx, oy + 4),
+                (FONT, 16).into_font(),
+            ))
+            .map_err(e)?;
+            for (k, (net, top)) in cell.predictions.iter().enumerate() {
+                let wrong = top.first().is_some_and(|&t| t != cell.label as usize);
+                let color = if wrong { RGBColor(200, 0, 0) } else { BLACK };
+                let digits: Vec<String> = top.iter().map(|d| d.to_string()).collect();
+                let y = oy + cell.rows as i32 * SCALE + 8 + k as i32 * 20;
+                let text = format!(
+                    "{net}: [{}]{}",
+                    digits.join(" "),
+                    if wrong { " ✗" } else { "" }
+                );
+                root.draw(&Text::new(
+                    text,
+                    (ox, y),
+                    (FONT, 15).into_font().color(&color),
+                ))
+                .map_err(e)?;
+            }
+        }
+        Ok(())
+    }
+}

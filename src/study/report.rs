@@ -1,0 +1,830 @@
+//! The study report, drawn from the records alone: figures (PNG + SVG), `report.md`, and a
+//! self-contained `report.html` with the figures embedded.
+
+use super::plot::{self, COLORS, LineFigure, Panel, SampleCell, SamplesFigure, Series};
+use super::seed::{self, RELU, RELU_STEP, SIGMOID, SIGMOID_STEP, Samples};
+use super::{RESULTS_FILE, RunResult, STUDY_FILE, StudyRecord, read_json};
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::train::MetricsRow;
+use base64::Engine;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A report is a list of blocks, rendered once as Markdown and once as HTML.
+enum Block {
+    Heading(u8, String),
+    Para(String),
+    Table(Vec<String>, Vec<Vec<String>>),
+    Figure(String, String),
+    Code(String),
+}
+
+fn md(blocks: &[Block]) -> String {
+    let mut s = String::new();
+    for b in blocks {
+        match b {
+            Block::Heading(level, t) => s += &format!("{} {t}\n\n", "#".repeat(*level as usize)),
+            Block::Para(t) => s += &format!("{t}\n\n"),
+            Block::Table(head, rows) => {
+                s += &format!(
+                    "| {} |\n|{}|\n",
+                    head.join(" | "),
+                    head.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+                );
+                for r in rows {
+                    s += &format!("| {} |\n", r.join(" | "));
+                }
+                s += "\n";
+            }
+            Block::Figure(stem, alt) => {
+                s += &format!("![{alt}]({stem}.png)\n\n*{alt}* ([SVG]({stem}.svg))\n\n")
+            }
+            Block::Code(t) => s += &format!("```\n{t}\n```\n\n"),
+        }
+    }
+    s
+}
+
+fn escape(t: &str) -> String {
+    t.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Escape, then turn `**bold**` and `` `code` `` into tags.
+fn inline(t: &str) -> String {
+    let mut out = String::new();
+    let mut bold = false;
+    let mut code = false;
+    let text = escape(t);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '*' && chars.peek() == Some(&'*') {
+            chars.next();
+            out += if bold { "</strong>" } else { "<strong>" };
+            bold = !bold;
+        } else if c == '`' {
+            out += if code { "</code>" } else { "<code>" };
+            code = !code;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn html(blocks: &[Block], dir: &Path, title: &str) -> Result<String> {
+    let mut s = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>\
+body{{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}}\
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}th{{background:#f3f3f3}}\
+img{{max-width:100%;border:1px solid #ddd}}figure{{margin:1.5em 0}}figcaption{{color:#555;font-style:italic}}code,pre{{background:#f6f6f6}}pre{{padding:.8em;overflow-x:auto}}\
+</style></head><body>\n",
+        escape(title)
+    );
+    for b in blocks {
+        match b {
+            Block::Heading(level, t) => s += &format!("<h{level}>{}</h{level}>\n", inline(t)),
+            Block::Para(t) => s += &format!("<p>{}</p>\n", inline(t)),
+            Block::Table(head, rows) => {
+                s += "<table><tr>";
+                for h in head {
+                    s += &format!("<th>{}</th>", inline(h));
+                }
+                s += "</tr>\n";
+                for r in rows {
+                    s += "<tr>";
+                    for c in r {
+                        s += &format!("<td>{}</td>", inline(c));
+                    }
+                    s += "</tr>\n";
+                }
+                s += "</table>\n";
+            }
+            Block::Figure(stem, alt) => {
+                let path = dir.join(format!("{stem}.png"));
+                let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                s += &format!(
+                    "<figure><img alt=\"{}\" src=\"data:image/png;base64,{b64}\"><figcaption>{}</figcaption></figure>\n",
+                    escape(alt),
+                    inline(alt)
+                );
+            }
+            Block::Code(t) => s += &format!("<pre>{}</pre>\n", escape(t)),
+        }
+    }
+    s += "</body></html>\n";
+    Ok(s)
+}
+
+/// Read a run's `metrics.csv`.
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bad = |line: usize| Error::Dataset {
+        dir: path.to_path_buf(),
+        msg: format!("line {line} is not `{}`", crate::train::METRICS_HEADER),
+    };
+    let mut rows = Vec::new();
+    for (n, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 5 {
+            return Err(bad(n + 1));
+        }
+        let num = |i: usize| f[i].parse::<f64>().map_err(|_| bad(n + 1));
+        rows.push(MetricsRow {
+            iteration: f[0].parse().map_err(|_| bad(n + 1))?,
+            lr: num(1)?,
+            train_loss: num(2)?,
+            test_loss: num(3)?,
+            test_accuracy: num(4)?,
+        });
+    }
+    Ok(rows)
+}
+
+/// Everything the report needs, read from a study directory.
+struct Records {
+    study: StudyRecord,
+    results: Vec<RunResult>,
+    metrics: BTreeMap<String, Vec<MetricsRow>>,
+}
+
+impl Records {
+    fn read(dir: &Path) -> Result<Records> {
+        let study: StudyRecord = read_json(&dir.join(STUDY_FILE))?;
+        let results: Vec<RunResult> = read_json(&dir.join(RESULTS_FILE))?;
+        let mut metrics = BTreeMap::new();
+        for r in &results {
+            let path = dir.join("runs").join(&r.name).join("metrics.csv");
+            if path.is_file() {
+                metrics.insert(r.name.clone(), read_metrics(&path)?);
+            }
+        }
+        Ok(Records {
+            study,
+            results,
+            metrics,
+        })
+    }
+
+    /// Runs of a group (one per seed).
+    fn group(&self, group: &str) -> Vec<&RunResult> {
+        self.results.iter().filter(|r| r.group == group).collect()
+    }
+
+    /// Metrics of a group's first seed.
+    fn curve(&self, group: &str) -> Option<&Vec<MetricsRow>> {
+        self.group(group)
+            .first()
+            .and_then(|r| self.metrics.get(&r.name))
+    }
+
+    fn accuracy(&self, group: &str) -> Option<Stat> {
+        Stat::of(
+            self.group(group)
+                .iter()
+                .filter_map(|r| r.test_accuracy)
+                .collect(),
+        )
+    }
+}
+
+/// Mean and sample standard deviation over seeds.
+#[derive(Clone, Copy, Debug)]
+struct Stat {
+    mean: f64,
+    std: f64,
+    n: usize,
+}
+
+impl Stat {
+    fn of(v: Vec<f64>) -> Option<Stat> {
+        if v.is_empty() {
+            return None;
+        }
+        let n = v.len();
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let std = if n > 1 {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        Some(Stat { mean, std, n })
+    }
+    fn pct(&self) -> String {
+        if self.n > 1 {
+            format!("{:.2}% ± {:.2}", 100.0 * self.mean, 100.0 * self.std)
+        } else {
+            format!("{:.2}%", 100.0 * self.mean)
+        }
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+fn series(label: &str, rows: &[MetricsRow], color: usize, pick: fn(&MetricsRow) -> f64) -> Series {
+    Series {
+        label: label.to_string(),
+        points: rows.iter().map(|r| (r.iteration as f64, pick(r))).collect(),
+        color: COLORS[color % COLORS.len()],
+    }
+}
+
+fn loss_panel(title: &str, series: Vec<Series>) -> Panel {
+    Panel {
+        title: title.into(),
+        x_desc: "iteration".into(),
+        y_desc: "cross-entropy loss (log scale)".into(),
+        log_y: true,
+        series,
+    }
+}
+
+fn train_loss(r: &MetricsRow) -> f64 {
+    r.train_loss
+}
+fn test_loss(r: &MetricsRow) -> f64 {
+    r.test_loss
+}
+
+/// Train and test loss of several groups, in two panels.
+fn train_test_figure(rec: &Records, title: &str, groups: &[(&str, String)]) -> Option<LineFigure> {
+    let mut train = Vec::new();
+    let mut test = Vec::new();
+    for (i, (g, label)) in groups.iter().enumerate() {
+        let rows = rec.curve(g)?;
+        train.push(series(label, rows, i, train_loss));
+        test.push(series(label, rows, i, test_loss));
+    }
+    Some(LineFigure {
+        title: title.into(),
+        panels: vec![
+            loss_panel("training loss (mean over each 100 iterations)", train),
+            loss_panel("test loss (10,000 images)", test),
+        ],
+        grid: (1, 2),
+        size: (1300, 520),
+    })
+}
+
+fn save_figure(
+    blocks: &mut Vec<Block>,
+    dir: &Path,
+    stem: &str,
+    fig: Option<LineFigure>,
+    caption: &str,
+) -> Result<()> {
+    match fig {
+        Some(fig) => {
+            plot::save(&fig, &dir.join(stem))?;
+            blocks.push(Block::Figure(stem.into(), caption.into()));
+        }
+        None => blocks.push(Block::Para(format!(
+            "(Figure `{stem}` omitted: a run it needs did not finish.)"
+        ))),
+    }
+    Ok(())
+}
+
+/// Test loss at `iteration` (the nearest recorded row at or after it).
+fn loss_at(rows: &[MetricsRow], iteration: usize) -> Option<f64> {
+    rows.iter()
+        .find(|r| r.iteration >= iteration)
+        .map(|r| r.test_loss)
+}
+
+/// Mean absolute change of the test loss between evaluations over the second half of training:
+/// our measure of how smooth a curve is.
+fn roughness(rows: &[MetricsRow]) -> f64 {
+    let half = &rows[rows.len() / 2..];
+    if half.len() < 2 {
+        return f64::NAN;
+    }
+    half.windows(2)
+        .map(|w| (w[1].test_loss - w[0].test_loss).abs())
+        .sum::<f64>()
+        / (half.len() - 1) as f64
+}
+
+fn verdict(holds: bool) -> String {
+    if holds {
+        "**holds**".into()
+    } else {
+        "**does not hold**".into()
+    }
+}
+
+/// Draw every figure and write `report.md` and `report.html` into `dir` from its records.
+/// With `ablation`, that study's results are tabulated too.
+pub fn write(dir: &Path, ablation: Option<&Path>) -> Result<()> {
+    let rec = Records::read(dir)?;
+    let mut b: Vec<Block> = Vec::new();
+    let title = if rec.study.kind == "seed" {
+        "mnist-mlp: the seed report's study, regenerated".to_string()
+    } else {
+        format!("mnist-mlp study '{}'", rec.study.spec.name)
+    };
+    b.push(Block::Heading(1, title.clone()));
+    if !rec.study.spec.description.is_empty() {
+        b.push(Block::Para(rec.study.spec.description.clone()));
+    }
+    let m = &rec.study.machine;
+    b.push(Block::Para(format!(
+        "Produced by mnist-mlp {} on {} ({} logical cores, {}): {} runs, {} at a time with {} matrix-product thread(s) each, {:.1} s of wall time in all.",
+        rec.study.tool_version, m.cpu, m.logical_cores, m.os, rec.results.len(), rec.study.jobs, rec.study.threads_per_run, rec.study.wall_seconds
+    )));
+    b.push(Block::Para("Ran as:".into()));
+    b.push(Block::Code(rec.study.command.clone()));
+    b.push(Block::Heading(2, "Configuration".into()));
+    b.push(Block::Para(
+        "Options shared by every run (everything else is the default of `mnist-mlp train`):".into(),
+    ));
+    let mut rows: Vec<Vec<String>> = rec
+        .study
+        .spec
+        .base
+        .iter()
+        .map(|(k, v)| vec![format!("`{k}`"), v.to_string()])
+        .collect();
+    rows.push(vec![
+        "`seeds`".into(),
+        format!("{:?}", rec.study.spec.seeds),
+    ]);
+    b.push(Block::Table(vec!["option".into(), "value".into()], rows));
+
+    if rec.study.kind == "seed" {
+        seed_sections(&rec, dir, &mut b)?;
+    } else {
+        custom_sections(&rec, dir, &mut b)?;
+    }
+
+    b.push(Block::Heading(2, "Runs: time and speed".into()));
+    let rows = rec
+        .results
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.status.clone(),
+                r.test_accuracy.map(pct).unwrap_or_else(|| "—".into()),
+                r.test_loss
+                    .map(|l| format!("{l:.4}"))
+                    .unwrap_or_else(|| "—".into()),
+                r.train_seconds
+                    .map(|t| format!("{t:.1}"))
+                    .unwrap_or_else(|| "—".into()),
+                r.samples_per_second
+                    .map(|s| format!("{s:.0}"))
+                    .unwrap_or_else(|| "—".into()),
+            ]
+        })
+        .collect();
+    b.push(Block::Table(
+        [
+            "run",
+            "status",
+            "test accuracy",
+            "test loss",
+            "training s",
+            "samples/s",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    ));
+    for r in rec.results.iter().filter(|r| r.status != "ok") {
+        b.push(Block::Para(format!(
+            "`{}`: {}",
+            r.name,
+            r.message.clone().unwrap_or_default()
+        )));
+    }
+
+    if let Some(ab) = ablation {
+        ablation_section(ab, &mut b)?;
+    }
+
+    write_atomic(&dir.join("report.md"), md(&b).as_bytes())?;
+    write_atomic(&dir.join("report.html"), html(&b, dir, &title)?.as_bytes())?;
+    Ok(())
+}
+
+fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
+    b.push(Block::Heading(2, "Accuracy against the seed report".into()));
+    let cells: [(&str, &str); 8] = [
+        (SIGMOID[0], "Sigmoid, α = 1e-2 (§2.2)"),
+        (SIGMOID[1], "Sigmoid, α = 1e-3 (§2.2)"),
+        (SIGMOID[2], "Sigmoid, α = 1e-4 (§2.2)"),
+        (RELU[0], "ReLU, α = 1e-2 (§2.4)"),
+        (RELU[1], "ReLU, α = 1e-3 (§2.4)"),
+        (RELU[2], "ReLU, α = 1e-4 (§2.4)"),
+        (
+            SIGMOID_STEP,
+            "Sigmoid, α = 1e-2, step decay ×0.85 / 250 (§2.3)",
+        ),
+        (RELU_STEP, "ReLU, α = 1e-2, step decay ×0.85 / 250 (ours)"),
+    ];
+    let mut rows = Vec::new();
+    for (g, label) in cells {
+        let reported = rec.group(g).first().and_then(|r| r.reported_accuracy);
+        let ours = rec.accuracy(g);
+        let diff = match (reported, ours) {
+            (Some(s), Some(o)) => format!("{:+.2}", 100.0 * (o.mean - s)),
+            _ => "—".into(),
+        };
+        rows.push(vec![
+            label.to_string(),
+            reported.map(pct).unwrap_or_else(|| "—".into()),
+            ours.map(|o| o.pct()).unwrap_or_else(|| "diverged".into()),
+            diff,
+        ]);
+    }
+    b.push(Block::Table(
+        [
+            "experiment",
+            "seed report",
+            "mnist-mlp",
+            "difference (points)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    ));
+
+    b.push(Block::Heading(2, "§2.2 Learning curves, sigmoid".into()));
+    save_figure(
+        b,
+        dir,
+        "fig1-sigmoid-curves",
+        train_test_figure(
+            rec,
+            "Sigmoid network, α = 1e-2: training and test loss",
+            &[(SIGMOID[0], "sigmoid, α = 1e-2".into())],
+        ),
+        "Figure 1a. Training and test loss of the sigmoid network at α = 1e-2 (seed §2.2).",
+    )?;
+    let lr_groups = |names: [&'static str; 3], act: &str| -> Vec<(&'static str, String)> {
+        names
+            .iter()
+            .zip(["1e-2", "1e-3", "1e-4"])
+            .map(|(g, a)| (*g, format!("{act}, α = {a}")))
+            .collect()
+    };
+    save_figure(
+        b,
+        dir,
+        "fig2-lr-sigmoid",
+        train_test_figure(
+            rec,
+            "Sigmoid network: three learning rates",
+            &lr_groups(SIGMOID, "sigmoid"),
+        ),
+        "Figure 2a. Loss for α = 1e-2, 1e-3, 1e-4, sigmoid (seed §2.2).",
+    )?;
+
+    b.push(Block::Heading(2, "§2.3 Learning-rate schedule".into()));
+    for (constant, step, act, n) in [
+        (SIGMOID[0], SIGMOID_STEP, "Sigmoid", "a"),
+        (RELU[0], RELU_STEP, "ReLU", "b"),
+    ] {
+        let fig = (|| {
+            let (c, s) = (rec.curve(constant)?, rec.curve(step)?);
+            let lr = |r: &MetricsRow| r.lr;
+            Some(LineFigure {
+                title: format!(
+                    "{act}, α = 1e-2: step decay ×0.85 every 250 iterations against a constant rate"
+                ),
+                panels: vec![
+                    loss_panel(
+                        "training loss",
+                        vec![
+                            series("constant", c, 0, train_loss),
+                            series("step decay", s, 1, train_loss),
+                        ],
+                    ),
+                    loss_panel(
+                        "test loss",
+                        vec![
+                            series("constant", c, 0, test_loss),
+                            series("step decay", s, 1, test_loss),
+                        ],
+                    ),
+                    Panel {
+                        title: "learning rate α".into(),
+                        x_desc: "iteration".into(),
+                        y_desc: "α (log scale)".into(),
+                        log_y: true,
+                        series: vec![series("constant", c, 0, lr), series("step decay", s, 1, lr)],
+                    },
+                ],
+                grid: (1, 3),
+                size: (1600, 500),
+            })
+        })();
+        save_figure(
+            b,
+            dir,
+            &format!("fig3-schedule-{}", act.to_lowercase()),
+            fig,
+            &format!(
+                "Figure 3{n}. {act}: scheduled against constant learning rate, with α itself on the right."
+            ),
+        )?;
+    }
+
+    b.push(Block::Heading(2, "§2.4 ReLU".into()));
+    save_figure(
+        b,
+        dir,
+        "fig1-relu-curves",
+        train_test_figure(
+            rec,
+            "ReLU network, α = 1e-2: training and test loss",
+            &[(RELU[0], "ReLU, α = 1e-2".into())],
+        ),
+        "Figure 1b. Training and test loss of the ReLU network at α = 1e-2 (seed §2.4).",
+    )?;
+    save_figure(
+        b,
+        dir,
+        "fig2-lr-relu",
+        train_test_figure(
+            rec,
+            "ReLU network: three learning rates",
+            &lr_groups(RELU, "ReLU"),
+        ),
+        "Figure 2b. Loss for α = 1e-2, 1e-3, 1e-4, ReLU (seed §2.4).",
+    )?;
+    save_figure(
+        b,
+        dir,
+        "fig4-relu-vs-sigmoid",
+        train_test_figure(
+            rec,
+            "ReLU against sigmoid, α = 1e-2",
+            &[(SIGMOID[0], "sigmoid".into()), (RELU[0], "ReLU".into())],
+        ),
+        "Figure 4. ReLU against sigmoid at α = 1e-2 (seed §2.4).",
+    )?;
+
+    b.push(Block::Heading(2, "§2.5 Sample predictions".into()));
+    let samples_path = dir.join(seed::SAMPLES_FILE);
+    let samples: Option<Samples> = if samples_path.is_file() {
+        Some(read_json(&samples_path)?)
+    } else {
+        None
+    };
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    if let Some(s) = &samples {
+        for n in &s.networks {
+            counts.insert(n.label.clone(), n.correct);
+        }
+        let caption = s
+            .networks
+            .iter()
+            .map(|n| format!("{}: {}/{} correct", n.label, n.correct, s.labels.len()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let cells = (0..s.labels.len())
+            .map(|i| SampleCell {
+                pixels: s.pixels[i].clone(),
+                rows: s.rows,
+                cols: s.cols,
+                label: s.labels[i],
+                predictions: s
+                    .networks
+                    .iter()
+                    .map(|n| (n.label.clone(), n.top3[i].iter().map(|p| p.0).collect()))
+                    .collect(),
+            })
+            .collect();
+        let fig = SamplesFigure {
+            title: format!(
+                "{} test digits picked by seed: true label and top-3 predictions",
+                s.labels.len()
+            ),
+            caption: format!("{caption} (top-1); a wrong top-1 is red and marked ✗"),
+            cells,
+            columns: 5,
+        };
+        plot::save(&fig, &dir.join("fig5-samples"))?;
+        b.push(Block::Figure(
+            "fig5-samples".into(),
+            format!("Figure 5. Sample predictions, α = 1e-2 networks. {caption}."),
+        ));
+    } else {
+        b.push(Block::Para(
+            "(No samples.json: a network it needs did not finish.)".into(),
+        ));
+    }
+
+    b.push(Block::Heading(
+        2,
+        "The seed report's claims, checked".into(),
+    ));
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (names, act) in [(SIGMOID, "sigmoid"), (RELU, "ReLU")] {
+        let losses: Option<Vec<f64>> = names
+            .iter()
+            .map(|g| rec.curve(g).and_then(|c| loss_at(c, 1000)))
+            .collect();
+        if let Some(l) = losses {
+            rows.push(vec![
+                format!("Higher α converges faster ({act})"),
+                format!(
+                    "test loss at iteration 1000: {:.3} (1e-2), {:.3} (1e-3), {:.3} (1e-4)",
+                    l[0], l[1], l[2]
+                ),
+                verdict(l[0] < l[1] && l[1] < l[2]),
+            ]);
+        }
+    }
+    if let (Some(s), Some(r)) = (rec.curve(SIGMOID[0]), rec.curve(RELU[0])) {
+        let (ls, lr) = (
+            loss_at(s, 1000).unwrap_or(f64::NAN),
+            loss_at(r, 1000).unwrap_or(f64::NAN),
+        );
+        rows.push(vec![
+            "ReLU converges faster than sigmoid (α = 1e-2)".into(),
+            format!("test loss at iteration 1000: ReLU {lr:.3}, sigmoid {ls:.3}"),
+            verdict(lr < ls),
+        ]);
+    }
+    if let (Some(s), Some(r)) = (rec.accuracy(SIGMOID[0]), rec.accuracy(RELU[0])) {
+        rows.push(vec![
+            "ReLU ends higher than sigmoid (α = 1e-2)".into(),
+            format!("final test accuracy: ReLU {}, sigmoid {}", r.pct(), s.pct()),
+            verdict(r.mean > s.mean),
+        ]);
+    }
+    for (constant, step, act) in [
+        (SIGMOID[0], SIGMOID_STEP, "sigmoid"),
+        (RELU[0], RELU_STEP, "ReLU, ours"),
+    ] {
+        if let (Some(c), Some(s)) = (rec.curve(constant), rec.curve(step)) {
+            let (rc, rs) = (roughness(c), roughness(s));
+            rows.push(vec![
+                format!("The schedule converges more smoothly ({act})"),
+                format!("mean |change| of test loss between evaluations, second half: scheduled {rs:.4}, constant {rc:.4}"),
+                verdict(rs < rc),
+            ]);
+        }
+        if let (Some(c), Some(s)) = (rec.accuracy(constant), rec.accuracy(step)) {
+            rows.push(vec![
+                format!("The schedule ends lower ({act})"),
+                format!(
+                    "final test accuracy: scheduled {}, constant {}",
+                    s.pct(),
+                    c.pct()
+                ),
+                verdict(s.mean < c.mean),
+            ]);
+        }
+    }
+    if let (Some(&r), Some(&s)) = (counts.get("ReLU"), counts.get("Sigmoid")) {
+        let n = samples
+            .as_ref()
+            .map(|s| s.labels.len())
+            .unwrap_or(seed::SAMPLE_COUNT);
+        rows.push(vec![
+            "ReLU gets 19/20 samples right, sigmoid 17/20".into(),
+            format!("on our {n} samples: ReLU {r}/{n}, sigmoid {s}/{n}"),
+            if r == 19 && s == 17 {
+                "**holds exactly**".into()
+            } else if r >= s {
+                "**holds in direction** (ReLU at least as good), counts differ: other samples"
+                    .into()
+            } else {
+                "**does not hold**".into()
+            },
+        ]);
+    }
+    b.push(Block::Table(
+        ["claim", "evidence", "verdict"].map(String::from).to_vec(),
+        rows,
+    ));
+    Ok(())
+}
+
+fn custom_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
+    b.push(Block::Heading(2, "Results".into()));
+    let mut groups: Vec<&str> = Vec::new();
+    for r in &rec.results {
+        if !groups.contains(&r.group.as_str()) {
+            groups.push(&r.group);
+        }
+    }
+    let rows = groups
+        .iter()
+        .map(|g| {
+            let acc = rec.accuracy(g);
+            let reported = rec.group(g).first().and_then(|r| r.reported_accuracy);
+            vec![
+                g.to_string(),
+                acc.map(|a| a.pct()).unwrap_or_else(|| "diverged".into()),
+                reported.map(pct).unwrap_or_else(|| "—".into()),
+                match (acc, reported) {
+                    (Some(a), Some(s)) => format!("{:+.2}", 100.0 * (a.mean - s)),
+                    _ => "—".into(),
+                },
+            ]
+        })
+        .collect();
+    b.push(Block::Table(
+        ["run", "test accuracy", "reported", "difference (points)"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    ));
+    if groups.len() <= 12 {
+        let pairs: Vec<(&str, String)> = groups.iter().map(|g| (*g, g.to_string())).collect();
+        let fig = train_test_figure(
+            rec,
+            &format!("Study '{}': loss curves", rec.study.spec.name),
+            &pairs,
+        );
+        save_figure(
+            b,
+            dir,
+            "fig-curves",
+            fig,
+            "Training and test loss of every run (first seed).",
+        )?;
+    }
+    Ok(())
+}
+
+/// The ablation's results as one row per setting and one column per seed-report cell. Run
+/// names of the ablation are `<cell>,<setting>,…` (the `[[runs]]` name, then the grid values).
+fn ablation_section(dir: &Path, b: &mut Vec<Block>) -> Result<()> {
+    let results: Vec<RunResult> = read_json(&dir.join(RESULTS_FILE))?;
+    b.push(Block::Heading(
+        2,
+        "Ablation: which unstated settings reproduce the seed report".into(),
+    ));
+    b.push(Block::Para(format!(
+        "From the study in `{}`. Each row is one combination of the settings the report leaves open; each column one of its cells (our accuracy, and the difference from the report in points). The last column is the mean absolute difference.",
+        dir.display()
+    )));
+    let mut cells: Vec<String> = Vec::new();
+    let mut settings: Vec<String> = Vec::new();
+    let mut acc: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    let mut reported: BTreeMap<String, f64> = BTreeMap::new();
+    for r in &results {
+        let (cell, setting) = r.group.split_once(',').unwrap_or((r.group.as_str(), "—"));
+        if !cells.iter().any(|c| c == cell) {
+            cells.push(cell.into());
+        }
+        if !settings.iter().any(|s| s == setting) {
+            settings.push(setting.into());
+        }
+        if let Some(a) = r.reported_accuracy {
+            reported.insert(cell.into(), a);
+        }
+        let entry = acc
+            .entry((setting.to_string(), cell.to_string()))
+            .or_default();
+        if let Some(a) = r.test_accuracy {
+            entry.push(a);
+        }
+    }
+    let mut head = vec!["setting".to_string()];
+    head.extend(cells.iter().map(|c| match reported.get(c) {
+        Some(s) => format!("{c} (report {})", pct(*s)),
+        None => c.clone(),
+    }));
+    head.push("mean abs. difference".into());
+    let rows = settings
+        .iter()
+        .map(|s| {
+            let mut row = vec![s.replace(',', ", ")];
+            let mut diffs = Vec::new();
+            for c in &cells {
+                let a = acc.get(&(s.clone(), c.clone())).cloned().and_then(Stat::of);
+                row.push(match (a, reported.get(c)) {
+                    (Some(a), Some(r)) => {
+                        diffs.push((a.mean - r).abs());
+                        format!("{} ({:+.2})", a.pct(), 100.0 * (a.mean - r))
+                    }
+                    (Some(a), None) => a.pct(),
+                    (None, _) => "diverged".into(),
+                });
+            }
+            row.push(if diffs.is_empty() {
+                "—".into()
+            } else {
+                format!(
+                    "{:.2}",
+                    100.0 * diffs.iter().sum::<f64>() / diffs.len() as f64
+                )
+            });
+            row
+        })
+        .collect();
+    b.push(Block::Table(head, rows));
+    Ok(())
+}
