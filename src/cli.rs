@@ -1,6 +1,6 @@
 //! The command line: flags → validated configuration → library calls. Nothing here computes.
 
-use crate::config::{Reduction, TrainConfig, available_threads};
+use crate::config::{Kernels, Reduction, TrainConfig, available_threads};
 use crate::data::Dataset;
 use crate::data::fetch::{DEFAULT_MIRRORS, FetchOptions};
 use crate::data::mnist::default_cache_dir;
@@ -84,10 +84,7 @@ fn defaults() -> TrainConfig {
 }
 
 fn join(v: &[usize]) -> String {
-    v.iter()
-        .map(|h| h.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+    v.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(",")
 }
 
 #[derive(Args, Debug)]
@@ -135,6 +132,9 @@ pub struct TrainArgs {
     /// Threads for the matrix products (default: all cores).
     #[arg(long, default_value_t = available_threads())]
     pub threads: usize,
+    /// Step implementation: auto (fused AVX2 kernels where available), avx2, or reference.
+    #[arg(long, default_value_t = defaults().kernels)]
+    pub kernels: Kernels,
     /// Directory holding the four IDX files (default: the MNIST cache).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -177,6 +177,7 @@ impl TrainArgs {
             seed: self.seed,
             eval_every: self.eval_every,
             threads: self.threads,
+            kernels: self.kernels,
             data_dir: self.data_dir.clone(),
         };
         cfg.validate()?;
@@ -239,11 +240,7 @@ fn cmd_study(args: &StudyArgs) -> Result<()> {
             "custom",
             path.display().to_string(),
         ),
-        None => (
-            study::seed::spec(),
-            "seed",
-            "built-in seed study".to_string(),
-        ),
+        None => (study::seed::spec(), "seed", "built-in seed study".to_string()),
     };
     if let Some(k) = args.seeds {
         if k == 0 {
@@ -355,7 +352,8 @@ fn cmd_eval(args: &EvalArgs) -> Result<()> {
         .into());
     }
     let mut ws = Workspace::new(&loaded.mlp.sizes, EVAL_CHUNK.min(data.test.len()));
-    let ev = eval::evaluate(&loaded.mlp, &mut ws, &data.test);
+    let engine = kernels::Engine::new(args.threads, kernels::Backend::detect());
+    let ev = eval::evaluate(&engine, &loaded.mlp, &mut ws, &data.test);
     if args.json {
         println!(
             "{}",
@@ -410,12 +408,7 @@ fn default_out_dir(cfg: &TrainConfig) -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    Path::new("runs").join(format!(
-        "{}-{}-lr{}",
-        utc_stamp(secs),
-        cfg.activation,
-        cfg.lr
-    ))
+    Path::new("runs").join(format!("{}-{}-lr{}", utc_stamp(secs), cfg.activation, cfg.lr))
 }
 
 /// Seconds since 1970 as `YYYYmmdd-HHMMSS` (UTC), by the civil-from-days algorithm.

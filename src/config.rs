@@ -36,14 +36,61 @@ impl FromStr for Reduction {
         match s {
             "mean" => Ok(Reduction::Mean),
             "sum" => Ok(Reduction::Sum),
-            _ => Err(format!(
-                "unknown loss reduction '{s}', expected mean or sum"
-            )),
+            _ => Err(format!("unknown loss reduction '{s}', expected mean or sum")),
         }
     }
 }
 
 crate::serde_via_str!(Reduction);
+
+/// Which implementation of the step runs (see `kernels::engine`). The math is the same; the
+/// rounding, and so the exact bits of a model, differ between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// The fused AVX2 kernels where the CPU has AVX2 and FMA, else the reference code.
+    Auto,
+    Avx2,
+    Reference,
+}
+
+impl Kernels {
+    pub fn resolve(self) -> Result<crate::kernels::Backend> {
+        use crate::kernels::Backend;
+        match self {
+            Kernels::Auto => Ok(Backend::detect()),
+            Kernels::Reference => Ok(Backend::Reference),
+            Kernels::Avx2 if Backend::detect() == Backend::Avx2 => Ok(Backend::Avx2),
+            Kernels::Avx2 => Err(Error::flag(
+                "--kernels",
+                "avx2 needs an x86-64 CPU with AVX2 and FMA; use auto or reference",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Kernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kernels::Auto => "auto",
+            Kernels::Avx2 => "avx2",
+            Kernels::Reference => "reference",
+        })
+    }
+}
+
+impl FromStr for Kernels {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Kernels::Auto),
+            "avx2" => Ok(Kernels::Avx2),
+            "reference" => Ok(Kernels::Reference),
+            _ => Err(format!("unknown kernels '{s}', expected auto, avx2 or reference")),
+        }
+    }
+}
+
+crate::serde_via_str!(Kernels);
 
 /// Every option of a training run. `Default` holds the project's defaults, the seed's
 /// hyper-parameters where the seed gives them.
@@ -72,14 +119,19 @@ pub struct TrainConfig {
     /// Threads for the matrix products. Results are bit-identical for the same seed and the
     /// same thread count.
     pub threads: usize,
+    /// Which implementation of the step runs.
+    #[serde(default = "default_kernels")]
+    pub kernels: Kernels,
     /// Where the four IDX files are; `None` = the MNIST cache.
     pub data_dir: Option<PathBuf>,
 }
 
+fn default_kernels() -> Kernels {
+    Kernels::Auto
+}
+
 pub fn available_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 impl Default for TrainConfig {
@@ -99,6 +151,7 @@ impl Default for TrainConfig {
             seed: 0,
             eval_every: 250,
             threads: available_threads(),
+            kernels: Kernels::Auto,
             data_dir: None,
         }
     }
@@ -120,10 +173,7 @@ impl TrainConfig {
             ));
         }
         if self.hidden.iter().any(|&h| h > 1 << 16) {
-            return Err(Error::flag(
-                "--hidden",
-                "sizes above 65536 are not supported",
-            ));
+            return Err(Error::flag("--hidden", "sizes above 65536 are not supported"));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(Error::flag(
@@ -193,7 +243,7 @@ impl TrainConfig {
             ),
         };
         format!(
-            "  hidden       {}\n  activation   {}\n  init         {}\n  lr           {}\n  momentum     {}\n  l2           {} ({})\n  loss         {} over the batch\n  batch size   {}\n  iterations   {}\n  schedule     {}\n  seed         {}\n  eval every   {}\n  threads      {}\n  data         {}",
+            "  hidden       {}\n  activation   {}\n  init         {}\n  lr           {}\n  momentum     {}\n  l2           {} ({})\n  loss         {} over the batch\n  batch size   {}\n  iterations   {}\n  schedule     {}\n  seed         {}\n  eval every   {}\n  threads      {}\n  kernels      {}\n  data         {}",
             hidden.join(","),
             self.activation,
             self.init,
@@ -208,6 +258,7 @@ impl TrainConfig {
             self.seed,
             self.eval_every,
             self.threads,
+            self.kernels,
             data
         )
     }

@@ -42,11 +42,7 @@ pub enum Error {
         "training diverged at iteration {iteration}: the loss became {loss} with learning rate {lr}; \
          try a lower --lr"
     )]
-    Diverged {
-        iteration: usize,
-        lr: f64,
-        loss: f64,
-    },
+    Diverged { iteration: usize, lr: f64, loss: f64 },
 
     #[error("model in {path}: {msg}")]
     Model { path: PathBuf, msg: String },

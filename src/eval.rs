@@ -2,6 +2,7 @@
 //! command that classifies images.
 
 use crate::data::Split;
+use crate::kernels::Engine;
 use crate::nn::{Mlp, Workspace, loss};
 
 /// Test-set figures of one model.
@@ -41,12 +42,7 @@ impl Evaluation {
             s += &format!("{c:>6}");
         }
         s += "   accuracy\n";
-        for (c, (row, acc)) in self
-            .confusion
-            .iter()
-            .zip(self.per_class_accuracy())
-            .enumerate()
-        {
+        for (c, (row, acc)) in self.confusion.iter().zip(self.per_class_accuracy()).enumerate() {
             s += &format!("{c:>9}");
             for v in row {
                 s += &format!("{v:>6}");
@@ -71,19 +67,12 @@ pub fn argmax(row: &[f32]) -> usize {
 /// The `k` most probable classes of one probability row, most probable first.
 pub fn top_k(probabilities: &[f32], k: usize) -> Vec<(usize, f32)> {
     let mut idx: Vec<usize> = (0..probabilities.len()).collect();
-    idx.sort_by(|&a, &b| {
-        probabilities[b]
-            .total_cmp(&probabilities[a])
-            .then(a.cmp(&b))
-    });
-    idx.into_iter()
-        .take(k)
-        .map(|i| (i, probabilities[i]))
-        .collect()
+    idx.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]).then(a.cmp(&b)));
+    idx.into_iter().take(k).map(|i| (i, probabilities[i])).collect()
 }
 
 /// Class probabilities ŷ (n, K) for `n` images given as f32 pixels in 0–1, (n, I).
-pub fn predict(mlp: &Mlp<f32>, ws: &mut Workspace<f32>, x: &[f32]) -> Vec<f32> {
+pub fn predict(engine: &Engine, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, x: &[f32]) -> Vec<f32> {
     let input = mlp.sizes[0];
     let k = mlp.classes();
     assert_eq!(x.len() % input, 0);
@@ -91,7 +80,7 @@ pub fn predict(mlp: &Mlp<f32>, ws: &mut Workspace<f32>, x: &[f32]) -> Vec<f32> {
     for chunk in x.chunks(ws.capacity * input) {
         let n = chunk.len() / input;
         ws.input_mut(n).copy_from_slice(chunk);
-        mlp.forward(ws, n);
+        engine.forward(mlp, ws, n);
         let logits = &mut ws.acts.last_mut().expect("layers")[..n * k];
         loss::softmax(logits, k);
         out.extend_from_slice(logits);
@@ -100,7 +89,7 @@ pub fn predict(mlp: &Mlp<f32>, ws: &mut Workspace<f32>, x: &[f32]) -> Vec<f32> {
 }
 
 /// Loss, accuracy and confusion matrix over a whole split, in chunks of the workspace size.
-pub fn evaluate(mlp: &Mlp<f32>, ws: &mut Workspace<f32>, split: &Split) -> Evaluation {
+pub fn evaluate(engine: &Engine, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, split: &Split) -> Evaluation {
     let k = mlp.classes();
     let mut confusion = vec![vec![0u64; k]; k];
     let mut loss_sum = 0.0;
@@ -109,7 +98,9 @@ pub fn evaluate(mlp: &Mlp<f32>, ws: &mut Workspace<f32>, split: &Split) -> Evalu
     for chunk in indices.chunks(ws.capacity) {
         let n = chunk.len();
         split.gather(chunk, ws.input_mut(n), &mut labels);
-        loss_sum += mlp.forward_loss(ws, &labels);
+        engine.forward(mlp, ws, n);
+        let logits = &mut ws.acts.last_mut().expect("layers")[..n * k];
+        loss_sum += loss::softmax_cross_entropy(logits, &labels, k);
         for (row, &y) in ws.output(n).chunks_exact(k).zip(&labels) {
             confusion[y as usize][argmax(row)] += 1;
         }

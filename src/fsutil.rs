@@ -27,9 +27,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .set_permissions(perms)
             .map_err(|e| Error::io(tmp.path(), e))?;
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }

@@ -49,15 +49,12 @@ pub fn to_safetensors(mlp: &Mlp<f32>) -> Vec<u8> {
     let views: Vec<(String, TensorView)> = buffers
         .iter()
         .map(|(name, shape, bytes)| {
-            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
-                .expect("shape matches the byte count");
+            let view =
+                TensorView::new(Dtype::F32, shape.clone(), bytes).expect("shape matches the byte count");
             (name.clone(), view)
         })
         .collect();
-    let metadata = HashMap::from([(
-        "format".to_string(),
-        format!("{CONFIG_FORMAT}-{CONFIG_VERSION}"),
-    )]);
+    let metadata = HashMap::from([("format".to_string(), format!("{CONFIG_FORMAT}-{CONFIG_VERSION}"))]);
     safetensors::serialize(views, Some(metadata)).expect("in-memory serialisation cannot fail")
 }
 
@@ -125,9 +122,7 @@ pub struct Loaded {
 pub fn load(dir: &Path) -> Result<Loaded> {
     let config = load_config(dir)?;
     let path = dir.join(MODEL_FILE);
-    let len = std::fs::metadata(&path)
-        .map_err(|e| Error::io(&path, e))?
-        .len();
+    let len = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
     if len > MAX_MODEL_BYTES {
         return Err(Error::model(
             &path,
@@ -154,18 +149,11 @@ pub fn load(dir: &Path) -> Result<Loaded> {
     }
     for (i, layer) in mlp.layers.clone().iter().enumerate() {
         for (name, shape, range) in [
-            (
-                weight_name(i),
-                vec![layer.fan_out, layer.fan_in],
-                layer.w_range(),
-            ),
+            (weight_name(i), vec![layer.fan_out, layer.fan_in], layer.w_range()),
             (bias_name(i), vec![layer.fan_out], layer.b_range()),
         ] {
             let t = tensors.tensor(&name).map_err(|_| {
-                Error::model(
-                    &path,
-                    format!("missing tensor '{name}' (shape {shape:?}, f32)"),
-                )
+                Error::model(&path, format!("missing tensor '{name}' (shape {shape:?}, f32)"))
             })?;
             if t.dtype() != Dtype::F32 {
                 return Err(Error::model(

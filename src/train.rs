@@ -6,6 +6,7 @@ use crate::data::{Batches, Dataset};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluation, evaluate};
 use crate::fsutil::{write_atomic, write_json_atomic};
+use crate::kernels::{Engine, StepParams};
 use crate::model;
 use crate::nn::{Mlp, Workspace};
 use crate::rng::{Rng, stream};
@@ -55,6 +56,8 @@ pub struct Summary {
     pub samples_per_second: f64,
     pub final_lr: f64,
     pub threads: usize,
+    /// The step implementation that ran (`avx2-fma` or `reference`).
+    pub kernels: String,
     pub tool_version: String,
 }
 
@@ -105,6 +108,7 @@ pub struct Trainer<'a> {
     pub velocity: Vec<f32>,
     ws: Workspace<f32>,
     eval_ws: Workspace<f32>,
+    pub engine: Engine,
     batches: Batches,
     labels: Vec<u8>,
     /// Iterations done.
@@ -128,7 +132,9 @@ impl<'a> Trainer<'a> {
         let mut mlp = Mlp::new(&sizes, cfg.activation);
         mlp.init(cfg.init, &mut Rng::new(cfg.seed, stream::INIT));
         let n = mlp.num_params();
+        let engine = Engine::new(cfg.threads, cfg.kernels.resolve()?);
         Ok(Trainer {
+            engine,
             cfg: cfg.clone(),
             data,
             grads: vec![0.0; n],
@@ -166,7 +172,19 @@ impl<'a> Trainer<'a> {
         self.data
             .train
             .gather(idx, self.ws.input_mut(b), &mut self.labels);
-        let loss = self.mlp.forward_loss(&mut self.ws, &self.labels) / b as f64;
+        let p = StepParams {
+            lr,
+            sgd: self.cfg.sgd(),
+            loss_scale: self.cfg.loss_scale(b),
+        };
+        let loss = self.engine.train_step(
+            &mut self.mlp,
+            &mut self.velocity,
+            &mut self.grads,
+            &mut self.ws,
+            &self.labels,
+            p,
+        ) / b as f64;
         if !loss.is_finite() {
             return Err(Error::Diverged {
                 iteration: self.iteration + 1,
@@ -174,24 +192,12 @@ impl<'a> Trainer<'a> {
                 loss,
             });
         }
-        let scale = self.cfg.loss_scale(b) as f32;
-        self.mlp
-            .backward(&mut self.ws, &self.labels, scale, &mut self.grads);
-        let layers = &self.mlp.layers;
-        self.cfg.sgd().step(
-            lr,
-            b,
-            layers,
-            &mut self.mlp.params,
-            &self.grads,
-            &mut self.velocity,
-        );
         self.iteration += 1;
         Ok(loss)
     }
 
     pub fn evaluate(&mut self) -> Evaluation {
-        evaluate(&self.mlp, &mut self.eval_ws, &self.data.test)
+        evaluate(&self.engine, &self.mlp, &mut self.eval_ws, &self.data.test)
     }
 
     pub fn epochs(&self) -> f64 {
@@ -281,6 +287,7 @@ pub fn run(cfg: &TrainConfig, data: &Dataset, out: &Path, progress: Progress) ->
         samples_per_second: (total * cfg.batch_size) as f64 / train_seconds.max(1e-9),
         final_lr: last.lr,
         threads: cfg.threads,
+        kernels: t.engine.backend.name().to_string(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     write_json_atomic(&out.join("summary.json"), &summary)?;

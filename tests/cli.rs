@@ -59,12 +59,7 @@ fn training_on_synthetic_digits_reaches_95_percent_and_eval_agrees() {
     common::write_dataset(&data, 1000, 200, 1);
     train(&data, &out, &[]).success();
 
-    for f in [
-        "config.json",
-        "metrics.csv",
-        "model.safetensors",
-        "summary.json",
-    ] {
+    for f in ["config.json", "metrics.csv", "model.safetensors", "summary.json"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let summary = read_json(&out.join("summary.json"));
@@ -106,11 +101,7 @@ fn training_on_synthetic_digits_reaches_95_percent_and_eval_agrees() {
         .sum();
     assert_eq!(confusion_total, 200);
 
-    let text = mnist_mlp()
-        .args(["eval", "--model"])
-        .arg(&out)
-        .assert()
-        .success();
+    let text = mnist_mlp().args(["eval", "--model"]).arg(&out).assert().success();
     let stdout = String::from_utf8_lossy(&text.get_output().stdout).into_owned();
     assert!(
         stdout.contains("true\\pred") && stdout.contains("accuracy"),
@@ -134,14 +125,8 @@ fn the_same_seed_gives_a_byte_identical_model_and_another_seed_does_not() {
     }
     let model = |run: &str| std::fs::read(tmp.path().join(run).join("model.safetensors")).unwrap();
     // `assert!` rather than `assert_eq!`: a failure should not print two megabytes of bytes.
-    assert!(
-        model("a") == model("b"),
-        "same seed, 1 thread: models differ"
-    );
-    assert!(
-        model("c") == model("d"),
-        "same seed, 2 threads: models differ"
-    );
+    assert!(model("a") == model("b"), "same seed, 1 thread: models differ");
+    assert!(model("c") == model("d"), "same seed, 2 threads: models differ");
     train(
         &data,
         &tmp.path().join("e"),
@@ -250,10 +235,7 @@ fn broken_data_directories_fail_naming_the_file_without_panicking() {
         break_it(&dir);
         let a = train(&dir, &tmp.path().join(format!("out-{what}")), &[]).failure();
         let err = stderr_of(&a);
-        assert!(
-            err.contains(file),
-            "{what}: stderr does not name {file}:\n{err}"
-        );
+        assert!(err.contains(file), "{what}: stderr does not name {file}:\n{err}");
         assert!(!err.contains("panicked"), "{what} panicked:\n{err}");
     }
 }

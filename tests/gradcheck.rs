@@ -40,12 +40,7 @@ fn activation_check(act: Activation) -> Report {
     act.forward(&mut a);
     let mut d = r.clone();
     act.backward(&a, &mut d);
-    check(
-        &format!("activation {act}: d_z = d_a ⊙ f'(a)"),
-        &z,
-        loss,
-        &d,
-    )
+    check(&format!("activation {act}: d_z = d_a ⊙ f'(a)"), &z, loss, &d)
 }
 
 /// `E = Σ r ⊙ (a Wᵀ + b)`: checks `d_w`, `d_b` and `d_a` of `Linear::backward`.
@@ -76,12 +71,7 @@ fn linear_checks() -> Vec<Report> {
             |p| forward_loss(p, &a),
             &grads,
         ),
-        check(
-            "linear: d_a = d_z W",
-            &a,
-            |a| forward_loss(&params, a),
-            &d_a,
-        ),
+        check("linear: d_a = d_z W", &a, |a| forward_loss(&params, a), &d_a),
     ]
 }
 
@@ -99,12 +89,7 @@ fn loss_check() -> Report {
     loss::softmax_cross_entropy(&mut y_hat, &labels, k);
     let mut d_z = vec![0.0; batch * k];
     loss::backward(&y_hat, &labels, k, 1.0 / batch as f64, &mut d_z);
-    check(
-        "softmax + cross-entropy: d_z = (ŷ − y)/N",
-        &z,
-        mean_loss,
-        &d_z,
-    )
+    check("softmax + cross-entropy: d_z = (ŷ − y)/N", &z, mean_loss, &d_z)
 }
 
 struct Problem {

@@ -21,10 +21,7 @@ const TINY_IMAGES: [u8; 28] = [
 const TINY_LABELS: [u8; 10] = [0x00, 0x00, 0x08, 0x01, 0x00, 0x00, 0x00, 0x02, 7, 3];
 
 fn err_text<T: std::fmt::Debug>(r: mnist_mlp::Result<T>) -> String {
-    format!(
-        "{:#}",
-        anyhow::Error::from(r.expect_err("expected an error"))
-    )
+    format!("{:#}", anyhow::Error::from(r.expect_err("expected an error")))
 }
 
 fn p(name: &str) -> PathBuf {
@@ -37,10 +34,7 @@ fn a_hand_written_image_file_parses_to_its_bytes() {
     assert_eq!((imgs.count, imgs.rows, imgs.cols), (2, 2, 3));
     assert_eq!(imgs.image(0), &[0, 128, 255, 1, 2, 3]);
     assert_eq!(imgs.image(1), &[9, 8, 7, 6, 5, 4]);
-    assert_eq!(
-        parse_labels(&TINY_LABELS, &p("tiny"), 10).unwrap(),
-        vec![7, 3]
-    );
+    assert_eq!(parse_labels(&TINY_LABELS, &p("tiny"), 10).unwrap(), vec![7, 3]);
 }
 
 #[test]
@@ -53,10 +47,7 @@ fn wrong_magic_is_reported_with_both_numbers() {
     let mut bad = TINY_IMAGES;
     bad[2] = 0x0d; // float data, not bytes
     let e = err_text(parse_images(&bad, &p("imgs")));
-    assert!(
-        e.contains("magic number") && e.contains("expected 2051"),
-        "{e}"
-    );
+    assert!(e.contains("magic number") && e.contains("expected 2051"), "{e}");
 }
 
 #[test]
@@ -83,10 +74,7 @@ fn truncated_data_and_trailing_bytes_are_reported_with_sizes() {
     let mut long = TINY_IMAGES.to_vec();
     long.push(0);
     let e = err_text(parse_images(&long, &p("x")));
-    assert!(
-        e.contains("trailing bytes") && e.contains("holds 13"),
-        "{e}"
-    );
+    assert!(e.contains("trailing bytes") && e.contains("holds 13"), "{e}");
 }
 
 #[test]
@@ -94,10 +82,7 @@ fn a_label_of_ten_or_more_is_reported_with_its_index() {
     let mut bad = TINY_LABELS;
     bad[9] = 10;
     let e = err_text(parse_labels(&bad, &p("labels"), 10));
-    assert!(
-        e.contains("label 10 at index 1") && e.contains("0–9"),
-        "{e}"
-    );
+    assert!(e.contains("label 10 at index 1") && e.contains("0–9"), "{e}");
 }
 
 #[test]
@@ -118,10 +103,7 @@ fn gzip_files_are_read_and_a_fake_gz_is_refused() {
     let full = std::fs::read(&gz).unwrap();
     std::fs::write(&cut, &full[..full.len() / 2]).unwrap();
     let e = err_text(read_maybe_gz(&cut));
-    assert!(
-        e.contains("c.gz") && e.contains("corrupt or truncated"),
-        "{e}"
-    );
+    assert!(e.contains("c.gz") && e.contains("corrupt or truncated"), "{e}");
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
@@ -137,11 +119,7 @@ fn a_synthetic_directory_loads_and_gz_files_are_found() {
     std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte")).unwrap();
     let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(&raw).unwrap();
-    write(
-        dir.path(),
-        "t10k-labels-idx1-ubyte.gz",
-        &enc.finish().unwrap(),
-    );
+    write(dir.path(), "t10k-labels-idx1-ubyte.gz", &enc.finish().unwrap());
 
     let data = Dataset::load(dir.path(), false).unwrap();
     assert_eq!(

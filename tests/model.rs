@@ -98,9 +98,7 @@ fn a_config_that_contradicts_the_tensors_is_refused_naming_the_tensor() {
     let dir = tempfile::tempdir().unwrap();
     saved(dir.path());
     let p = dir.path().join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&p)
-        .unwrap()
-        .replacen("16,", "32,", 1);
+    let text = std::fs::read_to_string(&p).unwrap().replacen("16,", "32,", 1);
     let mut cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
     cfg["model"]["layer_sizes"] = serde_json::json!([784, 32, 10]);
     std::fs::write(&p, cfg.to_string()).unwrap();
@@ -148,8 +146,7 @@ fn a_config_of_another_format_or_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     saved(dir.path());
     let p = dir.path().join(CONFIG_FILE);
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     cfg["version"] = serde_json::json!(99);
     std::fs::write(&p, cfg.to_string()).unwrap();
     assert!(load_err(dir.path()).contains("version 99"));

@@ -86,10 +86,7 @@ fn a_step_schedule_changes_alpha_between_updates() {
     //         bias: v = −0.0126 − 0.0025 = −0.0151,                              b = 0.4609
     let schedule: Schedule = "step:0.5:1".parse().unwrap();
     let got = run(L2Mode::PerSample, schedule, 3);
-    assert_close(
-        &got,
-        &[(0.97, 0.49), (0.92815, 0.476), (0.883164625, 0.4609)],
-    );
+    assert_close(&got, &[(0.97, 0.49), (0.92815, 0.476), (0.883164625, 0.4609)]);
 }
 
 #[test]

@@ -36,10 +36,7 @@ fn labels(v: &Value) -> Vec<u8> {
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 fn sizes(f: &Value) -> Vec<usize> {
@@ -83,14 +80,7 @@ fn trajectory<T: mnist_mlp::kernels::Real>(f: &Value, case: &Value) -> (Vec<f64>
         }
         losses.push(mlp.forward_loss(&mut ws, &y) / y.len() as f64);
         mlp.backward(&mut ws, &y, T::from_f64(1.0 / y.len() as f64), &mut grads);
-        sgd.step(
-            lr,
-            y.len(),
-            &mlp.layers,
-            &mut mlp.params,
-            &grads,
-            &mut velocity,
-        );
+        sgd.step(lr, y.len(), &mlp.layers, &mut mlp.params, &grads, &mut velocity);
     }
     (losses, mlp.params.iter().map(|v| v.to_f64()).collect())
 }
@@ -109,9 +99,7 @@ fn gradients_match_the_numpy_reference() {
         let loss = mlp.forward_loss(&mut ws, &y) / y.len() as f64;
         let d_loss = (loss - case["loss"].as_f64().unwrap()).abs();
         let d_grads = max_diff(&mlp_gradient(&mlp, &x, &y), &floats(&case["grads"]));
-        println!(
-            "{act}: loss diff {d_loss:.2e}, max gradient diff {d_grads:.2e} (tolerance {TOL_F64:e})"
-        );
+        println!("{act}: loss diff {d_loss:.2e}, max gradient diff {d_grads:.2e} (tolerance {TOL_F64:e})");
         assert!(
             d_loss <= TOL_F64 && d_grads <= TOL_F64,
             "{act}: differs from numpy"
@@ -128,10 +116,7 @@ fn a_five_step_momentum_trajectory_matches_the_numpy_reference_in_f64_and_f32() 
         let want_params = floats(&case["trajectory"]["final_params"]);
 
         let (losses, params) = trajectory::<f64>(&f, case);
-        let (dl, dp) = (
-            max_diff(&losses, &want_losses),
-            max_diff(&params, &want_params),
-        );
+        let (dl, dp) = (max_diff(&losses, &want_losses), max_diff(&params, &want_params));
         println!(
             "{act} f64: max loss diff {dl:.2e}, max final-parameter diff {dp:.2e} (tolerance {TOL_F64:e})"
         );
@@ -141,10 +126,7 @@ fn a_five_step_momentum_trajectory_matches_the_numpy_reference_in_f64_and_f32() 
         );
 
         let (losses, params) = trajectory::<f32>(&f, case);
-        let (dl, dp) = (
-            max_diff(&losses, &want_losses),
-            max_diff(&params, &want_params),
-        );
+        let (dl, dp) = (max_diff(&losses, &want_losses), max_diff(&params, &want_params));
         println!(
             "{act} f32: max loss diff {dl:.2e}, max final-parameter diff {dp:.2e} (tolerance {TOL_F32:e})"
         );

@@ -63,19 +63,11 @@ fn the_seed_study_writes_every_record_figure_and_report_and_report_redraws_them_
             assert!(!r[key].is_null(), "{key} missing in {r}");
         }
         let run = out.join("runs").join(r["name"].as_str().unwrap());
-        for f in [
-            "config.json",
-            "metrics.csv",
-            "summary.json",
-            "model.safetensors",
-        ] {
+        for f in ["config.json", "metrics.csv", "summary.json", "model.safetensors"] {
             assert!(run.join(f).is_file(), "{} lacks {f}", run.display());
         }
     }
-    let sigmoid = results
-        .iter()
-        .find(|r| r["name"] == "sigmoid-lr0.01")
-        .unwrap();
+    let sigmoid = results.iter().find(|r| r["name"] == "sigmoid-lr0.01").unwrap();
     assert_eq!(sigmoid["reported_accuracy"], 0.9489);
 
     let figures = [
@@ -172,10 +164,7 @@ lr = [0.05, 0.1]
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        ["lr=0.05-s1", "lr=0.05-s2", "lr=0.1-s1", "lr=0.1-s2"]
-    );
+    assert_eq!(names, ["lr=0.05-s1", "lr=0.05-s2", "lr=0.1-s1", "lr=0.1-s2"]);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
         md.contains("| lr=0.05 |") && md.contains("±"),
@@ -194,9 +183,6 @@ fn a_bad_spec_is_refused_naming_the_file_and_the_key() {
         .assert()
         .failure();
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
-    assert!(
-        err.contains("bad.toml") && err.contains("learning_rate"),
-        "{err}"
-    );
+    assert!(err.contains("bad.toml") && err.contains("learning_rate"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }

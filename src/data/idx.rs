@@ -77,21 +77,14 @@ pub fn decompress_if_gz(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if out.len() as u64 > MAX_DECOMPRESSED {
         return Err(idx_err(
             path,
-            format!(
-                "decompresses to more than {MAX_DECOMPRESSED} bytes; not an IDX file we accept"
-            ),
+            format!("decompresses to more than {MAX_DECOMPRESSED} bytes; not an IDX file we accept"),
         ));
     }
     Ok(out)
 }
 
 /// Parse an IDX header, check it against the expected magic, and return (dims, data).
-fn parse<'a>(
-    bytes: &'a [u8],
-    path: &Path,
-    magic: u32,
-    what: &str,
-) -> Result<(Vec<usize>, &'a [u8])> {
+fn parse<'a>(bytes: &'a [u8], path: &Path, magic: u32, what: &str) -> Result<(Vec<usize>, &'a [u8])> {
     if bytes.is_empty() {
         return Err(idx_err(path, "file is empty; expected an IDX file"));
     }
@@ -184,11 +177,7 @@ pub fn parse_labels(bytes: &[u8], path: &Path, classes: usize) -> Result<Vec<u8>
     if data.is_empty() {
         return Err(idx_err(path, "holds no labels"));
     }
-    if let Some((i, &y)) = data
-        .iter()
-        .enumerate()
-        .find(|&(_, &y)| y as usize >= classes)
-    {
+    if let Some((i, &y)) = data.iter().enumerate().find(|&(_, &y)| y as usize >= classes) {
         return Err(idx_err(
             path,
             format!(

@@ -44,10 +44,7 @@ pub fn expected_sha256(name: &str) -> &'static str {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Check decompressed `bytes` against the published hash of MNIST file `name`.

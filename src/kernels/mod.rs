@@ -5,6 +5,13 @@
 //! The scalar type is generic (`Real`) so the same network code runs in f32 for training and in
 //! f64 for the finite-difference gradient check.
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+pub mod engine;
+pub mod pool;
+
+pub use engine::{Backend, Engine, StepParams};
+
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
@@ -229,18 +236,10 @@ mod tests {
 
     fn naive(m: usize, k: usize, n: usize, a: &[f64], ta: Op, b: &[f64], tb: Op) -> Vec<f64> {
         let at = |i: usize, p: usize| {
-            if ta == Op::N {
-                a[i * k + p]
-            } else {
-                a[p * m + i]
-            }
+            if ta == Op::N { a[i * k + p] } else { a[p * m + i] }
         };
         let bt = |p: usize, j: usize| {
-            if tb == Op::N {
-                b[p * n + j]
-            } else {
-                b[j * k + p]
-            }
+            if tb == Op::N { b[p * n + j] } else { b[j * k + p] }
         };
         let mut c = vec![0.0; m * n];
         for i in 0..m {

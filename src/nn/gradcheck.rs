@@ -52,12 +52,7 @@ pub fn relative_error(analytic: f64, numeric: f64) -> f64 {
 }
 
 /// Compare `analytic = ∂E/∂θ` with central differences of `loss` around `theta`.
-pub fn check(
-    name: &str,
-    theta: &[f64],
-    mut loss: impl FnMut(&[f64]) -> f64,
-    analytic: &[f64],
-) -> Report {
+pub fn check(name: &str, theta: &[f64], mut loss: impl FnMut(&[f64]) -> f64, analytic: &[f64]) -> Report {
     assert_eq!(theta.len(), analytic.len());
     let mut t = theta.to_vec();
     let mut report = Report {
@@ -110,10 +105,5 @@ pub fn mlp_gradient(mlp: &Mlp<f64>, x: &[f64], labels: &[u8]) -> Vec<f64> {
 /// Check `analytic` (any gradient of the whole network's batch-mean loss, e.g. from
 /// [`mlp_gradient`]) against finite differences of [`mlp_mean_loss`].
 pub fn check_mlp(name: &str, mlp: &Mlp<f64>, x: &[f64], labels: &[u8], analytic: &[f64]) -> Report {
-    check(
-        name,
-        &mlp.params,
-        |p| mlp_mean_loss(mlp, p, x, labels),
-        analytic,
-    )
+    check(name, &mlp.params, |p| mlp_mean_loss(mlp, p, x, labels), analytic)
 }

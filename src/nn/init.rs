@@ -20,14 +20,7 @@ pub enum Init {
 
 impl Init {
     /// Fill one layer's `w` (O, I) row by row, then `b` (O), from `rng`.
-    pub fn fill<T: Real>(
-        self,
-        rng: &mut Rng,
-        w: &mut [T],
-        b: &mut [T],
-        fan_in: usize,
-        fan_out: usize,
-    ) {
+    pub fn fill<T: Real>(self, rng: &mut Rng, w: &mut [T], b: &mut [T], fan_in: usize, fan_out: usize) {
         assert_eq!(w.len(), fan_in * fan_out);
         assert_eq!(b.len(), fan_out);
         let (i, o) = (fan_in as f64, fan_out as f64);
@@ -47,13 +40,11 @@ impl Init {
             }
             Init::He => {
                 let std = (2.0 / i).sqrt();
-                w.iter_mut()
-                    .for_each(|v| *v = T::from_f64(std * rng.normal()));
+                w.iter_mut().for_each(|v| *v = T::from_f64(std * rng.normal()));
                 b.fill(T::ZERO);
             }
             Init::Normal(std) => {
-                w.iter_mut()
-                    .for_each(|v| *v = T::from_f64(std * rng.normal()));
+                w.iter_mut().for_each(|v| *v = T::from_f64(std * rng.normal()));
                 b.fill(T::ZERO);
             }
         }
@@ -82,9 +73,7 @@ impl FromStr for Init {
                 if let Some(sigma) = s.strip_prefix("normal:") {
                     match sigma.parse::<f64>() {
                         Ok(v) if v > 0.0 && v.is_finite() => Ok(Init::Normal(v)),
-                        _ => Err(format!(
-                            "in '{s}': σ must be a positive number, e.g. normal:0.01"
-                        )),
+                        _ => Err(format!("in '{s}': σ must be a positive number, e.g. normal:0.01")),
                     }
                 } else {
                     Err(format!(

@@ -8,10 +8,7 @@ use crate::kernels::Real;
 /// The row maximum is subtracted before exponentiating so that no `e^{z}` overflows; softmax
 /// is unchanged by a constant shift.
 fn softmax_row<T: Real>(z: &mut [T]) -> f64 {
-    let max = z
-        .iter()
-        .copied()
-        .fold(z[0], |m, v| if v > m { v } else { m });
+    let max = z.iter().copied().fold(z[0], |m, v| if v > m { v } else { m });
     let mut sum = T::ZERO;
     for v in z.iter_mut() {
         *v = (*v - max).exp();
@@ -48,11 +45,7 @@ pub fn softmax_cross_entropy<T: Real>(z: &mut [T], labels: &[u8], k: usize) -> f
 /// the batch (the seed's `(1/N) Σ`) and `1` for a summed loss.
 pub fn backward<T: Real>(y_hat: &[T], labels: &[u8], k: usize, scale: T, d_z: &mut [T]) {
     assert_eq!(y_hat.len(), labels.len() * k);
-    for ((d_row, p_row), &y) in d_z
-        .chunks_exact_mut(k)
-        .zip(y_hat.chunks_exact(k))
-        .zip(labels)
-    {
+    for ((d_row, p_row), &y) in d_z.chunks_exact_mut(k).zip(y_hat.chunks_exact(k)).zip(labels) {
         for (c, (d, &p)) in d_row.iter_mut().zip(p_row).enumerate() {
             let target = if c == y as usize { T::ONE } else { T::ZERO };
             *d = scale * (p - target);

@@ -24,9 +24,9 @@ pub struct Workspace<T> {
     /// [`Mlp::forward`] and the probabilities ŷ after the loss.
     pub acts: Vec<Vec<T>>,
     /// (B, max width): the error flowing backward, `d_z` of the layer being processed.
-    d_z: Vec<T>,
+    pub(crate) d_z: Vec<T>,
     /// (B, max width): `d_a` of the layer below, which becomes its `d_z` in place.
-    d_a: Vec<T>,
+    pub(crate) d_a: Vec<T>,
 }
 
 impl<T: Real> Workspace<T> {
@@ -56,10 +56,7 @@ impl<T: Real> Workspace<T> {
 impl<T: Real> Mlp<T> {
     /// A network with all parameters zero; call [`Mlp::init`] to draw them.
     pub fn new(sizes: &[usize], activation: Activation) -> Self {
-        assert!(
-            sizes.len() >= 2,
-            "a network needs an input and an output size"
-        );
+        assert!(sizes.len() >= 2, "a network needs an input and an output size");
         assert!(sizes.iter().all(|&s| s > 0), "layer sizes must be positive");
         let mut layers = Vec::with_capacity(sizes.len() - 1);
         let mut offset = 0;
@@ -85,8 +82,7 @@ impl<T: Real> Mlp<T> {
 
     pub fn init(&mut self, init: Init, rng: &mut Rng) {
         for layer in &self.layers {
-            let (w, b) =
-                self.params[layer.w..layer.b + layer.fan_out].split_at_mut(layer.b - layer.w);
+            let (w, b) = self.params[layer.w..layer.b + layer.fan_out].split_at_mut(layer.b - layer.w);
             init.fill(rng, w, b, layer.fan_in, layer.fan_out);
         }
     }

@@ -92,9 +92,7 @@ impl FromStr for L2Mode {
         match s {
             "per-sample" => Ok(L2Mode::PerSample),
             "per-batch" => Ok(L2Mode::PerBatch),
-            _ => Err(format!(
-                "unknown L2 mode '{s}', expected per-sample or per-batch"
-            )),
+            _ => Err(format!("unknown L2 mode '{s}', expected per-sample or per-batch")),
         }
     }
 }

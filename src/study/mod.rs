@@ -178,8 +178,7 @@ pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> R
                         Progress::Bar(b) => Some(b.clone()),
                         _ => None,
                     };
-                    let outcome =
-                        train::run(&plan.config, &data, &runs_dir.join(&plan.name), progress);
+                    let outcome = train::run(&plan.config, &data, &runs_dir.join(&plan.name), progress);
                     if let Some(b) = bar {
                         b.finish_and_clear();
                         multi.remove(&b);

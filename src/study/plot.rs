@@ -33,10 +33,7 @@ fn ensure_font() {
 /// A drawing that can be rendered on any plotters backend.
 pub trait Figure {
     fn size(&self) -> (u32, u32);
-    fn draw<DB: DrawingBackend>(
-        &self,
-        root: &DrawingArea<DB, Shift>,
-    ) -> std::result::Result<(), String>;
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String>;
 }
 
 /// Write `stem.png` and `stem.svg`.
@@ -144,9 +141,7 @@ macro_rules! draw_panel {
                 ))
                 .map_err(e)?
                 .label(s.label.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
-                });
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3)));
         }
         chart
             .configure_series_labels()
@@ -164,10 +159,7 @@ impl Figure for LineFigure {
         self.size
     }
 
-    fn draw<DB: DrawingBackend>(
-        &self,
-        root: &DrawingArea<DB, Shift>,
-    ) -> std::result::Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
         root.fill(&WHITE).map_err(e)?;
         let root = root.titled(&self.title, (FONT, 22)).map_err(e)?;
         let areas = root.split_evenly(self.grid);
@@ -213,17 +205,10 @@ impl Figure for SamplesFigure {
         (CELL_W * self.columns as u32, HEADER + CELL_H * rows)
     }
 
-    fn draw<DB: DrawingBackend>(
-        &self,
-        root: &DrawingArea<DB, Shift>,
-    ) -> std::result::Result<(), String> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
         root.fill(&WHITE).map_err(e)?;
-        root.draw(&Text::new(
-            self.title.as_str(),
-            (10, 8),
-            (FONT, 22).into_font(),
-        ))
-        .map_err(e)?;
+        root.draw(&Text::new(self.title.as_str(), (10, 8), (FONT, 22).into_font()))
+            .map_err(e)?;
         root.draw(&Text::new(
             self.caption.as_str(),
             (10, 38),
@@ -269,17 +254,9 @@ impl Figure for SamplesFigure {
                 let color = if wrong { RGBColor(200, 0, 0) } else { BLACK };
                 let digits: Vec<String> = top.iter().map(|d| d.to_string()).collect();
                 let y = oy + cell.rows as i32 * SCALE + 8 + k as i32 * 20;
-                let text = format!(
-                    "{net}: [{}]{}",
-                    digits.join(" "),
-                    if wrong { " ✗" } else { "" }
-                );
-                root.draw(&Text::new(
-                    text,
-                    (ox, y),
-                    (FONT, 15).into_font().color(&color),
-                ))
-                .map_err(e)?;
+                let text = format!("{net}: [{}]{}", digits.join(" "), if wrong { " ✗" } else { "" });
+                root.draw(&Text::new(text, (ox, y), (FONT, 15).into_font().color(&color)))
+                    .map_err(e)?;
             }
         }
         Ok(())

@@ -47,9 +47,7 @@ fn md(blocks: &[Block]) -> String {
 }
 
 fn escape(t: &str) -> String {
-    t.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// Escape, then turn `**bold**` and `` `code` `` into tags.
@@ -176,18 +174,11 @@ impl Records {
 
     /// Metrics of a group's first seed.
     fn curve(&self, group: &str) -> Option<&Vec<MetricsRow>> {
-        self.group(group)
-            .first()
-            .and_then(|r| self.metrics.get(&r.name))
+        self.group(group).first().and_then(|r| self.metrics.get(&r.name))
     }
 
     fn accuracy(&self, group: &str) -> Option<Stat> {
-        Stat::of(
-            self.group(group)
-                .iter()
-                .filter_map(|r| r.test_accuracy)
-                .collect(),
-        )
+        Stat::of(self.group(group).iter().filter_map(|r| r.test_accuracy).collect())
     }
 }
 
@@ -350,10 +341,7 @@ pub fn write(dir: &Path, ablation: Option<&Path>) -> Result<()> {
         .iter()
         .map(|(k, v)| vec![format!("`{k}`"), v.to_string()])
         .collect();
-    rows.push(vec![
-        "`seeds`".into(),
-        format!("{:?}", rec.study.spec.seeds),
-    ]);
+    rows.push(vec!["`seeds`".into(), format!("{:?}", rec.study.spec.seeds)]);
     b.push(Block::Table(vec!["option".into(), "value".into()], rows));
 
     if rec.study.kind == "seed" {
@@ -422,10 +410,7 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
         (RELU[0], "ReLU, α = 1e-2 (§2.4)"),
         (RELU[1], "ReLU, α = 1e-3 (§2.4)"),
         (RELU[2], "ReLU, α = 1e-4 (§2.4)"),
-        (
-            SIGMOID_STEP,
-            "Sigmoid, α = 1e-2, step decay ×0.85 / 250 (§2.3)",
-        ),
+        (SIGMOID_STEP, "Sigmoid, α = 1e-2, step decay ×0.85 / 250 (§2.3)"),
         (RELU_STEP, "ReLU, α = 1e-2, step decay ×0.85 / 250 (ours)"),
     ];
     let mut rows = Vec::new();
@@ -444,14 +429,9 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
         ]);
     }
     b.push(Block::Table(
-        [
-            "experiment",
-            "seed report",
-            "mnist-mlp",
-            "difference (points)",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ["experiment", "seed report", "mnist-mlp", "difference (points)"]
+            .map(String::from)
+            .to_vec(),
         rows,
     ));
 
@@ -622,10 +602,7 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
         ));
     }
 
-    b.push(Block::Heading(
-        2,
-        "The seed report's claims, checked".into(),
-    ));
+    b.push(Block::Heading(2, "The seed report's claims, checked".into()));
     let mut rows: Vec<Vec<String>> = Vec::new();
     for (names, act) in [(SIGMOID, "sigmoid"), (RELU, "ReLU")] {
         let losses: Option<Vec<f64>> = names
@@ -676,11 +653,7 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
         if let (Some(c), Some(s)) = (rec.accuracy(constant), rec.accuracy(step)) {
             rows.push(vec![
                 format!("The schedule ends lower ({act})"),
-                format!(
-                    "final test accuracy: scheduled {}, constant {}",
-                    s.pct(),
-                    c.pct()
-                ),
+                format!("final test accuracy: scheduled {}, constant {}", s.pct(), c.pct()),
                 verdict(s.mean < c.mean),
             ]);
         }
@@ -696,8 +669,7 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
             if r == 19 && s == 17 {
                 "**holds exactly**".into()
             } else if r >= s {
-                "**holds in direction** (ReLU at least as good), counts differ: other samples"
-                    .into()
+                "**holds in direction** (ReLU at least as good), counts differ: other samples".into()
             } else {
                 "**does not hold**".into()
             },
@@ -785,9 +757,7 @@ fn ablation_section(dir: &Path, b: &mut Vec<Block>) -> Result<()> {
         if let Some(a) = r.reported_accuracy {
             reported.insert(cell.into(), a);
         }
-        let entry = acc
-            .entry((setting.to_string(), cell.to_string()))
-            .or_default();
+        let entry = acc.entry((setting.to_string(), cell.to_string())).or_default();
         if let Some(a) = r.test_accuracy {
             entry.push(a);
         }
@@ -817,10 +787,7 @@ fn ablation_section(dir: &Path, b: &mut Vec<Block>) -> Result<()> {
             row.push(if diffs.is_empty() {
                 "—".into()
             } else {
-                format!(
-                    "{:.2}",
-                    100.0 * diffs.iter().sum::<f64>() / diffs.len() as f64
-                )
+                format!("{:.2}", 100.0 * diffs.iter().sum::<f64>() / diffs.len() as f64)
             });
             row
         })

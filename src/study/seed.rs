@@ -135,26 +135,18 @@ pub fn write_samples(out: &Path, results: &[RunResult], data: &Dataset) -> Resul
     let test = &data.test;
     let indices = pick(test.len(), SAMPLE_COUNT, 0);
     let labels: Vec<u8> = indices.iter().map(|&i| test.labels[i]).collect();
-    let pixels: Vec<Vec<u8>> = indices
-        .iter()
-        .map(|&i| test.images.image(i).to_vec())
-        .collect();
+    let pixels: Vec<Vec<u8>> = indices.iter().map(|&i| test.images.image(i).to_vec()).collect();
     let x: Vec<f32> = pixels.iter().flatten().map(|&p| p as f32 / 255.0).collect();
     let mut networks = Vec::new();
     for (group, label) in [(SIGMOID[0], "Sigmoid"), (RELU[0], "ReLU")] {
-        let Some(r) = results
-            .iter()
-            .find(|r| r.group == group && r.status == "ok")
-        else {
+        let Some(r) = results.iter().find(|r| r.group == group && r.status == "ok") else {
             continue;
         };
         let loaded = model::load(&out.join("runs").join(&r.name))?;
         let mut ws = Workspace::new(&loaded.mlp.sizes, SAMPLE_COUNT);
-        let probs = predict(&loaded.mlp, &mut ws, &x);
-        let top3: Vec<Vec<(usize, f32)>> = probs
-            .chunks(loaded.mlp.classes())
-            .map(|p| top_k(p, 3))
-            .collect();
+        let engine = crate::kernels::Engine::new(1, crate::kernels::Backend::detect());
+        let probs = predict(&engine, &loaded.mlp, &mut ws, &x);
+        let top3: Vec<Vec<(usize, f32)>> = probs.chunks(loaded.mlp.classes()).map(|p| top_k(p, 3)).collect();
         let correct = top3
             .iter()
             .zip(&labels)

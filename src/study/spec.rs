@@ -90,10 +90,7 @@ impl StudySpec {
                     ));
                 }
                 None => {
-                    return Err(spec_err(
-                        origin,
-                        format!("grid.{key} must be a list of values"),
-                    ));
+                    return Err(spec_err(origin, format!("grid.{key} must be a list of values")));
                 }
             }
         }
@@ -149,7 +146,10 @@ impl StudySpec {
                 let reported_accuracy = match run.get("reported_accuracy") {
                     None => None,
                     Some(v) => Some(v.as_float().ok_or_else(|| {
-                        spec_err(origin, format!("runs[{r}].reported_accuracy must be a number (a fraction, e.g. 0.9489)"))
+                        spec_err(
+                            origin,
+                            format!("runs[{r}].reported_accuracy must be a number (a fraction, e.g. 0.9489)"),
+                        )
                     })?),
                 };
                 for &seed in &self.seeds {
@@ -176,10 +176,7 @@ impl StudySpec {
                     for (k, v) in sets {
                         apply(k, v, "grid")?;
                     }
-                    for (k, v) in run
-                        .iter()
-                        .filter(|(k, _)| !RUN_META_KEYS.contains(&k.as_str()))
-                    {
+                    for (k, v) in run.iter().filter(|(k, _)| !RUN_META_KEYS.contains(&k.as_str())) {
                         apply(k, v, &format!("runs[{r}]"))?;
                     }
                     obj.insert("seed".into(), seed.into());
@@ -207,10 +204,7 @@ impl StudySpec {
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             return Err(spec_err(
                 origin,
-                format!(
-                    "two runs are both named '{}'; give them distinct names",
-                    w[0]
-                ),
+                format!("two runs are both named '{}'; give them distinct names", w[0]),
             ));
         }
         Ok(plans)
@@ -298,10 +292,7 @@ mod tests {
     #[test]
     fn bad_specs_are_refused_with_the_reason() {
         let cases = [
-            (
-                "name = \"t\"\n[base]\nlrr = 0.1",
-                "unknown training option `lrr`",
-            ),
+            ("name = \"t\"\n[base]\nlrr = 0.1", "unknown training option `lrr`"),
             ("name = \"t\"\n[grid]\nlr = []", "grid.lr is empty"),
             ("name = \"t\"\n[grid]\nlr = 0.1", "must be a list"),
             ("name = \"t\"\n[base]\nlr = \"fast\"", "run 't'"),
@@ -311,8 +302,7 @@ mod tests {
             ("[base]\nlr = 0.1", "missing field `name`"),
         ];
         for (text, want) in cases {
-            let err =
-                StudySpec::from_toml(text, "s.toml").and_then(|s| s.resolve("s.toml").map(|_| ()));
+            let err = StudySpec::from_toml(text, "s.toml").and_then(|s| s.resolve("s.toml").map(|_| ()));
             let msg = err.expect_err(text).to_string();
             assert!(msg.contains(want), "{text:?}: {msg}");
         }

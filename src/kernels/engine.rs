@@ -1,0 +1,287 @@
+//! The training step and the forward pass as the machine runs them: the same equations as
+//! `nn::Mlp::forward`, `nn::Mlp::backward` and `optim::Sgd::step`, split across threads and, on
+//! CPUs with AVX2 and FMA, computed by the fused kernels of `avx2`:
+//!
+//! - forward: `z = a Wᵀ`, then `a' = f(z + b)` in one pass over each output row;
+//! - backward: `d_a = d_z W` with `⊙ f'(a)` applied as the result is stored;
+//! - update: `d_w = d_zᵀ a` is reduced in registers and consumed at once by the momentum step,
+//!   so weight gradients never reach memory.
+//!
+//! On other CPUs, and for f64, the engine runs the readable code in `nn` and `optim` itself.
+//! `tests/engine.rs` checks that both paths agree.
+
+use super::pool::{Pool, split};
+use crate::nn::{Activation, Mlp, Workspace, loss};
+use crate::optim::Sgd;
+
+/// How the matrix products are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// AVX2 + FMA kernels with fused element-wise work.
+    Avx2,
+    /// The readable `nn`/`optim` code, with `matrixmultiply` for the products.
+    Reference,
+}
+
+impl Backend {
+    /// The fastest backend this CPU supports.
+    pub fn detect() -> Backend {
+        #[cfg(target_arch = "x86_64")]
+        if super::avx2::available() {
+            return Backend::Avx2;
+        }
+        Backend::Reference
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Avx2 => "avx2-fma",
+            Backend::Reference => "reference",
+        }
+    }
+}
+
+pub struct Engine {
+    pub backend: Backend,
+    pool: Pool,
+}
+
+/// One step's hyper-parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct StepParams {
+    pub lr: f64,
+    pub sgd: Sgd,
+    /// Factor turning the summed batch gradient into the one used (1/N for a mean loss).
+    pub loss_scale: f64,
+}
+
+/// Raw pointers that may be shared by the threads of one parallel region: every thread writes
+/// only its own disjoint part (rows or columns) of the buffers behind them.
+#[derive(Clone, Copy)]
+struct Shared<T>(*mut T);
+// SAFETY: see the type's comment; disjointness is established at every use.
+unsafe impl<T> Send for Shared<T> {}
+unsafe impl<T> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// Through a method, so closures capture the `Sync` wrapper and not the raw pointer.
+    fn ptr(&self) -> *mut T {
+        self.0
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn act_code(a: Activation) -> super::avx2::Act {
+    use super::avx2::Act;
+    match a {
+        Activation::Sigmoid => Act::Sigmoid,
+        Activation::Relu => Act::Relu,
+        Activation::Tanh => Act::Tanh,
+    }
+}
+
+impl Engine {
+    pub fn new(threads: usize, backend: Backend) -> Engine {
+        if backend == Backend::Avx2 {
+            #[cfg(target_arch = "x86_64")]
+            assert!(
+                super::avx2::available(),
+                "the AVX2 backend needs a CPU with AVX2 and FMA"
+            );
+            #[cfg(not(target_arch = "x86_64"))]
+            panic!("the AVX2 backend needs an x86-64 CPU");
+        }
+        // The reference backend parallelises inside `matrixmultiply`; idle pool workers would
+        // only spin against it.
+        let threads = if backend == Backend::Reference { 1 } else { threads };
+        Engine {
+            backend,
+            pool: Pool::new(threads),
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Forward pass over the first `batch` rows of `ws.acts[0]`; afterwards the output buffer
+    /// holds the logits, exactly as [`Mlp::forward`].
+    pub fn forward(&self, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, batch: usize) {
+        match self.backend {
+            Backend::Reference => mlp.forward(ws, batch),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => self.forward_avx2(mlp, ws, batch),
+            #[cfg(not(target_arch = "x86_64"))]
+            Backend::Avx2 => unreachable!(),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn forward_avx2(&self, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, batch: usize) {
+        use super::avx2;
+        assert!(batch <= ws.capacity);
+        let last = mlp.layers.len() - 1;
+        for (l, layer) in mlp.layers.iter().enumerate() {
+            let (i, o) = (layer.fan_in, layer.fan_out);
+            let (below, above) = ws.acts.split_at_mut(l + 1);
+            let a = &below[l][..batch * i];
+            let z = Shared(above[0][..batch * o].as_mut_ptr());
+            let w = &mlp.params[layer.w_range()];
+            let b = &mlp.params[layer.b_range()];
+            let act = if l < last {
+                act_code(mlp.activation)
+            } else {
+                avx2::Act::Identity
+            };
+            self.pool.run(&|t, n| {
+                let cols = split(o, n, t, 8);
+                if cols.is_empty() {
+                    return;
+                }
+                // SAFETY: thread t writes only columns `cols` of z; reads stay inside a, w, b.
+                unsafe {
+                    avx2::matmul_nt(batch, i, a.as_ptr(), i, w.as_ptr(), i, cols.clone(), z.ptr(), o);
+                    for r in 0..batch {
+                        avx2::bias_act_row(
+                            z.ptr().add(r * o + cols.start),
+                            b.as_ptr().add(cols.start),
+                            cols.len(),
+                            act,
+                        );
+                    }
+                }
+            });
+        }
+    }
+
+    /// One training step on the batch already in `ws.acts[0]` with `labels`: forward, loss,
+    /// backward, momentum update. Returns the loss summed over the batch.
+    ///
+    /// `grads` is only used by the reference backend; the fused backend never forms gradients.
+    pub fn train_step(
+        &self,
+        mlp: &mut Mlp<f32>,
+        velocity: &mut [f32],
+        grads: &mut [f32],
+        ws: &mut Workspace<f32>,
+        labels: &[u8],
+        p: StepParams,
+    ) -> f64 {
+        let batch = labels.len();
+        self.forward(mlp, ws, batch);
+        let k = mlp.classes();
+        let out = ws.acts.last_mut().expect("layers");
+        let loss = loss::softmax_cross_entropy(&mut out[..batch * k], labels, k);
+        if !loss.is_finite() {
+            return loss;
+        }
+        match self.backend {
+            Backend::Reference => {
+                mlp.backward(ws, labels, p.loss_scale as f32, grads);
+                p.sgd
+                    .step(p.lr, batch, &mlp.layers, &mut mlp.params, grads, velocity);
+            }
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => self.backward_update_avx2(mlp, velocity, ws, labels, p),
+            #[cfg(not(target_arch = "x86_64"))]
+            Backend::Avx2 => unreachable!(),
+        }
+        loss
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn backward_update_avx2(
+        &self,
+        mlp: &mut Mlp<f32>,
+        velocity: &mut [f32],
+        ws: &mut Workspace<f32>,
+        labels: &[u8],
+        p: StepParams,
+    ) {
+        use super::avx2;
+        let batch = labels.len();
+        let k = mlp.classes();
+        let n_layers = mlp.layers.len();
+        {
+            let y_hat = &ws.acts[n_layers][..batch * k];
+            loss::backward(y_hat, labels, k, p.loss_scale as f32, &mut ws.d_z[..batch * k]);
+        }
+        let up = avx2::Update {
+            lr: p.lr as f32,
+            momentum: p.sgd.momentum as f32,
+            l2: p.sgd.effective_l2(batch) as f32,
+        };
+        let act = act_code(mlp.activation);
+        let params = Shared(mlp.params.as_mut_ptr());
+        let vel = Shared(velocity.as_mut_ptr());
+        for l in (0..n_layers).rev() {
+            let layer = mlp.layers[l].clone();
+            let (i, o) = (layer.fan_in, layer.fan_out);
+            let a = ws.acts[l][..batch * i].as_ptr() as usize;
+            let d_z = ws.d_z[..batch * o].as_ptr() as usize;
+            // d_a = d_z W ⊙ f'(a), before W changes.
+            if l > 0 {
+                let d_a = Shared(ws.d_a[..batch * i].as_mut_ptr());
+                self.pool.run(&|t, n| {
+                    let cols = split(i, n, t, 24);
+                    if cols.is_empty() {
+                        return;
+                    }
+                    // SAFETY: thread t writes columns `cols` of d_a only; W is not written in
+                    // this region.
+                    unsafe {
+                        let w = params.ptr().add(layer.w) as *const f32;
+                        avx2::matmul_nn_dact(
+                            batch,
+                            o,
+                            d_z as *const f32,
+                            o,
+                            w,
+                            i,
+                            a as *const f32,
+                            d_a.ptr(),
+                            i,
+                            cols,
+                            act,
+                        );
+                    }
+                });
+            }
+            // d_w = d_zᵀ a and d_b = Σ d_z, consumed at once by the update of W and b.
+            self.pool.run(&|t, n| {
+                let rows = split(o, n, t, 4);
+                if rows.is_empty() {
+                    return;
+                }
+                // SAFETY: thread t reads and writes rows `rows` of W, b and their velocities
+                // only; d_z and a are read-only here.
+                unsafe {
+                    avx2::weight_grad_update(
+                        batch,
+                        i,
+                        d_z as *const f32,
+                        o,
+                        a as *const f32,
+                        params.ptr().add(layer.w),
+                        vel.ptr().add(layer.w),
+                        rows.clone(),
+                        up,
+                    );
+                    let d = d_z as *const f32;
+                    for r in rows {
+                        let mut d_b = 0.0f32;
+                        for s in 0..batch {
+                            d_b += *d.add(s * o + r);
+                        }
+                        let (b, u) = (params.ptr().add(layer.b + r), vel.ptr().add(layer.b + r));
+                        *u = up.momentum * *u - up.lr * d_b;
+                        *b += *u;
+                    }
+                }
+            });
+            if l > 0 {
+                std::mem::swap(&mut ws.d_z, &mut ws.d_a);
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The fused AVX2 engine against the readable reference code (`nn` + `optim`), on networks whose
+//! sizes exercise every edge case of the kernels' tiles, for every activation; and the engine's
+//! results independent of its thread count, bit for bit.
+
+use mnist_mlp::kernels::{Backend, Engine, StepParams};
+use mnist_mlp::nn::{Activation, Init, Mlp, Workspace};
+use mnist_mlp::optim::{L2Mode, Sgd};
+use mnist_mlp::rng::Rng;
+
+/// Agreement of two f32 computations of the same math, relative to the values' scale.
+const TOL: f32 = 2e-5;
+
+fn setup(sizes: &[usize], act: Activation, batch: usize, seed: u64) -> (Mlp<f32>, Vec<f32>, Vec<u8>) {
+    let mut rng = Rng::new(seed, 0);
+    let mut mlp = Mlp::<f32>::new(sizes, act);
+    mlp.init(Init::Xavier, &mut rng);
+    for layer in mlp.layers.clone() {
+        for b in &mut mlp.params[layer.b_range()] {
+            *b = rng.uniform(-0.3, 0.3) as f32;
+        }
+    }
+    let x = (0..batch * sizes[0]).map(|_| rng.next_f64() as f32).collect();
+    let labels = (0..batch).map(|_| rng.below(*sizes.last().unwrap() as u64) as u8).collect();
+    (mlp, x, labels)
+}
+
+fn max_rel(a: &[f32], b: &[f32]) -> f32 {
+    let scale = a.iter().map(|v| v.abs()).fold(1e-3f32, f32::max);
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
+}
+
+/// Run `steps` training steps; returns (losses, final parameters).
+fn train(engine: &Engine, sizes: &[usize], act: Activation, batch: usize, steps: usize) -> (Vec<f64>, Vec<f32>) {
+    let (mut mlp, _, _) = setup(sizes, act, batch, 1);
+    let mut velocity = vec![0.0; mlp.params.len()];
+    let mut grads = vec![0.0; mlp.params.len()];
+    let mut ws = Workspace::new(sizes, batch);
+    let sgd = Sgd { momentum: 0.9, l2: 0.005, l2_mode: L2Mode::PerSample };
+    let mut losses = Vec::new();
+    for s in 0..steps {
+        let (_, x, labels) = setup(sizes, act, batch, 100 + s as u64);
+        ws.input_mut(batch).copy_from_slice(&x);
+        let p = StepParams { lr: 0.05, sgd, loss_scale: 1.0 / batch as f64 };
+        losses.push(engine.train_step(&mut mlp, &mut velocity, &mut grads, &mut ws, &labels, p));
+    }
+    (losses, mlp.params)
+}
+
+const SHAPES: [&[usize]; 3] = [&[37, 29, 13, 10], &[784, 50, 25, 10], &[9, 3, 10]];
+const ACTIVATIONS: [Activation; 3] = [Activation::Sigmoid, Activation::Relu, Activation::Tanh];
+
+#[test]
+fn the_fused_forward_pass_matches_the_reference() {
+    if Backend::detect() != Backend::Avx2 {
+        eprintln!("skipped: this CPU has no AVX2/FMA, so the fused engine is never used here");
+        return;
+    }
+    let (fast, reference) = (Engine::new(2, Backend::Avx2), Engine::new(1, Backend::Reference));
+    for sizes in SHAPES {
+        for act in ACTIVATIONS {
+            for batch in [1, 7, 64] {
+                let (mlp, x, _) = setup(sizes, act, batch, 3);
+                let mut outs = Vec::new();
+                for engine in [&fast, &reference] {
+                    let mut ws = Workspace::new(sizes, batch);
+                    ws.input_mut(batch).copy_from_slice(&x);
+                    engine.forward(&mlp, &mut ws, batch);
+                    outs.push(ws.output(batch).to_vec());
+                }
+                let d = max_rel(&outs[0], &outs[1]);
+                assert!(d < TOL, "{sizes:?} {act} batch {batch}: logits differ by {d:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_training_steps_match_the_reference_update_rule() {
+    if Backend::detect() != Backend::Avx2 {
+        eprintln!("skipped: this CPU has no AVX2/FMA, so the fused engine is never used here");
+        return;
+    }
+    let (fast, reference) = (Engine::new(2, Backend::Avx2), Engine::new(1, Backend::Reference));
+    for sizes in SHAPES {
+        for act in ACTIVATIONS {
+            for batch in [5, 64] {
+                let (lf, pf) = train(&fast, sizes, act, batch, 4);
+                let (lr, pr) = train(&reference, sizes, act, batch, 4);
+                let d = max_rel(&pf, &pr);
+                println!("{sizes:?} {act} batch {batch}: max parameter difference {d:.1e}");
+                assert!(d < TOL, "{sizes:?} {act} batch {batch}: parameters differ by {d:e}");
+                for (a, b) in lf.iter().zip(&lr) {
+                    assert!((a - b).abs() < 1e-4 * b.abs().max(1.0), "losses {lf:?} vs {lr:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_engine_gives_the_same_bits_with_one_two_or_three_threads() {
+    let backend = Backend::detect();
+    let runs: Vec<Vec<f32>> = [1, 2, 3]
+        .iter()
+        .map(|&t| train(&Engine::new(t, backend), &[784, 50, 25, 10], Activation::Relu, 64, 3).1)
+        .collect();
+    assert!(runs[0] == runs[1] && runs[1] == runs[2], "parameters depend on the thread count");
+}
