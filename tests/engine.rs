@@ -20,7 +20,9 @@ fn setup(sizes: &[usize], act: Activation, batch: usize, seed: u64) -> (Mlp<f32>
         }
     }
     let x = (0..batch * sizes[0]).map(|_| rng.next_f64() as f32).collect();
-    let labels = (0..batch).map(|_| rng.below(*sizes.last().unwrap() as u64) as u8).collect();
+    let labels = (0..batch)
+        .map(|_| rng.below(*sizes.last().unwrap() as u64) as u8)
+        .collect();
     (mlp, x, labels)
 }
 
@@ -30,17 +32,31 @@ fn max_rel(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Run `steps` training steps; returns (losses, final parameters).
-fn train(engine: &Engine, sizes: &[usize], act: Activation, batch: usize, steps: usize) -> (Vec<f64>, Vec<f32>) {
+fn train(
+    engine: &Engine,
+    sizes: &[usize],
+    act: Activation,
+    batch: usize,
+    steps: usize,
+) -> (Vec<f64>, Vec<f32>) {
     let (mut mlp, _, _) = setup(sizes, act, batch, 1);
     let mut velocity = vec![0.0; mlp.params.len()];
     let mut grads = vec![0.0; mlp.params.len()];
     let mut ws = Workspace::new(sizes, batch);
-    let sgd = Sgd { momentum: 0.9, l2: 0.005, l2_mode: L2Mode::PerSample };
+    let sgd = Sgd {
+        momentum: 0.9,
+        l2: 0.005,
+        l2_mode: L2Mode::PerSample,
+    };
     let mut losses = Vec::new();
     for s in 0..steps {
         let (_, x, labels) = setup(sizes, act, batch, 100 + s as u64);
         ws.input_mut(batch).copy_from_slice(&x);
-        let p = StepParams { lr: 0.05, sgd, loss_scale: 1.0 / batch as f64 };
+        let p = StepParams {
+            lr: 0.05,
+            sgd,
+            loss_scale: 1.0 / batch as f64,
+        };
         losses.push(engine.train_step(&mut mlp, &mut velocity, &mut grads, &mut ws, &labels, p));
     }
     (losses, mlp.params)
@@ -88,7 +104,10 @@ fn fused_training_steps_match_the_reference_update_rule() {
                 let (lr, pr) = train(&reference, sizes, act, batch, 4);
                 let d = max_rel(&pf, &pr);
                 println!("{sizes:?} {act} batch {batch}: max parameter difference {d:.1e}");
-                assert!(d < TOL, "{sizes:?} {act} batch {batch}: parameters differ by {d:e}");
+                assert!(
+                    d < TOL,
+                    "{sizes:?} {act} batch {batch}: parameters differ by {d:e}"
+                );
                 for (a, b) in lf.iter().zip(&lr) {
                     assert!((a - b).abs() < 1e-4 * b.abs().max(1.0), "losses {lf:?} vs {lr:?}");
                 }
@@ -102,7 +121,19 @@ fn the_engine_gives_the_same_bits_with_one_two_or_three_threads() {
     let backend = Backend::detect();
     let runs: Vec<Vec<f32>> = [1, 2, 3]
         .iter()
-        .map(|&t| train(&Engine::new(t, backend), &[784, 50, 25, 10], Activation::Relu, 64, 3).1)
+        .map(|&t| {
+            train(
+                &Engine::new(t, backend),
+                &[784, 50, 25, 10],
+                Activation::Relu,
+                64,
+                3,
+            )
+            .1
+        })
         .collect();
-    assert!(runs[0] == runs[1] && runs[1] == runs[2], "parameters depend on the thread count");
+    assert!(
+        runs[0] == runs[1] && runs[1] == runs[2],
+        "parameters depend on the thread count"
+    );
 }

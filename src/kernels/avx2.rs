@@ -11,7 +11,16 @@
 //!
 //! Every output element is reduced in a fixed order that does not depend on the thread split,
 //! so results are bit-identical for any number of threads.
-#![allow(clippy::too_many_arguments)]
+//!
+//! # Safety
+//! Every function here requires a CPU with AVX2 and FMA ([`available`]), and pointers valid
+//! for the shapes and leading dimensions it is given. Callers (`engine.rs`) derive both from
+//! slices whose lengths they assert.
+#![allow(
+    clippy::too_many_arguments,
+    clippy::missing_safety_doc,
+    clippy::needless_range_loop
+)]
 
 use std::arch::x86_64::*;
 
@@ -56,13 +65,7 @@ pub unsafe fn exp8(x: __m256) -> __m256 {
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
         let mut p = _mm256_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            5.000_000_1e-1,
-        ] {
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
             p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
         }
         let r2 = _mm256_mul_ps(r, r);
@@ -122,8 +125,7 @@ unsafe fn dact8(act: Act, a: __m256) -> __m256 {
     }
 }
 
-/// In place over `n` values: `x = act(x + bias)`, bias broadcast along rows of width `width`
-/// starting at column `col0` of the bias vector.
+/// In place over `n` values of one row: `x = act(x + bias)`.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn bias_act_row(x: *mut f32, bias: *const f32, n: usize, act: Act) {
     unsafe {
@@ -314,7 +316,7 @@ pub unsafe fn matmul_nn_dact(
         while c < cols.end {
             let width = (cols.end - c).min(24);
             let nv = width.div_ceil(8);
-            let masked = width % 8 != 0;
+            let masked = !width.is_multiple_of(8);
             let last = mask(if masked { width % 8 } else { 8 });
             let mut r = 0;
             while r < m {
@@ -442,7 +444,7 @@ pub unsafe fn weight_grad_update(
         while c < i_dim {
             let width = (i_dim - c).min(24);
             let nv = width.div_ceil(8);
-            let masked = width % 8 != 0;
+            let masked = !width.is_multiple_of(8);
             let last = mask(if masked { width % 8 } else { 8 });
             let mut r = rows.start;
             while r < rows.end {
