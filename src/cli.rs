@@ -36,6 +36,32 @@ pub enum Command {
     Study(StudyArgs),
     /// Redraw a study's figures and report from its records, without training.
     Report(ReportArgs),
+    /// Measure the training step and evaluation speed against the machine's GEMM peak.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Batch sizes to time.
+    #[arg(long, value_delimiter = ',', default_values_t = [64, 256, 1024])]
+    pub batch: Vec<usize>,
+    /// Thread counts to time.
+    #[arg(long, value_delimiter = ',', default_values_t = default_bench_threads())]
+    pub threads: Vec<usize>,
+    /// Step implementation: auto, avx2 or reference.
+    #[arg(long, default_value_t = Kernels::Auto)]
+    pub kernels: Kernels,
+    /// Print the figures as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Internal: print this process's GEMM peak and exit (run with MATMUL_NUM_THREADS set).
+    #[arg(long, hide = true)]
+    pub gemm_peak_only: bool,
+}
+
+fn default_bench_threads() -> Vec<usize> {
+    let n = available_threads();
+    if n > 1 { vec![1, n] } else { vec![1] }
 }
 
 #[derive(Args, Debug)]
@@ -222,12 +248,57 @@ pub fn run() -> Result<()> {
         Command::Eval(args) => cmd_eval(&args),
         Command::Fetch(args) => cmd_fetch(&args),
         Command::Study(args) => cmd_study(&args),
+        Command::Bench(args) => cmd_bench(&args),
         Command::Report(args) => {
             study::report::write(&args.from, args.ablation.as_deref())?;
             println!("{}", args.from.join("report.html").display());
             Ok(())
         }
     }
+}
+
+fn cmd_bench(args: &BenchArgs) -> Result<()> {
+    if args.gemm_peak_only {
+        println!("{}", crate::bench::gemm_peak());
+        return Ok(());
+    }
+    if let Some(b) = args.batch.iter().find(|&&b| b == 0) {
+        return Err(Error::flag("--batch", format!("batch sizes must be positive, got {b}")).into());
+    }
+    if args.threads.contains(&0) {
+        return Err(Error::flag("--threads", "thread counts must be positive").into());
+    }
+    // The GEMM backend fixes its thread count once per process, so each peak is measured in a
+    // child process of our own.
+    let exe = std::env::current_exe().context("locating the mnist-mlp executable")?;
+    let mut peaks = Vec::new();
+    for &t in &args.threads {
+        let out = std::process::Command::new(&exe)
+            .args(["bench", "--gemm-peak-only"])
+            .env("MATMUL_NUM_THREADS", t.to_string())
+            .output()
+            .context("running the GEMM peak measurement")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let peak: f64 = text
+            .trim()
+            .parse()
+            .with_context(|| format!("GEMM peak measurement printed {text:?}"))?;
+        if !args.json {
+            eprintln!("GEMM peak   1024³ sgemm      threads {t}  {peak:>6.1} GFLOP/s");
+        }
+        peaks.push((t, peak));
+    }
+    let report = crate::bench::run(&args.batch, &args.threads, args.kernels, peaks, |line| {
+        if !args.json {
+            eprintln!("{line}");
+        }
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if let Some(m) = report.peak_memory_mib {
+        eprintln!("peak memory {m:.0} MiB");
+    }
+    Ok(())
 }
 
 fn cmd_study(args: &StudyArgs) -> Result<()> {

@@ -5,6 +5,7 @@
 //! [`nn::Mlp`] forward and backward, and [`optim::Sgd`] updates the parameters → [`model`]
 //! writes `model.safetensors` and `config.json` → [`eval`] reads them back.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;

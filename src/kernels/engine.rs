@@ -104,6 +104,14 @@ impl Engine {
         self.pool.threads()
     }
 
+    /// A parallel region of AVX2 kernels: `f(t, threads)` on every thread, with denormals
+    /// flushed to zero while it runs.
+    #[cfg(target_arch = "x86_64")]
+    fn par(&self, f: impl Fn(usize, usize) + Sync) {
+        self.pool
+            .run(&|t, n| super::avx2::with_flushed_denormals(|| f(t, n)));
+    }
+
     /// Forward pass over the first `batch` rows of `ws.acts[0]`; afterwards the output buffer
     /// holds the logits, exactly as [`Mlp::forward`].
     pub fn forward(&self, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, batch: usize) {
@@ -133,7 +141,7 @@ impl Engine {
             } else {
                 avx2::Act::Identity
             };
-            self.pool.run(&|t, n| {
+            self.par(|t, n| {
                 let cols = split(o, n, t, 8);
                 if cols.is_empty() {
                     return;
@@ -222,8 +230,8 @@ impl Engine {
             // d_a = d_z W ⊙ f'(a), before W changes.
             if l > 0 {
                 let d_a = Shared(ws.d_a[..batch * i].as_mut_ptr());
-                self.pool.run(&|t, n| {
-                    let cols = split(i, n, t, 24);
+                self.par(|t, n| {
+                    let cols = split(i, n, t, 8 * avx2::NN_NV);
                     if cols.is_empty() {
                         return;
                     }
@@ -248,8 +256,8 @@ impl Engine {
                 });
             }
             // d_w = d_zᵀ a and d_b = Σ d_z, consumed at once by the update of W and b.
-            self.pool.run(&|t, n| {
-                let rows = split(o, n, t, 4);
+            self.par(|t, n| {
+                let rows = split(o, n, t, avx2::TN_MR);
                 if rows.is_empty() {
                     return;
                 }

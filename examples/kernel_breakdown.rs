@@ -1,0 +1,82 @@
+//! GFLOP/s of each AVX2 kernel on the seed network's layer shapes, one thread.
+//! `cargo run --release --example kernel_breakdown`
+#[cfg(target_arch = "x86_64")]
+fn main() {
+    use mnist_mlp::kernels::avx2::{self, Act, Update};
+    use std::time::Instant;
+    assert!(avx2::available());
+    let b = 64;
+    let time = |f: &mut dyn FnMut()| {
+        for _ in 0..20 {
+            f();
+        }
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            for _ in 0..200 {
+                f();
+            }
+            best = best.min(t.elapsed().as_secs_f64() / 200.0);
+        }
+        best
+    };
+    let mut total = 0.0;
+    for (i, o) in [(784usize, 500usize), (500, 250), (250, 100), (100, 10)] {
+        let a = vec![0.5f32; b * i];
+        let mut w = vec![0.01f32; o * i];
+        let mut v = vec![0.0f32; o * i];
+        let mut z = vec![0f32; b * o];
+        let d = vec![0.001f32; b * o];
+        let mut d_a = vec![0f32; b * i];
+        let flops = 2.0 * (b * i * o) as f64;
+        let t_fwd = time(&mut || unsafe {
+            avx2::matmul_nt(b, i, a.as_ptr(), i, w.as_ptr(), i, 0..o, z.as_mut_ptr(), o)
+        });
+        let t_da = time(&mut || unsafe {
+            avx2::matmul_nn_dact(
+                b,
+                o,
+                d.as_ptr(),
+                o,
+                w.as_ptr(),
+                i,
+                a.as_ptr(),
+                d_a.as_mut_ptr(),
+                i,
+                0..i,
+                Act::Relu,
+            )
+        });
+        let up = Update {
+            lr: 0.0,
+            momentum: 0.9,
+            l2: 0.0,
+        };
+        let t_dw = time(&mut || unsafe {
+            avx2::weight_grad_update(
+                b,
+                i,
+                d.as_ptr(),
+                o,
+                a.as_ptr(),
+                w.as_mut_ptr(),
+                v.as_mut_ptr(),
+                0..o,
+                up,
+            )
+        });
+        println!(
+            "{i:>4}→{o:<4} forward {:>6.1} µs {:>5.1} GF/s | d_a {:>6.1} µs {:>5.1} GF/s | d_w+update {:>6.1} µs {:>5.1} GF/s",
+            t_fwd * 1e6,
+            flops / t_fwd / 1e9,
+            t_da * 1e6,
+            flops / t_da / 1e9,
+            t_dw * 1e6,
+            flops / t_dw / 1e9
+        );
+        total += t_fwd + t_dw + if i == 784 { 0.0 } else { t_da };
+    }
+    println!("sum of the step's kernels: {:.3} ms", total * 1e3);
+}
+#[cfg(not(target_arch = "x86_64"))]
+fn main() {}

@@ -1,0 +1,225 @@
+//! `mnist-mlp bench`: how fast the training step and the evaluation pass run on this machine,
+//! measured against the f32 matrix-product peak measured on the spot.
+
+use crate::config::Kernels;
+use crate::error::Result;
+use crate::kernels::{Backend, Engine, StepParams};
+use crate::nn::{Activation, Init, Mlp, Workspace};
+use crate::optim::{L2Mode, Sgd};
+use crate::rng::Rng;
+use serde::Serialize;
+use std::time::Instant;
+
+/// The seed report's network.
+pub const SIZES: [usize; 5] = [784, 500, 250, 100, 10];
+
+/// Floating-point operations of one training sample: forward `2·I·O` per layer, weight
+/// gradient `2·I·O`, input gradient `2·I·O` for every layer but the first.
+pub fn flops_per_sample(sizes: &[usize]) -> f64 {
+    let products: Vec<f64> = sizes.windows(2).map(|w| (w[0] * w[1]) as f64).collect();
+    let all: f64 = products.iter().sum();
+    2.0 * all + 2.0 * all + 2.0 * (all - products[0])
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepFigure {
+    pub batch: usize,
+    pub threads: usize,
+    pub kernels: String,
+    pub ms_per_step: f64,
+    pub samples_per_second: f64,
+    pub gflops: f64,
+    /// Of the matrix-product peak measured with the same thread count.
+    pub percent_of_peak: f64,
+    /// 8000 iterations at this batch size, training loop only.
+    pub seconds_for_8000_iterations: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalFigure {
+    pub threads: usize,
+    pub ms_per_10000_images: f64,
+    pub images_per_second: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub cpu: String,
+    pub tool_version: String,
+    pub flops_per_sample: f64,
+    /// Best f32 GEMM throughput (1024³ through `matrixmultiply`), by thread count.
+    pub gemm_peak_gflops: Vec<(usize, f64)>,
+    pub steps: Vec<StepFigure>,
+    pub eval: Vec<EvalFigure>,
+    /// Peak resident memory of this process, MiB.
+    pub peak_memory_mib: Option<f64>,
+}
+
+/// Best-of-`reps` GFLOP/s of a 1024³ sgemm in this process (its thread count is fixed by
+/// `MATMUL_NUM_THREADS`, which `matrixmultiply` reads once per process).
+pub fn gemm_peak() -> f64 {
+    let n = 1024;
+    let mut rng = Rng::new(1, 0);
+    let a: Vec<f32> = (0..n * n).map(|_| rng.next_f64() as f32).collect();
+    let b: Vec<f32> = (0..n * n).map(|_| rng.next_f64() as f32).collect();
+    let mut c = vec![0f32; n * n];
+    let mut best = f64::MAX;
+    for _ in 0..6 {
+        let t = Instant::now();
+        crate::kernels::gemm(
+            n,
+            n,
+            n,
+            &a,
+            crate::kernels::Op::N,
+            &b,
+            crate::kernels::Op::N,
+            0.0,
+            &mut c,
+        );
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (n * n * n) as f64 / best / 1e9
+}
+
+/// Seconds per training step of the seed network at `batch`, best of three timed blocks.
+pub fn time_step(engine: &Engine, batch: usize, act: Activation) -> f64 {
+    let mut rng = Rng::new(7, 0);
+    let mut mlp = Mlp::<f32>::new(&SIZES, act);
+    mlp.init(Init::Uniform, &mut rng);
+    let mut velocity = vec![0f32; mlp.params.len()];
+    let mut grads = vec![0f32; mlp.params.len()];
+    let mut ws = Workspace::new(&SIZES, batch);
+    let x: Vec<f32> = (0..batch * SIZES[0])
+        .map(|_| rng.below(256) as f32 / 255.0)
+        .collect();
+    let labels: Vec<u8> = (0..batch).map(|_| rng.below(10) as u8).collect();
+    let p = StepParams {
+        lr: 0.01,
+        sgd: Sgd {
+            momentum: 0.9,
+            l2: 0.005,
+            l2_mode: L2Mode::PerSample,
+        },
+        loss_scale: 1.0 / batch as f64,
+    };
+    let mut step = || {
+        ws.input_mut(batch).copy_from_slice(&x);
+        engine.train_step(&mut mlp, &mut velocity, &mut grads, &mut ws, &labels, p);
+    };
+    // About 0.3 s per block whatever the batch.
+    let steps = (20_000 / batch).max(10);
+    for _ in 0..steps / 4 {
+        step();
+    }
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        for _ in 0..steps {
+            step();
+        }
+        best = best.min(t.elapsed().as_secs_f64() / steps as f64);
+    }
+    best
+}
+
+/// Milliseconds for one forward pass over 10,000 images in chunks of 1000.
+pub fn time_eval(engine: &Engine) -> f64 {
+    let mut rng = Rng::new(8, 0);
+    let mut mlp = Mlp::<f32>::new(&SIZES, Activation::Relu);
+    mlp.init(Init::Uniform, &mut rng);
+    let chunk = 1000;
+    let mut ws = Workspace::new(&SIZES, chunk);
+    let x: Vec<f32> = (0..chunk * SIZES[0])
+        .map(|_| rng.below(256) as f32 / 255.0)
+        .collect();
+    let mut best = f64::MAX;
+    for _ in 0..4 {
+        let t = Instant::now();
+        for _ in 0..10 {
+            ws.input_mut(chunk).copy_from_slice(&x);
+            engine.forward(&mlp, &mut ws, chunk);
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best * 1e3
+}
+
+pub fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Run the step and evaluation benchmarks. `peaks` are the GEMM peaks per thread count,
+/// measured by the caller (in child processes, one per thread count).
+pub fn run(
+    batches: &[usize],
+    threads: &[usize],
+    kernels: Kernels,
+    peaks: Vec<(usize, f64)>,
+    mut progress: impl FnMut(&str),
+) -> Result<BenchReport> {
+    let backend: Backend = kernels.resolve()?;
+    let fps = flops_per_sample(&SIZES);
+    let mut steps = Vec::new();
+    let mut eval = Vec::new();
+    for &t in threads {
+        let engine = Engine::new(t, backend);
+        let peak = peaks.iter().find(|p| p.0 == t).map(|p| p.1);
+        for &batch in batches {
+            let secs = time_step(&engine, batch, Activation::Relu);
+            let gflops = fps * batch as f64 / secs / 1e9;
+            let fig = StepFigure {
+                batch,
+                threads: t,
+                kernels: backend.name().into(),
+                ms_per_step: secs * 1e3,
+                samples_per_second: batch as f64 / secs,
+                gflops,
+                percent_of_peak: peak.map(|p| 100.0 * gflops / p).unwrap_or(f64::NAN),
+                seconds_for_8000_iterations: secs * 8000.0,
+            };
+            progress(&format!(
+                "train step  batch {:>4}  threads {t}  {:>7.3} ms  {:>9.0} samples/s  {:>6.1} GFLOP/s  {:>5.1}% of peak  8000 its: {:>5.1} s",
+                batch,
+                fig.ms_per_step,
+                fig.samples_per_second,
+                fig.gflops,
+                fig.percent_of_peak,
+                fig.seconds_for_8000_iterations
+            ));
+            steps.push(fig);
+        }
+        let ms = time_eval(&engine);
+        progress(&format!(
+            "evaluation  10,000 images  threads {t}  {ms:>7.1} ms  {:>9.0} images/s",
+            1e7 / ms
+        ));
+        eval.push(EvalFigure {
+            threads: t,
+            ms_per_10000_images: ms,
+            images_per_second: 1e7 / ms,
+        });
+    }
+    Ok(BenchReport {
+        cpu: crate::study::Machine::detect().cpu,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        flops_per_sample: fps,
+        gemm_peak_gflops: peaks,
+        steps,
+        eval,
+        peak_memory_mib: peak_memory_mib(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_seed_network_costs_about_2_47_mflop_per_sample() {
+        let f = super::flops_per_sample(&super::SIZES);
+        // 2·543,000 + 2·543,000 + 2·(543,000 − 392,000)
+        assert_eq!(f, 2_474_000.0);
+    }
+}
