@@ -136,3 +136,36 @@ fn a_five_step_momentum_trajectory_matches_the_numpy_reference_in_f64_and_f32() 
         );
     }
 }
+
+#[test]
+fn the_engine_the_trainer_uses_follows_the_same_trajectory() {
+    use mnist_mlp::kernels::{Backend, Engine, StepParams};
+    let f = fixture();
+    let engine = Engine::new(2, Backend::detect());
+    for case in f["cases"].as_array().unwrap() {
+        let act: Activation = case["activation"].as_str().unwrap().parse().unwrap();
+        let sizes = sizes(&f);
+        let mut mlp = Mlp::<f32>::new(&sizes, act);
+        for (p, v) in mlp.params.iter_mut().zip(floats(&case["params"])) {
+            *p = v as f32;
+        }
+        let (sgd, lr) = sgd(&f);
+        let mut velocity = vec![0f32; mlp.params.len()];
+        let mut grads = vec![0f32; mlp.params.len()];
+        let mut losses = Vec::new();
+        for batch in case["trajectory"]["batches"].as_array().unwrap() {
+            let y = labels(&batch["labels"]);
+            let mut ws = Workspace::new(&sizes, y.len());
+            for (d, v) in ws.input_mut(y.len()).iter_mut().zip(floats(&batch["x"])) {
+                *d = v as f32;
+            }
+            let p = StepParams { lr, sgd, loss_scale: 1.0 / y.len() as f64 };
+            losses.push(engine.train_step(&mut mlp, &mut velocity, &mut grads, &mut ws, &y, p) / y.len() as f64);
+        }
+        let params: Vec<f64> = mlp.params.iter().map(|&v| v as f64).collect();
+        let dl = max_diff(&losses, &floats(&case["trajectory"]["losses"]));
+        let dp = max_diff(&params, &floats(&case["trajectory"]["final_params"]));
+        println!("{act} engine ({}): max loss diff {dl:.2e}, max final-parameter diff {dp:.2e}", engine.backend.name());
+        assert!(dl <= TOL_F32 && dp <= TOL_F32, "{act}: the engine's trajectory differs from numpy");
+    }
+}
