@@ -473,15 +473,18 @@ pub unsafe fn weight_grad_update(
 ) {
     unsafe {
         const MR: usize = TN_MR;
-        let mut c = 0;
-        while c < i_dim {
-            let width = (i_dim - c).min(8 * TN_NV);
-            let nv = width.div_ceil(8);
-            let masked = !width.is_multiple_of(8);
-            let last = mask(if masked { width % 8 } else { 8 });
-            let mut r = rows.start;
-            while r < rows.end {
-                let mr = (rows.end - r).min(MR);
+        // Rows outer, columns inner: each tile row of W and v is then swept from start to end,
+        // a pattern the hardware prefetcher follows, while the (B, 16) panels of `a` come from
+        // L2. (Columns outer made the update's loads of W and v miss the cache.)
+        let mut r = rows.start;
+        while r < rows.end {
+            let mr = (rows.end - r).min(MR);
+            let mut c = 0;
+            while c < i_dim {
+                let width = (i_dim - c).min(8 * TN_NV);
+                let nv = width.div_ceil(8);
+                let masked = !width.is_multiple_of(8);
+                let last = mask(if masked { width % 8 } else { 8 });
                 let (dp, ap, wp, vp) = (d.add(r), a.add(c), w.add(r * i_dim + c), v.add(r * i_dim + c));
                 macro_rules! go {
                     ($mr:literal, $nv:literal, $masked:literal) => {
@@ -508,9 +511,9 @@ pub unsafe fn weight_grad_update(
                     2 => by_nv!(2),
                     _ => by_nv!(1),
                 }
-                r += mr;
+                c += width;
             }
-            c += width;
+            r += mr;
         }
     }
 }
