@@ -159,13 +159,25 @@ fn the_engine_the_trainer_uses_follows_the_same_trajectory() {
             for (d, v) in ws.input_mut(y.len()).iter_mut().zip(floats(&batch["x"])) {
                 *d = v as f32;
             }
-            let p = StepParams { lr, sgd, loss_scale: 1.0 / y.len() as f64 };
-            losses.push(engine.train_step(&mut mlp, &mut velocity, &mut grads, &mut ws, &y, p) / y.len() as f64);
+            let p = StepParams {
+                lr,
+                sgd,
+                loss_scale: 1.0 / y.len() as f64,
+            };
+            losses.push(
+                engine.train_step(&mut mlp, &mut velocity, &mut grads, &mut ws, &y, p) / y.len() as f64,
+            );
         }
         let params: Vec<f64> = mlp.params.iter().map(|&v| v as f64).collect();
         let dl = max_diff(&losses, &floats(&case["trajectory"]["losses"]));
         let dp = max_diff(&params, &floats(&case["trajectory"]["final_params"]));
-        println!("{act} engine ({}): max loss diff {dl:.2e}, max final-parameter diff {dp:.2e}", engine.backend.name());
-        assert!(dl <= TOL_F32 && dp <= TOL_F32, "{act}: the engine's trajectory differs from numpy");
+        println!(
+            "{act} engine ({}): max loss diff {dl:.2e}, max final-parameter diff {dp:.2e}",
+            engine.backend.name()
+        );
+        assert!(
+            dl <= TOL_F32 && dp <= TOL_F32,
+            "{act}: the engine's trajectory differs from numpy"
+        );
     }
 }
