@@ -81,9 +81,10 @@ pub struct StudyArgs {
     /// Directory holding the four IDX files (default: the MNIST cache).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Include the table of a finished ablation study (its output directory) in the report.
+    /// Include the table of a finished ablation study (its output directory) in the report;
+    /// repeat for several.
     #[arg(long, value_name = "DIR")]
-    pub ablation: Option<PathBuf>,
+    pub ablation: Vec<PathBuf>,
     /// Override every run's iteration count (a quick preview of a long study).
     #[arg(long, value_name = "N")]
     pub iterations: Option<usize>,
@@ -100,9 +101,9 @@ pub struct ReportArgs {
     /// A study's output directory.
     #[arg(long)]
     pub from: PathBuf,
-    /// Include the table of a finished ablation study (its output directory).
+    /// Include the table of a finished ablation study (its output directory); repeat for several.
     #[arg(long, value_name = "DIR")]
-    pub ablation: Option<PathBuf>,
+    pub ablation: Vec<PathBuf>,
 }
 
 fn defaults() -> TrainConfig {
@@ -250,7 +251,7 @@ pub fn run() -> Result<()> {
         Command::Study(args) => cmd_study(&args),
         Command::Bench(args) => cmd_bench(&args),
         Command::Report(args) => {
-            study::report::write(&args.from, args.ablation.as_deref())?;
+            study::report::write(&args.from, &args.ablation)?;
             println!("{}", args.from.join("report.html").display());
             Ok(())
         }

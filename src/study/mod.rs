@@ -104,8 +104,8 @@ pub struct StudyOptions {
     pub jobs: usize,
     pub data_dir: Option<PathBuf>,
     pub quiet: bool,
-    /// A finished ablation study whose table the report includes.
-    pub ablation: Option<PathBuf>,
+    /// Finished ablation studies whose tables the report includes.
+    pub ablation: Vec<PathBuf>,
 }
 
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -229,7 +229,7 @@ pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> R
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     write_json_atomic(&opts.out.join(STUDY_FILE), &record)?;
-    report::write(&opts.out, opts.ablation.as_deref())?;
+    report::write(&opts.out, &opts.ablation)?;
     if !opts.quiet {
         eprintln!(
             "study '{}' done in {:.1} s: {} and report.html in {}",

@@ -310,8 +310,8 @@ fn verdict(holds: bool) -> String {
 }
 
 /// Draw every figure and write `report.md` and `report.html` into `dir` from its records.
-/// With `ablation`, that study's results are tabulated too.
-pub fn write(dir: &Path, ablation: Option<&Path>) -> Result<()> {
+/// Each study directory in `ablations` adds a table of its results.
+pub fn write(dir: &Path, ablations: &[std::path::PathBuf]) -> Result<()> {
     let rec = Records::read(dir)?;
     let mut b: Vec<Block> = Vec::new();
     let title = if rec.study.kind == "seed" {
@@ -392,7 +392,16 @@ pub fn write(dir: &Path, ablation: Option<&Path>) -> Result<()> {
         )));
     }
 
-    if let Some(ab) = ablation {
+    if !ablations.is_empty() {
+        b.push(Block::Heading(
+            2,
+            "Ablation: which unstated settings reproduce the seed report".into(),
+        ));
+        b.push(Block::Para(
+            "Each row is one combination of the settings the report leaves open; each column one of its cells (our accuracy, and the difference from the report in points). The last column is the mean absolute difference over the cells.".into(),
+        ));
+    }
+    for ab in ablations {
         ablation_section(ab, &mut b)?;
     }
 
@@ -734,14 +743,10 @@ fn custom_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> 
 /// names of the ablation are `<cell>,<setting>,…` (the `[[runs]]` name, then the grid values).
 fn ablation_section(dir: &Path, b: &mut Vec<Block>) -> Result<()> {
     let results: Vec<RunResult> = read_json(&dir.join(RESULTS_FILE))?;
-    b.push(Block::Heading(
-        2,
-        "Ablation: which unstated settings reproduce the seed report".into(),
-    ));
-    b.push(Block::Para(format!(
-        "From the study in `{}`. Each row is one combination of the settings the report leaves open; each column one of its cells (our accuracy, and the difference from the report in points). The last column is the mean absolute difference.",
-        dir.display()
-    )));
+    let name = read_json::<StudyRecord>(&dir.join(STUDY_FILE))
+        .map(|s| s.spec.name)
+        .unwrap_or_default();
+    b.push(Block::Heading(3, format!("Study '{name}' (`{}`)", dir.display())));
     let mut cells: Vec<String> = Vec::new();
     let mut settings: Vec<String> = Vec::new();
     let mut acc: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
@@ -768,7 +773,8 @@ fn ablation_section(dir: &Path, b: &mut Vec<Block>) -> Result<()> {
         None => c.clone(),
     }));
     head.push("mean abs. difference".into());
-    let rows = settings
+    // Closest setting first.
+    let mut scored: Vec<(f64, Vec<String>)> = settings
         .iter()
         .map(|s| {
             let mut row = vec![s.replace(',', ", ")];
@@ -784,14 +790,26 @@ fn ablation_section(dir: &Path, b: &mut Vec<Block>) -> Result<()> {
                     (None, _) => "diverged".into(),
                 });
             }
-            row.push(if diffs.is_empty() {
-                "—".into()
+            // A diverged cell counts as the whole reported accuracy missed.
+            let missing = cells
+                .iter()
+                .filter(|c| acc.get(&(s.clone(), (*c).clone())).is_none_or(|v| v.is_empty()));
+            diffs.extend(missing.filter_map(|c| reported.get(c).copied()));
+            let mad = if diffs.is_empty() {
+                f64::INFINITY
             } else {
-                format!("{:.2}", 100.0 * diffs.iter().sum::<f64>() / diffs.len() as f64)
+                diffs.iter().sum::<f64>() / diffs.len() as f64
+            };
+            row.push(if mad.is_finite() {
+                format!("{:.2}", 100.0 * mad)
+            } else {
+                "—".into()
             });
-            row
+            (mad, row)
         })
         .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let rows = scored.into_iter().map(|(_, r)| r).collect();
     b.push(Block::Table(head, rows));
     Ok(())
 }
