@@ -109,6 +109,15 @@ fn bounds(series: &[Series], log: bool) -> (f64, f64, f64, f64) {
     }
 }
 
+/// A tick label with as many decimals as its magnitude needs: 2, 0.7, 0.05, 0.0001.
+fn tick(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let decimals = (-v.abs().log10().floor()).max(0.0) as usize;
+    format!("{v:.decimals$}")
+}
+
 fn e(err: impl std::fmt::Display) -> String {
     err.to_string()
 }
@@ -126,10 +135,12 @@ macro_rules! draw_panel {
             .configure_mesh()
             .x_desc($p.x_desc.as_str())
             .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| tick(*y))
+            .y_labels(8)
             .y_desc($p.y_desc.as_str())
             .label_style((FONT, 13))
             .axis_desc_style((FONT, 15))
-            .light_line_style(RGBColor(235, 235, 235))
+            .light_line_style(RGBColor(246, 246, 246))
             .draw()
             .map_err(e)?;
         for s in &$p.series {

@@ -339,7 +339,13 @@ pub fn write(dir: &Path, ablations: &[std::path::PathBuf]) -> Result<()> {
         .spec
         .base
         .iter()
-        .map(|(k, v)| vec![format!("`{k}`"), v.to_string()])
+        .map(|(k, v)| {
+            let value = match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            vec![format!("`{k}`"), value]
+        })
         .collect();
     rows.push(vec!["`seeds`".into(), format!("{:?}", rec.study.spec.seeds)]);
     b.push(Block::Table(vec!["option".into(), "value".into()], rows));
@@ -655,7 +661,7 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
             let (rc, rs) = (roughness(c), roughness(s));
             rows.push(vec![
                 format!("The schedule converges more smoothly ({act})"),
-                format!("mean |change| of test loss between evaluations, second half: scheduled {rs:.4}, constant {rc:.4}"),
+                format!("mean absolute change of test loss between evaluations, second half: scheduled {rs:.4}, constant {rc:.4}"),
                 verdict(rs < rc),
             ]);
         }
