@@ -47,7 +47,11 @@ pub struct BenchReport {
     pub cpu: String,
     pub tool_version: String,
     pub flops_per_sample: f64,
-    /// Best f32 GEMM throughput (1024³ through `matrixmultiply`), by thread count.
+    /// Compute ceiling: independent FMAs in registers on every thread, by thread count. The
+    /// `percent_of_peak` figures are relative to this.
+    pub fma_peak_gflops: Vec<(usize, f64)>,
+    /// A well-tuned general f32 GEMM (1024³ through `matrixmultiply`), by thread count, for
+    /// comparison.
     pub gemm_peak_gflops: Vec<(usize, f64)>,
     pub steps: Vec<StepFigure>,
     pub eval: Vec<EvalFigure>,
@@ -80,6 +84,29 @@ pub fn gemm_peak() -> f64 {
         best = best.min(t.elapsed().as_secs_f64());
     }
     2.0 * (n * n * n) as f64 / best / 1e9
+}
+
+/// GFLOP/s of `threads` threads each running the FMA loop at once (AVX2 CPUs only).
+pub fn fma_peak(threads: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::avx2::available() {
+        use crate::kernels::avx2::{fma_loop, fma_loop_flops};
+        let iters = 20_000_000;
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    // SAFETY: AVX2 and FMA are available (checked above).
+                    s.spawn(|| std::hint::black_box(unsafe { fma_loop(iters) }));
+                }
+            });
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        return Some(fma_loop_flops(iters) * threads as f64 / best / 1e9);
+    }
+    let _ = threads;
+    None
 }
 
 /// Seconds per training step of the seed network at `batch`, best of three timed blocks.
@@ -163,11 +190,21 @@ pub fn run(
 ) -> Result<BenchReport> {
     let backend: Backend = kernels.resolve()?;
     let fps = flops_per_sample(&SIZES);
+    let fma: Vec<(usize, f64)> = threads
+        .iter()
+        .filter_map(|&t| fma_peak(t).map(|p| (t, p)))
+        .collect();
+    for (t, p) in &fma {
+        progress(&format!(
+            "FMA peak    registers only   threads {t}  {p:>6.1} GFLOP/s"
+        ));
+    }
     let mut steps = Vec::new();
     let mut eval = Vec::new();
     for &t in threads {
         let engine = Engine::new(t, backend);
-        let peak = peaks.iter().find(|p| p.0 == t).map(|p| p.1);
+        // Percentages are of the compute ceiling where it can be measured, else of the GEMM.
+        let peak = fma.iter().chain(&peaks).find(|p| p.0 == t).map(|p| p.1);
         for &batch in batches {
             let secs = time_step(&engine, batch, Activation::Relu);
             let gflops = fps * batch as f64 / secs / 1e9;
@@ -207,6 +244,7 @@ pub fn run(
         cpu: crate::study::Machine::detect().cpu,
         tool_version: env!("CARGO_PKG_VERSION").into(),
         flops_per_sample: fps,
+        fma_peak_gflops: fma,
         gemm_peak_gflops: peaks,
         steps,
         eval,

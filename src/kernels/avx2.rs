@@ -517,3 +517,30 @@ pub unsafe fn weight_grad_update(
         }
     }
 }
+
+/// Floating-point operations of `iters` rounds of 12 independent 8-wide FMAs held in registers:
+/// the compute ceiling of one core, with no memory traffic. Returns a value derived from the
+/// accumulators so the loop cannot be optimised away.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn fma_loop(iters: usize) -> f32 {
+    unsafe {
+        let mut acc = [_mm256_set1_ps(0.0); 12];
+        let x = _mm256_set1_ps(0.999_999);
+        let y = _mm256_set1_ps(1e-7);
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm256_fmadd_ps(*a, x, y);
+            }
+        }
+        let mut s = _mm256_setzero_ps();
+        for a in acc {
+            s = _mm256_add_ps(s, a);
+        }
+        hsum(s)
+    }
+}
+
+/// FLOPs done by [`fma_loop`]`(iters)`.
+pub fn fma_loop_flops(iters: usize) -> f64 {
+    iters as f64 * 12.0 * 8.0 * 2.0
+}
