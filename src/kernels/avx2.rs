@@ -28,6 +28,31 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
+/// Calls the local macro `$go!(MR, NV, MASKED)` with the compile-time tile shape matching the
+/// run-time `mr` (1..=6 rows), `nv` (1..=3 vectors) and `masked` (last vector partial).
+macro_rules! for_tile_shape {
+    ($go:ident, $mr:expr, $nv:expr, $masked:expr) => {
+        match $mr {
+            6 => for_tile_shape!(@nv $go, 6, $nv, $masked),
+            5 => for_tile_shape!(@nv $go, 5, $nv, $masked),
+            4 => for_tile_shape!(@nv $go, 4, $nv, $masked),
+            3 => for_tile_shape!(@nv $go, 3, $nv, $masked),
+            2 => for_tile_shape!(@nv $go, 2, $nv, $masked),
+            _ => for_tile_shape!(@nv $go, 1, $nv, $masked),
+        }
+    };
+    (@nv $go:ident, $mr:literal, $nv:expr, $masked:expr) => {
+        match ($nv, $masked) {
+            (3, false) => $go!($mr, 3, false),
+            (3, true) => $go!($mr, 3, true),
+            (2, false) => $go!($mr, 2, false),
+            (2, true) => $go!($mr, 2, true),
+            (1, false) => $go!($mr, 1, false),
+            _ => $go!($mr, 1, true),
+        }
+    };
+}
+
 /// Runs `f` with denormals flushed to zero (MXCSR FTZ and DAZ) on this thread, then restores
 /// the previous mode. Values below 1.2e-38 occur in training (velocities of dead units decay
 /// geometrically through that range) and cost tens of cycles per operation when not flushed;
@@ -352,26 +377,7 @@ pub unsafe fn matmul_nn_dact(
                         nn_tile::<$mr, $nv, $masked>(k, dp, ldd, wp, ldw, ap, op, ldo, act, last)
                     };
                 }
-                macro_rules! by_nv {
-                    ($mr:literal) => {
-                        match (nv, masked) {
-                            (3, false) => go!($mr, 3, false),
-                            (3, true) => go!($mr, 3, true),
-                            (2, false) => go!($mr, 2, false),
-                            (2, true) => go!($mr, 2, true),
-                            (1, false) => go!($mr, 1, false),
-                            _ => go!($mr, 1, true),
-                        }
-                    };
-                }
-                match mr {
-                    6 => by_nv!(6),
-                    5 => by_nv!(5),
-                    4 => by_nv!(4),
-                    3 => by_nv!(3),
-                    2 => by_nv!(2),
-                    _ => by_nv!(1),
-                }
+                for_tile_shape!(go, mr, nv, masked);
                 r += mr;
             }
             c += width;
@@ -491,26 +497,7 @@ pub unsafe fn weight_grad_update(
                         tn_tile::<$mr, $nv, $masked>(batch, dp, ldd, ap, i_dim, wp, vp, i_dim, up, last)
                     };
                 }
-                macro_rules! by_nv {
-                    ($mr:literal) => {
-                        match (nv, masked) {
-                            (3, false) => go!($mr, 3, false),
-                            (3, true) => go!($mr, 3, true),
-                            (2, false) => go!($mr, 2, false),
-                            (2, true) => go!($mr, 2, true),
-                            (1, false) => go!($mr, 1, false),
-                            _ => go!($mr, 1, true),
-                        }
-                    };
-                }
-                match mr {
-                    6 => by_nv!(6),
-                    5 => by_nv!(5),
-                    4 => by_nv!(4),
-                    3 => by_nv!(3),
-                    2 => by_nv!(2),
-                    _ => by_nv!(1),
-                }
+                for_tile_shape!(go, mr, nv, masked);
                 c += width;
             }
             r += mr;
