@@ -8,9 +8,7 @@ use crate::error::{Error, Result};
 use crate::nn::{Activation, Init};
 use crate::optim::{L2Mode, Schedule, Sgd};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 /// How the per-sample losses of a batch are combined before differentiating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,27 +19,10 @@ pub enum Reduction {
     Sum,
 }
 
-impl fmt::Display for Reduction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Reduction::Mean => "mean",
-            Reduction::Sum => "sum",
-        })
-    }
-}
-
-impl FromStr for Reduction {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "mean" => Ok(Reduction::Mean),
-            "sum" => Ok(Reduction::Sum),
-            _ => Err(format!("unknown loss reduction '{s}', expected mean or sum")),
-        }
-    }
-}
-
-crate::serde_via_str!(Reduction);
+crate::named_enum!(Reduction, "loss reduction", {
+    Reduction::Mean => "mean",
+    Reduction::Sum => "sum",
+});
 
 /// Which implementation of the step runs (see `kernels::engine`). The math is the same; the
 /// rounding, and so the exact bits of a model, differ between them.
@@ -68,29 +49,11 @@ impl Kernels {
     }
 }
 
-impl fmt::Display for Kernels {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Kernels::Auto => "auto",
-            Kernels::Avx2 => "avx2",
-            Kernels::Reference => "reference",
-        })
-    }
-}
-
-impl FromStr for Kernels {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Kernels::Auto),
-            "avx2" => Ok(Kernels::Avx2),
-            "reference" => Ok(Kernels::Reference),
-            _ => Err(format!("unknown kernels '{s}', expected auto, avx2 or reference")),
-        }
-    }
-}
-
-crate::serde_via_str!(Kernels);
+crate::named_enum!(Kernels, "kernels", {
+    Kernels::Auto => "auto",
+    Kernels::Avx2 => "avx2",
+    Kernels::Reference => "reference",
+});
 
 /// Every option of a training run. `Default` holds the project's defaults, the seed's
 /// hyper-parameters where the seed gives them.

@@ -22,6 +22,31 @@ pub mod train;
 
 pub use error::{Error, Result};
 
+/// `Display`, `FromStr` and serde for an enum of plain names, from one table:
+/// `named_enum!(L2Mode, "L2 mode", { L2Mode::PerSample => "per-sample", … })`.
+#[macro_export]
+macro_rules! named_enum {
+    ($t:ty, $what:literal, { $($variant:path => $name:literal),+ $(,)? }) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self {
+                    $($variant => $name,)+
+                })
+            }
+        }
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($name => Ok($variant),)+
+                    _ => Err(format!("unknown {} '{s}', expected {}", $what, [$($name),+].join(", "))),
+                }
+            }
+        }
+        $crate::serde_via_str!($t);
+    };
+}
+
 /// Serialise a type through its `Display` and deserialise it through its `FromStr`, so that
 /// `config.json` holds the same text the command line takes (`"step:0.85:250"`).
 #[macro_export]

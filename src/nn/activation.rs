@@ -2,11 +2,8 @@
 //! output `a`, so backward needs nothing but what forward already kept.
 
 use crate::kernels::Real;
-use std::fmt;
-use std::str::FromStr;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     /// `f(z) = 1 / (1 + e^{−z})`, `f'(z) = a (1 − a)`.
     Sigmoid,
@@ -65,26 +62,8 @@ impl Activation {
     }
 }
 
-impl fmt::Display for Activation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Activation::Sigmoid => "sigmoid",
-            Activation::Relu => "relu",
-            Activation::Tanh => "tanh",
-        })
-    }
-}
-
-impl FromStr for Activation {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "sigmoid" => Ok(Activation::Sigmoid),
-            "relu" => Ok(Activation::Relu),
-            "tanh" => Ok(Activation::Tanh),
-            _ => Err(format!(
-                "unknown activation '{s}', expected sigmoid, relu or tanh"
-            )),
-        }
-    }
-}
+crate::named_enum!(Activation, "activation", {
+    Activation::Sigmoid => "sigmoid",
+    Activation::Relu => "relu",
+    Activation::Tanh => "tanh",
+});

@@ -2,8 +2,6 @@
 
 use crate::kernels::Real;
 use crate::nn::Linear;
-use std::fmt;
-use std::str::FromStr;
 
 /// How the L2 term `λ w` enters the batch gradient. The seed writes the per-sample gradient as
 /// `δ a + λ w` and then averages over the batch, which gives `λ w` whatever N is (`PerSample`,
@@ -77,24 +75,7 @@ impl Sgd {
     }
 }
 
-impl fmt::Display for L2Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            L2Mode::PerSample => "per-sample",
-            L2Mode::PerBatch => "per-batch",
-        })
-    }
-}
-
-impl FromStr for L2Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "per-sample" => Ok(L2Mode::PerSample),
-            "per-batch" => Ok(L2Mode::PerBatch),
-            _ => Err(format!("unknown L2 mode '{s}', expected per-sample or per-batch")),
-        }
-    }
-}
-
-crate::serde_via_str!(L2Mode);
+crate::named_enum!(L2Mode, "L2 mode", {
+    L2Mode::PerSample => "per-sample",
+    L2Mode::PerBatch => "per-batch",
+});
