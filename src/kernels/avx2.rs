@@ -362,28 +362,41 @@ pub unsafe fn matmul_nn_dact(
 ) {
     unsafe {
         const MR: usize = NN_MR;
-        let mut c = cols.start;
-        while c < cols.end {
-            let width = (cols.end - c).min(8 * NN_NV);
-            let nv = width.div_ceil(8);
-            let masked = !width.is_multiple_of(8);
-            let last = mask(if masked { width % 8 } else { 8 });
-            let mut r = 0;
-            while r < m {
-                let mr = (m - r).min(MR);
-                let (dp, wp, ap, op) = (d.add(r * ldd), w.add(c), a.add(r * ldo + c), out.add(r * ldo + c));
-                macro_rules! go {
-                    ($mr:literal, $nv:literal, $masked:literal) => {
-                        nn_tile::<$mr, $nv, $masked>(k, dp, ldd, wp, ldw, ap, op, ldo, act, last)
-                    };
+        // Rows in blocks whose rows of `d` fit in L2 together, so a large batch does not
+        // stream all of `d` again for every column panel.
+        let block = (L2_BUDGET / (4 * k.max(1))).max(MR) / MR * MR;
+        let mut r0 = 0;
+        while r0 < m {
+            let r_end = (r0 + block).min(m);
+            let mut c = cols.start;
+            while c < cols.end {
+                let width = (cols.end - c).min(8 * NN_NV);
+                let nv = width.div_ceil(8);
+                let masked = !width.is_multiple_of(8);
+                let last = mask(if masked { width % 8 } else { 8 });
+                let mut r = r0;
+                while r < r_end {
+                    let mr = (r_end - r).min(MR);
+                    let (dp, wp, ap, op) =
+                        (d.add(r * ldd), w.add(c), a.add(r * ldo + c), out.add(r * ldo + c));
+                    macro_rules! go {
+                        ($mr:literal, $nv:literal, $masked:literal) => {
+                            nn_tile::<$mr, $nv, $masked>(k, dp, ldd, wp, ldw, ap, op, ldo, act, last)
+                        };
+                    }
+                    for_tile_shape!(go, mr, nv, masked);
+                    r += mr;
                 }
-                for_tile_shape!(go, mr, nv, masked);
-                r += mr;
+                c += width;
             }
-            c += width;
+            r0 = r_end;
         }
     }
 }
+
+/// Bytes of an operand block we aim to keep in a core's L2 (1 MB on the machines we measured;
+/// a quarter leaves room for the other operands).
+const L2_BUDGET: usize = 256 << 10;
 
 /// Tile shapes of the broadcast kernels: rows × vectors of 8 columns.
 pub const NN_MR: usize = 6;
@@ -479,28 +492,38 @@ pub unsafe fn weight_grad_update(
 ) {
     unsafe {
         const MR: usize = TN_MR;
-        // Rows outer, columns inner: each tile row of W and v is then swept from start to end,
-        // a pattern the hardware prefetcher follows, while the (B, 16) panels of `a` come from
-        // L2. (Columns outer made the update's loads of W and v miss the cache.)
-        let mut r = rows.start;
-        while r < rows.end {
-            let mr = (rows.end - r).min(MR);
-            let mut c = 0;
-            while c < i_dim {
-                let width = (i_dim - c).min(8 * TN_NV);
-                let nv = width.div_ceil(8);
-                let masked = !width.is_multiple_of(8);
-                let last = mask(if masked { width % 8 } else { 8 });
-                let (dp, ap, wp, vp) = (d.add(r), a.add(c), w.add(r * i_dim + c), v.add(r * i_dim + c));
-                macro_rules! go {
-                    ($mr:literal, $nv:literal, $masked:literal) => {
-                        tn_tile::<$mr, $nv, $masked>(batch, dp, ldd, ap, i_dim, wp, vp, i_dim, up, last)
-                    };
+        // Columns in blocks whose panel of `a` (batch × block) fits in L2; within a block, rows
+        // outer and columns inner, so each tile row of W and v is swept from start to end, a
+        // pattern the hardware prefetcher follows. (Columns outer over the whole width made the
+        // update's loads of W and v miss the cache; rows outer over the whole width streams all
+        // of `a` once per row tile, which only fits L2 for small batches.) At batch 64 the block
+        // is the whole width.
+        let step = 8 * TN_NV;
+        let block = ((L2_BUDGET / (4 * batch.max(1))) / step * step).max(step);
+        let mut c0 = 0;
+        while c0 < i_dim {
+            let c_end = (c0 + block).min(i_dim);
+            let mut r = rows.start;
+            while r < rows.end {
+                let mr = (rows.end - r).min(MR);
+                let mut c = c0;
+                while c < c_end {
+                    let width = (c_end - c).min(step);
+                    let nv = width.div_ceil(8);
+                    let masked = !width.is_multiple_of(8);
+                    let last = mask(if masked { width % 8 } else { 8 });
+                    let (dp, ap, wp, vp) = (d.add(r), a.add(c), w.add(r * i_dim + c), v.add(r * i_dim + c));
+                    macro_rules! go {
+                        ($mr:literal, $nv:literal, $masked:literal) => {
+                            tn_tile::<$mr, $nv, $masked>(batch, dp, ldd, ap, i_dim, wp, vp, i_dim, up, last)
+                        };
+                    }
+                    for_tile_shape!(go, mr, nv, masked);
+                    c += width;
                 }
-                for_tile_shape!(go, mr, nv, masked);
-                c += width;
+                r += mr;
             }
-            r += mr;
+            c0 = c_end;
         }
     }
 }

@@ -778,7 +778,10 @@ fn sibling_ablations(dir: &Path) -> Vec<std::path::PathBuf> {
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("study-ablation")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("study-ablation"))
+        })
         .filter(|p| p.join(RESULTS_FILE).is_file() && p.join(STUDY_FILE).is_file())
         .collect();
     found.sort();
