@@ -7,7 +7,7 @@ use crate::data::mnist::default_cache_dir;
 use crate::nn::{Activation, Init, Workspace};
 use crate::optim::{L2Mode, Schedule};
 use crate::train::{self, EVAL_CHUNK, Progress};
-use crate::{Error, eval, kernels, model, study};
+use crate::{Error, eval, fsutil, kernels, model, preprocess, study};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -30,6 +30,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Evaluate a trained model on the test set: loss, accuracy, confusion matrix.
     Eval(EvalArgs),
+    /// Classify image files (any size, colour or grey), or test-set images, with a trained model.
+    Predict(PredictArgs),
     /// Download MNIST into the cache (or --data-dir) and verify its SHA-256 checksums.
     Fetch(FetchArgs),
     /// Run a study (the seed report's by default): many runs, their records, figures and a report.
@@ -229,6 +231,38 @@ pub struct EvalArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Images are preprocessed as MNIST was made (see `mnist_mlp::preprocess`): grey, \
+                  white digit on black, cropped, scaled to fit 20×20, centred by centre of mass in 28×28. \
+                  With --json, each input's \"logits\" (scores before softmax) are printed too."
+)]
+pub struct PredictArgs {
+    /// Model directory written by `train` (config.json + model.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Image files to classify: PNG, JPEG, BMP, GIF or WebP, one digit each, dark on light or
+    /// light on dark.
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+    /// Also classify test image N of the data set and show its true label; repeat for several.
+    #[arg(long = "test-index", value_name = "N")]
+    pub test_index: Vec<usize>,
+    /// Data set for --test-index (default: the one the model was trained on, else the MNIST cache).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// How many of the most probable classes to show.
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    pub top: usize,
+    /// Print a JSON array: per input its top classes, all probabilities and the logits.
+    #[arg(long)]
+    pub json: bool,
+    /// Write each input as the network saw it (28×28 PNG, white on black) into DIR:
+    /// <name>-preprocessed.png for a file, test-<N>.png for a test image.
+    #[arg(long, value_name = "DIR")]
+    pub save_preprocessed: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 pub struct FetchArgs {
     /// Directory to fill (default: $MNIST_MLP_DATA or ~/.cache/mnist-mlp/mnist).
     #[arg(long)]
@@ -247,6 +281,7 @@ pub fn run() -> Result<()> {
     match cli.command {
         Command::Train(args) => cmd_train(&args),
         Command::Eval(args) => cmd_eval(&args),
+        Command::Predict(args) => cmd_predict(&args),
         Command::Fetch(args) => cmd_fetch(&args),
         Command::Study(args) => cmd_study(&args),
         Command::Bench(args) => cmd_bench(&args),
@@ -443,6 +478,211 @@ fn cmd_eval(args: &EvalArgs) -> Result<()> {
         print!("{}", ev.confusion_table());
     }
     Ok(())
+}
+
+/// One image to classify and what is known about it.
+struct PredictInput {
+    /// What the output calls it: the file name, or `test image N`.
+    name: String,
+    /// The network's input, (rows·cols).
+    x: Vec<f32>,
+    test_index: Option<usize>,
+    label: Option<u8>,
+    /// File name (no directory) for --save-preprocessed.
+    save_as: String,
+}
+
+#[derive(serde::Serialize)]
+struct TopClass {
+    digit: usize,
+    probability: f32,
+}
+
+#[derive(serde::Serialize)]
+struct PredictOutput {
+    input: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test_index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<u8>,
+    top: Vec<TopClass>,
+    probabilities: Vec<f32>,
+    logits: Vec<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preprocessed: Option<PathBuf>,
+}
+
+fn cmd_predict(args: &PredictArgs) -> Result<()> {
+    if args.images.is_empty() && args.test_index.is_empty() {
+        return Err(Error::flag(
+            "IMAGE",
+            "nothing to predict: give image files and/or --test-index N",
+        )
+        .into());
+    }
+    let loaded = model::load(&args.model)?;
+    let spec = &loaded.config.model;
+    let classes = loaded.mlp.classes();
+    if args.top == 0 || args.top > classes {
+        return Err(Error::flag(
+            "--top",
+            format!(
+                "must be between 1 and {classes} (the model's classes), got {}",
+                args.top
+            ),
+        )
+        .into());
+    }
+    let input_size = spec.layer_sizes[0];
+    let (rows, cols) = (spec.image_rows, spec.image_cols);
+    let mut inputs = Vec::new();
+    if !args.images.is_empty() && (rows, cols) != (preprocess::SIDE, preprocess::SIDE) {
+        return Err(Error::model(
+            &args.model,
+            format!(
+                "expects {rows}×{cols} = {input_size} inputs, but images are preprocessed to \
+                 {side}×{side} = {} (MNIST's size); only --test-index can be used with this model",
+                preprocess::PIXELS,
+                side = preprocess::SIDE
+            ),
+        )
+        .into());
+    }
+    for path in &args.images {
+        let name = path.display().to_string();
+        let img = preprocess::load_image(path)?;
+        let x = preprocess::preprocess(&img).with_context(|| name.clone())?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        inputs.push(PredictInput {
+            name,
+            x: x.to_vec(),
+            test_index: None,
+            label: None,
+            save_as: format!("{stem}-preprocessed.png"),
+        });
+    }
+    if !args.test_index.is_empty() {
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or_else(|| loaded.config.train.data_dir.clone());
+        let data = Dataset::open(data_dir.as_deref(), true)?;
+        let test = &data.test;
+        if data.input_size() != input_size {
+            return Err(Error::Dataset {
+                dir: data.dir.clone(),
+                msg: format!(
+                    "images are {}×{} but the model in {} expects {rows}×{cols}",
+                    test.images.rows,
+                    test.images.cols,
+                    args.model.display(),
+                ),
+            }
+            .into());
+        }
+        for &i in &args.test_index {
+            if i >= test.len() {
+                return Err(Error::flag(
+                    "--test-index",
+                    format!(
+                        "{i} is out of range: the test set in {} has {} images, so valid indices are 0 to {}",
+                        data.dir.display(),
+                        test.len(),
+                        test.len().saturating_sub(1)
+                    ),
+                )
+                .into());
+            }
+            let mut x = vec![0.0; input_size];
+            let mut label = Vec::with_capacity(1);
+            test.gather(&[i as u32], &mut x, &mut label);
+            inputs.push(PredictInput {
+                name: format!("test image {i}"),
+                x,
+                test_index: Some(i),
+                label: Some(label[0]),
+                save_as: format!("test-{i}.png"),
+            });
+        }
+    }
+
+    let x: Vec<f32> = inputs.iter().flat_map(|p| p.x.iter().copied()).collect();
+    let mut ws = Workspace::new(&loaded.mlp.sizes, inputs.len().min(EVAL_CHUNK));
+    let engine = kernels::Engine::new(1, kernels::Backend::detect());
+    let scores = eval::predict_scores(&engine, &loaded.mlp, &mut ws, &x);
+
+    let mut outputs = Vec::with_capacity(inputs.len());
+    let mut used_names = std::collections::HashSet::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let probabilities = scores.probabilities[i * classes..(i + 1) * classes].to_vec();
+        let logits = scores.logits[i * classes..(i + 1) * classes].to_vec();
+        let preprocessed = match &args.save_preprocessed {
+            None => None,
+            Some(dir) => {
+                // Two inputs may share a file name (a/7.png, b/7.png): number the later ones.
+                let mut file = input.save_as.clone();
+                let mut k = 2;
+                while !used_names.insert(file.clone()) {
+                    let base = input.save_as.trim_end_matches(".png");
+                    file = format!("{base}-{k}.png");
+                    k += 1;
+                }
+                let path = dir.join(file);
+                fsutil::write_atomic(&path, &preprocess::encode_png(&input.x, cols, rows))?;
+                Some(path)
+            }
+        };
+        outputs.push(PredictOutput {
+            input: input.name.clone(),
+            test_index: input.test_index,
+            label: input.label,
+            top: eval::top_k(&probabilities, args.top)
+                .into_iter()
+                .map(|(digit, probability)| TopClass { digit, probability })
+                .collect(),
+            probabilities,
+            logits,
+            preprocessed,
+        });
+    }
+    let mut text = String::new();
+    if args.json {
+        text = serde_json::to_string_pretty(&outputs).context("serialising the predictions")?;
+        text.push('\n');
+    } else {
+        for o in &outputs {
+            let top: Vec<String> = o
+                .top
+                .iter()
+                .map(|t| format!("{} ({})", t.digit, percent(t.probability)))
+                .collect();
+            let label = o.label.map(|l| format!(" (label {l})")).unwrap_or_default();
+            text += &format!("{}{label}: {}\n", o.input, top.join(", "));
+        }
+    }
+    print_stdout(&text)
+}
+
+/// A probability as a percentage with one decimal; below 0.05% as "<0.1%" rather than "0.0%".
+fn percent(p: f32) -> String {
+    if p < 0.0005 {
+        "<0.1%".into()
+    } else {
+        format!("{:.1}%", 100.0 * p)
+    }
+}
+
+/// Write to stdout; a reader that went away (`| head`) is not an error.
+fn print_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
 }
 
 fn cmd_fetch(args: &FetchArgs) -> Result<()> {

@@ -46,6 +46,15 @@ pub enum Error {
 
     #[error("model in {path}: {msg}")]
     Model { path: PathBuf, msg: String },
+
+    /// An image that cannot be decoded; `input` is a file name or what else the bytes came from.
+    #[error("{input}: {msg}")]
+    Image { input: String, msg: String },
+
+    /// A decoded image in which preprocessing finds nothing to classify. The caller knows the
+    /// image's name and adds it (the CLI does, as context).
+    #[error("no digit found: {0}")]
+    NoDigit(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

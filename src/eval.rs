@@ -71,21 +71,42 @@ pub fn top_k(probabilities: &[f32], k: usize) -> Vec<(usize, f32)> {
     idx.into_iter().take(k).map(|i| (i, probabilities[i])).collect()
 }
 
+/// What the network says about `n` images: both (n, K), row-major.
+#[derive(Clone, Debug)]
+pub struct Scores {
+    /// z^L, the raw scores before softmax.
+    pub logits: Vec<f32>,
+    /// ŷ = softmax(z^L).
+    pub probabilities: Vec<f32>,
+}
+
 /// Class probabilities ŷ (n, K) for `n` images given as f32 pixels in 0–1, (n, I).
 pub fn predict(engine: &Engine, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, x: &[f32]) -> Vec<f32> {
+    predict_scores(engine, mlp, ws, x).probabilities
+}
+
+/// Logits and probabilities for `n` images given as f32 pixels in 0–1, (n, I), in chunks of
+/// the workspace size: the forward pass behind [`predict`] and every command that classifies.
+pub fn predict_scores(engine: &Engine, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, x: &[f32]) -> Scores {
     let input = mlp.sizes[0];
     let k = mlp.classes();
     assert_eq!(x.len() % input, 0);
-    let mut out = Vec::with_capacity(x.len() / input * k);
+    let n_total = x.len() / input;
+    let mut logits = Vec::with_capacity(n_total * k);
+    let mut probabilities = Vec::with_capacity(n_total * k);
     for chunk in x.chunks(ws.capacity * input) {
         let n = chunk.len() / input;
         ws.input_mut(n).copy_from_slice(chunk);
         engine.forward(mlp, ws, n);
-        let logits = &mut ws.acts.last_mut().expect("layers")[..n * k];
-        loss::softmax(logits, k);
-        out.extend_from_slice(logits);
+        let out = &mut ws.acts.last_mut().expect("layers")[..n * k];
+        logits.extend_from_slice(out);
+        loss::softmax(out, k);
+        probabilities.extend_from_slice(out);
     }
-    out
+    Scores {
+        logits,
+        probabilities,
+    }
 }
 
 /// Loss, accuracy and confusion matrix over a whole split, in chunks of the workspace size.

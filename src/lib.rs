@@ -16,6 +16,7 @@ pub mod kernels;
 pub mod model;
 pub mod nn;
 pub mod optim;
+pub mod preprocess;
 pub mod rng;
 pub mod study;
 pub mod train;
