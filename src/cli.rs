@@ -32,6 +32,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Classify image files (any size, colour or grey), or test-set images, with a trained model.
     Predict(PredictArgs),
+    /// Serve a draw-a-digit page and a JSON prediction API for a trained model.
+    Serve(ServeArgs),
     /// Download MNIST into the cache (or --data-dir) and verify its SHA-256 checksums.
     Fetch(FetchArgs),
     /// Run a study (the seed report's by default): many runs, their records, figures and a report.
@@ -64,6 +66,19 @@ pub struct BenchArgs {
 fn default_bench_threads() -> Vec<usize> {
     let n = available_threads();
     if n > 1 { vec![1, n] } else { vec![1] }
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Model directory written by `train` (config.json + model.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Requests served in parallel.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
 }
 
 #[derive(Args, Debug)]
@@ -282,6 +297,7 @@ pub fn run() -> Result<()> {
         Command::Train(args) => cmd_train(&args),
         Command::Eval(args) => cmd_eval(&args),
         Command::Predict(args) => cmd_predict(&args),
+        Command::Serve(args) => cmd_serve(&args),
         Command::Fetch(args) => cmd_fetch(&args),
         Command::Study(args) => cmd_study(&args),
         Command::Bench(args) => cmd_bench(&args),
@@ -334,6 +350,47 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
     } else if let Some(m) = report.peak_memory_mib {
         eprintln!("peak memory {m:.0} MiB");
     }
+    Ok(())
+}
+
+fn cmd_serve(args: &ServeArgs) -> Result<()> {
+    if args.workers == 0 {
+        return Err(Error::flag("--workers", "must be at least 1").into());
+    }
+    let loaded = model::load(&args.model)?;
+    if loaded.mlp.sizes[0] != crate::preprocess::SIDE * crate::preprocess::SIDE {
+        return Err(Error::model(
+            &args.model,
+            format!(
+                "has {} inputs; the drawing page and image uploads need 28×28 = 784",
+                loaded.mlp.sizes[0]
+            ),
+        )
+        .into());
+    }
+    let summary_path = args.model.join("summary.json");
+    let summary = std::fs::read_to_string(&summary_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    eprintln!(
+        "serving model {} ({} {}) with {} workers; open the address below in a browser",
+        args.model.display(),
+        loaded
+            .config
+            .model
+            .layer_sizes
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join("-"),
+        loaded.config.model.activation,
+        args.workers
+    );
+    crate::serve::run(
+        crate::serve::Service { loaded, summary },
+        &args.addr,
+        args.workers,
+    )?;
     Ok(())
 }
 

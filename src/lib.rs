@@ -18,6 +18,7 @@ pub mod nn;
 pub mod optim;
 pub mod preprocess;
 pub mod rng;
+pub mod serve;
 pub mod study;
 pub mod train;
 

@@ -3,6 +3,13 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Die quietly, like other command-line tools, when our output pipe closes early
+    // (`mnist-mlp eval … | head`), instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match mnist_mlp::cli::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -41,7 +41,7 @@ pub fn save(fig: &impl Figure, stem: &Path) -> Result<()> {
     ensure_font();
     let fail = |e: String| Error::Io {
         path: stem.to_path_buf(),
-        source: std::io::Error::other(e),
+        cause: std::io::Error::other(e),
     };
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");

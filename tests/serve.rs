@@ -1,0 +1,224 @@
+//! `mnist-mlp serve` over real HTTP on loopback: the page, the model endpoint, predictions from
+//! pixels and from image files, every kind of bad request (answered 4xx with a JSON error, the
+//! server staying up), and parallel clients.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A running server, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(model: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--workers", "4", "--model"])
+        .arg(model)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the server prints its address")
+        .to_string();
+    Server { child, base }
+}
+
+fn trained_model(tmp: &Path) -> std::path::PathBuf {
+    let (data, model) = (tmp.join("data"), tmp.join("model"));
+    common::write_dataset(&data, 200, 20, 1);
+    let status = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
+        .args([
+            "train",
+            "--hidden",
+            "32",
+            "--iterations",
+            "50",
+            "--batch-size",
+            "16",
+            "--eval-every",
+            "50",
+        ])
+        .args(["--threads", "1", "--quiet", "--data-dir"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&model)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    model
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// (status, body) of a request.
+fn call(method: &str, url: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    let agent = agent();
+    let mut resp = match method {
+        "GET" => agent.get(url).call().unwrap(),
+        _ => agent
+            .post(url)
+            .header("Content-Type", content_type)
+            .send(body)
+            .unwrap(),
+    };
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_string().unwrap())
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// A vertical bar, as a 784-pixel "1".
+fn bar_pixels() -> Vec<f64> {
+    let mut x = vec![0.0; 784];
+    for r in 4..24 {
+        for c in 12..16 {
+            x[r * 28 + c] = 1.0;
+        }
+    }
+    x
+}
+
+fn png_of_a_stroke() -> Vec<u8> {
+    let mut img = image::GrayImage::from_pixel(280, 280, image::Luma([255]));
+    for y in 40..240 {
+        for x in 130..150 {
+            img.put_pixel(x, y, image::Luma([0]));
+        }
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn the_server_answers_pages_models_and_predictions_and_refuses_bad_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(&trained_model(tmp.path()));
+    let url = |p: &str| format!("{}{p}", server.base);
+
+    let (status, page) = call("GET", &url("/"), "", b"");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<canvas") && page.contains("/api/predict"),
+        "the page"
+    );
+    assert_eq!(call("GET", &url("/healthz"), "", b""), (200, "ok\n".to_string()));
+    let (status, model) = call("GET", &url("/api/model"), "", b"");
+    assert_eq!(status, 200);
+    assert_eq!(
+        json(&model)["model"]["layer_sizes"],
+        serde_json::json!([784, 32, 10])
+    );
+    assert!(json(&model)["test_accuracy"].is_number());
+
+    let body = serde_json::json!({ "pixels": bar_pixels() }).to_string();
+    let (status, answer) = call("POST", &url("/api/predict"), "application/json", body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    let a = json(&answer);
+    let probs: Vec<f64> = a["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(probs.len(), 10);
+    assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-4);
+    let top = a["top"].as_array().unwrap();
+    assert_eq!(top.len(), 3);
+    assert!(top[0]["probability"].as_f64() >= top[1]["probability"].as_f64());
+    assert_eq!(a["input"].as_array().unwrap().len(), 784);
+
+    let (status, answer) = call("POST", &url("/api/predict"), "image/png", &png_of_a_stroke());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(json(&answer)["input"].as_array().unwrap().len(), 784);
+
+    let mut out_of_range = bar_pixels();
+    out_of_range[5] = 3.0;
+    let bad: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "application/json",
+            br#"{"pixels": [1, 2]}"#.to_vec(),
+            400,
+            "expected 784",
+        ),
+        ("application/json", b"not json".to_vec(), 400, "is not"),
+        (
+            "application/json",
+            serde_json::json!({"pixels": out_of_range})
+                .to_string()
+                .into_bytes(),
+            400,
+            "pixels[5]",
+        ),
+        (
+            "application/json",
+            format!("{{\"pixels\": [\"a\"{}]}}", ",0".repeat(783)).into_bytes(),
+            400,
+            "not a number",
+        ),
+        ("image/png", b"definitely not a png".to_vec(), 400, "not an image"),
+        ("image/png", vec![0u8; 3 << 20], 413, "limit"),
+        ("text/plain", b"hello".to_vec(), 415, "not supported"),
+    ];
+    for (ct, body, want, needle) in bad {
+        let (status, answer) = call("POST", &url("/api/predict"), ct, &body);
+        assert_eq!(status, want, "{ct}: {answer}");
+        assert!(
+            json(&answer)["error"].as_str().unwrap().contains(needle),
+            "{ct}: {answer}"
+        );
+    }
+    assert_eq!(call("GET", &url("/api/predict"), "", b"").0, 405);
+    assert_eq!(call("GET", &url("/no/such/page"), "", b"").0, 404);
+    assert_eq!(
+        call("GET", &url("/healthz"), "", b"").0,
+        200,
+        "still up after the bad requests"
+    );
+}
+
+#[test]
+fn parallel_clients_are_all_answered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(&trained_model(tmp.path()));
+    let url = format!("{}/api/predict", server.base);
+    let body = serde_json::json!({ "pixels": bar_pixels() }).to_string();
+    let first = json(&call("POST", &url, "application/json", body.as_bytes()).1);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..25 {
+                    let (status, answer) = call("POST", &url, "application/json", body.as_bytes());
+                    assert_eq!(status, 200);
+                    // Every worker computes the same bits for the same input.
+                    assert_eq!(json(&answer)["probabilities"], first["probabilities"]);
+                }
+            });
+        }
+    });
+}
