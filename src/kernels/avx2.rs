@@ -296,6 +296,42 @@ pub unsafe fn matmul_nt(
     }
 }
 
+/// The shared inner loop of both broadcast kernels: over `k` steps p, broadcast the scalar
+/// `x[p·x_step + i·x_row]` for each of MR rows and multiply it into NV vectors read from row p
+/// of `rows` (`ld` apart), the last one masked when `MASKED`. Returns the MR×NV accumulators.
+#[inline(always)]
+unsafe fn broadcast_product<const MR: usize, const NV: usize, const MASKED: bool>(
+    k: usize,
+    x: *const f32,
+    x_step: usize,
+    x_row: usize,
+    rows: *const f32,
+    ld: usize,
+    last: __m256i,
+) -> [[__m256; NV]; MR] {
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+        for p in 0..k {
+            let row = rows.add(p * ld);
+            let mut rv = [_mm256_setzero_ps(); NV];
+            for j in 0..NV {
+                rv[j] = if MASKED && j == NV - 1 {
+                    _mm256_maskload_ps(row.add(8 * j), last)
+                } else {
+                    _mm256_loadu_ps(row.add(8 * j))
+                };
+            }
+            for i in 0..MR {
+                let xv = _mm256_broadcast_ss(&*x.add(p * x_step + i * x_row));
+                for j in 0..NV {
+                    acc[i][j] = _mm256_fmadd_ps(xv, rv[j], acc[i][j]);
+                }
+            }
+        }
+        acc
+    }
+}
+
 /// Input-gradient tile: `acc[r][j] = Σ_p d[r, p] · w[p, c + 8j…]` for MR rows, NV vectors of 8
 /// columns (the last one masked when `MASKED`), then `out = acc ⊙ f'(act_out)`.
 #[inline(always)]
@@ -312,24 +348,8 @@ unsafe fn nn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     last: __m256i,
 ) {
     unsafe {
-        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-        for p in 0..k {
-            let row = w.add(p * ldw);
-            let mut wv = [_mm256_setzero_ps(); NV];
-            for j in 0..NV {
-                wv[j] = if MASKED && j == NV - 1 {
-                    _mm256_maskload_ps(row.add(8 * j), last)
-                } else {
-                    _mm256_loadu_ps(row.add(8 * j))
-                };
-            }
-            for i in 0..MR {
-                let dv = _mm256_broadcast_ss(&*d.add(i * ldd + p));
-                for j in 0..NV {
-                    acc[i][j] = _mm256_fmadd_ps(dv, wv[j], acc[i][j]);
-                }
-            }
-        }
+        // acc[i][j] = Σ_p d[i, p] · w[p, 8j…]
+        let acc = broadcast_product::<MR, NV, MASKED>(k, d, 1, ldd, w, ldw, last);
         for i in 0..MR {
             for j in 0..NV {
                 let (ap, op) = (a.add(i * ldo + 8 * j), out.add(i * ldo + 8 * j));
@@ -429,24 +449,8 @@ unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     last: __m256i,
 ) {
     unsafe {
-        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-        for b in 0..batch {
-            let row = a.add(b * lda);
-            let mut av = [_mm256_setzero_ps(); NV];
-            for j in 0..NV {
-                av[j] = if MASKED && j == NV - 1 {
-                    _mm256_maskload_ps(row.add(8 * j), last)
-                } else {
-                    _mm256_loadu_ps(row.add(8 * j))
-                };
-            }
-            for i in 0..MR {
-                let dv = _mm256_broadcast_ss(&*d.add(b * ldd + i));
-                for j in 0..NV {
-                    acc[i][j] = _mm256_fmadd_ps(dv, av[j], acc[i][j]);
-                }
-            }
-        }
+        // acc[i][j] = Σ_b d[b, i] · a[b, 8j…]
+        let acc = broadcast_product::<MR, NV, MASKED>(batch, d, ldd, 1, a, lda, last);
         let (alpha, mu, lambda) = (
             _mm256_set1_ps(up.lr),
             _mm256_set1_ps(up.momentum),
