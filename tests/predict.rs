@@ -18,26 +18,7 @@ const TEST_IMAGES: usize = 20;
 
 /// A synthetic data set and a tiny model trained on it, in `tmp`: (data dir, model dir).
 fn trained_model(tmp: &Path) -> (PathBuf, PathBuf) {
-    let (data, model) = (tmp.join("data"), tmp.join("model"));
-    common::write_dataset(&data, 200, TEST_IMAGES, 1);
-    mnist_mlp()
-        .args([
-            "train",
-            "--hidden",
-            "32",
-            "--iterations",
-            "50",
-            "--batch-size",
-            "16",
-        ])
-        .args(["--eval-every", "50", "--threads", "1", "--seed", "1", "--quiet"])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--out")
-        .arg(&model)
-        .assert()
-        .success();
-    (data, model)
+    common::tiny_model(tmp, TEST_IMAGES)
 }
 
 /// A thick black vertical stroke on white paper, off-centre: a "1".

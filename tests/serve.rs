@@ -41,31 +41,6 @@ fn start(model: &Path) -> Server {
     Server { child, base }
 }
 
-fn trained_model(tmp: &Path) -> std::path::PathBuf {
-    let (data, model) = (tmp.join("data"), tmp.join("model"));
-    common::write_dataset(&data, 200, 20, 1);
-    let status = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
-        .args([
-            "train",
-            "--hidden",
-            "32",
-            "--iterations",
-            "50",
-            "--batch-size",
-            "16",
-            "--eval-every",
-            "50",
-        ])
-        .args(["--threads", "1", "--quiet", "--data-dir"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&model)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    model
-}
-
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -118,7 +93,7 @@ fn png_of_a_stroke() -> Vec<u8> {
 #[test]
 fn the_server_answers_pages_models_and_predictions_and_refuses_bad_requests() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = start(&trained_model(tmp.path()));
+    let server = start(&common::tiny_model(tmp.path(), 20).1);
     let url = |p: &str| format!("{}{p}", server.base);
 
     let (status, page) = call("GET", &url("/"), "", b"");
@@ -205,7 +180,7 @@ fn the_server_answers_pages_models_and_predictions_and_refuses_bad_requests() {
 #[test]
 fn parallel_clients_are_all_answered() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = start(&trained_model(tmp.path()));
+    let server = start(&common::tiny_model(tmp.path(), 20).1);
     let url = format!("{}/api/predict", server.base);
     let body = serde_json::json!({ "pixels": bar_pixels() }).to_string();
     let first = json(&call("POST", &url, "application/json", body.as_bytes()).1);

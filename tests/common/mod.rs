@@ -51,3 +51,31 @@ pub fn write_dataset(dir: &Path, train: usize, test: usize, seed: u64) {
     .unwrap();
     std::fs::write(dir.join("t10k-labels-idx1-ubyte"), encode_labels(&vl)).unwrap();
 }
+
+/// A synthetic data set (200 training, `test` test images) and a tiny model (784-32-10, 50
+/// iterations) trained on it by the binary, in `tmp`: (data dir, model dir).
+pub fn tiny_model(tmp: &Path, test: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (data, model) = (tmp.join("data"), tmp.join("model"));
+    write_dataset(&data, 200, test, 1);
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
+        .args([
+            "train",
+            "--hidden",
+            "32",
+            "--iterations",
+            "50",
+            "--batch-size",
+            "16",
+            "--eval-every",
+            "50",
+        ])
+        .args(["--threads", "1", "--seed", "1", "--quiet", "--data-dir"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&model)
+        .env("MNIST_MLP_DATA", "/nonexistent/mnist-mlp-test-cache")
+        .status()
+        .unwrap();
+    assert!(status.success(), "training the tiny model failed");
+    (data, model)
+}
