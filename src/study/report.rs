@@ -468,7 +468,7 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
         "Every cell is within ±1.0 point of the seed report.".to_string()
     } else {
         format!(
-            "Outside ±1.0 point of the seed report: {}. The report does not state its hidden sizes, momentum, initialisation or how it reduces the loss and the L2 term over the batch; this study uses the reading that came closest in the ablation of `studies/ablation*.toml` (mean absolute difference over the seven cells). The ablation's tables are at the end of this report when its studies are present beside this one (`runs/study-ablation*`, the default output of `mnist-mlp study --spec studies/ablation.toml` and its two follow-ups) or given with `--ablation DIR`.",
+            "Outside ±1.0 point of the seed report: {}. The report does not state its hidden sizes, momentum, initialisation or how it reduces the loss and the L2 term over the batch; this study uses the reading that came closest in the ablation of `studies/ablation*.toml` (mean absolute difference over the seven cells). The ablation's tables, at the end of this report, show for every cell what was tried and what came closest. They are drawn from a fresh run of the ablation beside this study (`runs/study-ablation*`) if there is one, else from the records of ours committed in `studies/results/`, or from `--ablation DIR`.",
             misses.join("; ")
         )
     }));
@@ -768,13 +768,24 @@ fn custom_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> 
     Ok(())
 }
 
-/// Finished ablation studies beside a seed study: `../study-ablation*` with a results file.
+/// The records of the ablation that chose the seed study's settings, as committed with the
+/// project (`results.json` and `study.json` of each study; the models are not kept).
+pub const COMMITTED_ABLATIONS: &str = "studies/results";
+
+/// Finished ablation studies for a seed study's report: `study-ablation*` directories beside
+/// it (a fresh run of the ablation), else the committed records in `studies/results/` when
+/// the report is drawn from the project's root.
 fn sibling_ablations(dir: &Path) -> Vec<std::path::PathBuf> {
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir(&parent)
+    let found = ablations_in(&parent);
+    if found.is_empty() { ablations_in(Path::new(COMMITTED_ABLATIONS)) } else { found }
+}
+
+fn ablations_in(parent: &Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir(parent)
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok().map(|e| e.path()))
