@@ -88,9 +88,15 @@ pub fn new_bar(total: usize, prefix: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{prefix:<22} {bar:28.cyan/blue} {pos:>5}/{len} it  {per_sec:>10}  ETA {eta:>3}  {msg}",
+            "{prefix:<22} {bar:28.cyan/blue} {pos:>5}/{len} it  {rate:>9}  ETA {eta:>3}  {msg}",
         )
         .expect("valid template")
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} it/s", state.per_sec());
+            },
+        )
         .progress_chars("█▉▊▋▌▍▎▏ "),
     );
     bar.set_prefix(prefix.to_string());
