@@ -182,6 +182,16 @@ pub struct TrainArgs {
     /// Directory holding the four IDX files (default: the MNIST cache).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Write a checkpoint every N iterations (default: at every evaluation; 0: never).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Continue the interrupted run in DIR from its checkpoint (its configuration is used; flags
+    /// given here must agree with it, except --threads).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Stop as if interrupted after N iterations, leaving a checkpoint (for testing resume).
+    #[arg(long, value_name = "N", hide = true)]
+    pub stop_after: Option<usize>,
     /// Output directory (default: runs/<UTC time>-<activation>-lr<α>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -292,9 +302,21 @@ pub struct FetchArgs {
 
 /// Parse the command line and run it.
 pub fn run() -> Result<()> {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
-        Command::Train(args) => cmd_train(&args),
+        Command::Train(args) => {
+            // Which training options were typed, as opposed to defaults: `--resume` compares
+            // exactly those with the checkpoint.
+            let sub = matches.subcommand_matches("train").expect("the train subcommand");
+            let given: Vec<String> = sub
+                .ids()
+                .filter(|id| sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+                .map(|id| id.as_str().to_string())
+                .collect();
+            cmd_train(&args, &given)
+        }
         Command::Eval(args) => cmd_eval(&args),
         Command::Predict(args) => cmd_predict(&args),
         Command::Serve(args) => cmd_serve(&args),
@@ -444,10 +466,76 @@ fn cmd_study(args: &StudyArgs) -> Result<()> {
     Ok(())
 }
 
-fn cmd_train(args: &TrainArgs) -> Result<()> {
-    let cfg = args.to_config()?;
+/// The configuration of the run in `dir`'s checkpoint, with the flags typed on this command line
+/// checked against it (all but `--threads`, which does not change the results, must agree).
+fn resume_config(
+    dir: &Path,
+    args: &TrainArgs,
+    given: &[String],
+) -> Result<(TrainConfig, crate::checkpoint::Checkpoint)> {
+    let ck = crate::checkpoint::load(dir)?;
+    let saved = ck.state.config.train.clone();
+    let requested = args.to_config()?;
+    let (a, b) = (serde_json::to_value(&saved)?, serde_json::to_value(&requested)?);
+    for key in given {
+        if key == "threads" {
+            continue;
+        }
+        if let (Some(was), Some(now)) = (a.get(key), b.get(key))
+            && was != now
+        {
+            return Err(Error::flag(
+                &format!("--{}", key.replace('_', "-")),
+                format!(
+                    "{now} contradicts the checkpoint in {}, which was trained with {was}",
+                    dir.display()
+                ),
+            )
+            .into());
+        }
+    }
+    let mut cfg = saved;
+    if given.iter().any(|g| g == "threads") {
+        cfg.threads = requested.threads;
+    }
+    Ok((cfg, ck))
+}
+
+fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
+    let (cfg, resume) = match &args.resume {
+        Some(dir) => {
+            if args.out.as_ref().is_some_and(|o| o != dir) {
+                return Err(Error::flag(
+                    "--out",
+                    "a resumed run continues in its own directory; omit --out",
+                )
+                .into());
+            }
+            let (cfg, ck) = resume_config(dir, args, given)?;
+            (cfg, Some(ck))
+        }
+        None => (args.to_config()?, None),
+    };
     kernels::set_threads(cfg.threads);
-    let out = args.out.clone().unwrap_or_else(|| default_out_dir(&cfg));
+    let out = match &args.resume {
+        Some(dir) => dir.clone(),
+        None => args.out.clone().unwrap_or_else(|| default_out_dir(&cfg)),
+    };
+    if let Some(ck) = &resume {
+        eprintln!(
+            "resuming {} at iteration {} of {}",
+            out.display(),
+            ck.state.iteration,
+            cfg.iterations
+        );
+    }
+    // First Ctrl-C: finish the step, checkpoint, exit. Second: exit at once.
+    ctrlc::set_handler(|| {
+        if train::INTERRUPTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C handler")?;
     if !args.quiet {
         eprintln!(
             "mnist-mlp {} train\n{}\n  out          {}",
@@ -472,7 +560,16 @@ fn cmd_train(args: &TrainArgs) -> Result<()> {
     } else {
         Progress::auto(cfg.iterations)
     };
-    let s = train::run(&cfg, &data, &out, progress)?;
+    let opts = train::RunOptions {
+        checkpoint_every: match args.checkpoint_every {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => Some(cfg.eval_every),
+        },
+        resume,
+        stop_after: args.stop_after,
+    };
+    let s = train::run_with(&cfg, &data, &out, progress, opts)?;
     if !args.quiet {
         eprintln!(
             "\nTrained {} iterations ({:.1} epochs) in {:.2} s ({:.0} samples/s, evaluation {:.2} s more): test accuracy {:.2}%, test loss {:.4}. Model and metrics in {}.",

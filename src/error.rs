@@ -37,10 +37,23 @@ pub enum Error {
     },
 
     #[error(
-        "training diverged at iteration {iteration}: the loss became {loss} with learning rate {lr}; \
-         try a lower --lr"
+        "training diverged at iteration {iteration}: the loss became {loss} with learning rate {lr} \
+         (last finite loss: {}); try a lower --lr{}",
+        last_finite.map(|l| format!("{l:.4}")).unwrap_or_else(|| "none".into()),
+        checkpoint.as_ref().map(|c| format!("; {c}")).unwrap_or_default()
     )]
-    Diverged { iteration: usize, lr: f64, loss: f64 },
+    Diverged {
+        iteration: usize,
+        lr: f64,
+        loss: f64,
+        last_finite: Option<f64>,
+        checkpoint: Option<String>,
+    },
+
+    #[error(
+        "interrupted after iteration {iteration}; a checkpoint is in {dir}. Resume with: mnist-mlp train --resume {dir}"
+    )]
+    Interrupted { iteration: usize, dir: PathBuf },
 
     #[error("model in {path}: {msg}")]
     Model { path: PathBuf, msg: String },

@@ -6,6 +6,7 @@
 //! writes `model.safetensors` and `config.json` → [`eval`] reads them back.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -14,7 +14,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // 130 = interrupted, as shells report a process ended by Ctrl-C.
+            match e.downcast_ref::<mnist_mlp::Error>() {
+                Some(mnist_mlp::Error::Interrupted { .. }) => ExitCode::from(130),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

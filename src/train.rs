@@ -1,6 +1,7 @@
 //! The training loop: draw a batch, forward, loss, backward, momentum step; evaluate on the test
 //! set every `eval_every` iterations; write the run's files.
 
+use crate::checkpoint::{Checkpoint, DataShape, State};
 use crate::config::{ModelSpec, RunConfig, TrainConfig};
 use crate::data::{Batches, Dataset};
 use crate::error::{Error, Result};
@@ -13,6 +14,7 @@ use crate::rng::{Rng, stream};
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Images per forward pass when evaluating.
@@ -115,7 +117,7 @@ pub struct Trainer<'a> {
     ws: Workspace<f32>,
     eval_ws: Workspace<f32>,
     pub engine: Engine,
-    batches: Batches,
+    pub batches: Batches,
     labels: Vec<u8>,
     /// Iterations done.
     pub iteration: usize,
@@ -196,10 +198,22 @@ impl<'a> Trainer<'a> {
                 iteration: self.iteration + 1,
                 lr,
                 loss,
+                last_finite: None,
+                checkpoint: None,
             });
         }
         self.iteration += 1;
         Ok(loss)
+    }
+
+    /// Continue from a checkpoint's state.
+    pub fn restore(&mut self, params: Vec<f32>, velocity: Vec<f32>, batches: Batches, iteration: usize) {
+        assert_eq!(params.len(), self.mlp.params.len());
+        assert_eq!(velocity.len(), self.velocity.len());
+        self.mlp.params = params;
+        self.velocity = velocity;
+        self.batches = batches;
+        self.iteration = iteration;
     }
 
     pub fn evaluate(&mut self) -> Evaluation {
@@ -211,9 +225,43 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// What a run does besides training: checkpoints, resuming, stopping early.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Write a checkpoint every this many iterations (and keep the last one).
+    pub checkpoint_every: Option<usize>,
+    /// Continue from this checkpoint instead of starting afresh.
+    pub resume: Option<Checkpoint>,
+    /// Stop as if interrupted once this many iterations are done (tests use it).
+    pub stop_after: Option<usize>,
+}
+
+/// Set by the Ctrl-C handler; the training loop checks it after every step.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
 /// Train with `cfg` on `data`, writing `config.json`, `metrics.csv`, `model.safetensors` and
 /// `summary.json` into `out`.
 pub fn run(cfg: &TrainConfig, data: &Dataset, out: &Path, progress: Progress) -> Result<Summary> {
+    run_with(cfg, data, out, progress, RunOptions::default())
+}
+
+fn data_shape(data: &Dataset) -> DataShape {
+    DataShape {
+        train_images: data.train.len(),
+        test_images: data.test.len(),
+        rows: data.train.images.rows,
+        cols: data.train.images.cols,
+    }
+}
+
+/// [`run`] with checkpoints, resuming and early stopping.
+pub fn run_with(
+    cfg: &TrainConfig,
+    data: &Dataset,
+    out: &Path,
+    progress: Progress,
+    opts: RunOptions,
+) -> Result<Summary> {
     let mut t = Trainer::new(cfg, data)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let run_config = RunConfig::new(t.model_spec(), cfg.clone());
@@ -233,11 +281,73 @@ pub fn run(cfg: &TrainConfig, data: &Dataset, out: &Path, progress: Progress) ->
     let mut eval_time = Duration::ZERO;
     let mut window_loss = 0.0;
     let mut window_len = 0usize;
+    if let Some(ck) = opts.resume {
+        let shape = data_shape(data);
+        if ck.state.data != shape {
+            return Err(Error::flag(
+                "--resume",
+                format!(
+                    "the checkpoint was trained on {} training and {} test images of {}×{}; this data set has {} and {} of {}×{}",
+                    ck.state.data.train_images,
+                    ck.state.data.test_images,
+                    ck.state.data.rows,
+                    ck.state.data.cols,
+                    shape.train_images,
+                    shape.test_images,
+                    shape.rows,
+                    shape.cols
+                ),
+            ));
+        }
+        t.restore(ck.params, ck.velocity, ck.state.batches, ck.state.iteration);
+        rows = ck.state.rows;
+        window_loss = ck.state.window_loss;
+        window_len = ck.state.window_len;
+        train_time = Duration::from_secs_f64(ck.state.train_seconds);
+        eval_time = Duration::from_secs_f64(ck.state.eval_seconds);
+    }
+    let mut last_checkpoint: Option<usize> = None;
+    let mut last_loss: Option<f64> = None;
+    macro_rules! checkpoint {
+        () => {{
+            let state = State {
+                format: crate::checkpoint::CHECKPOINT_FORMAT.into(),
+                version: crate::checkpoint::CHECKPOINT_VERSION,
+                config: run_config.clone(),
+                data: data_shape(data),
+                iteration: t.iteration,
+                batches: t.batches.clone(),
+                rows: rows.clone(),
+                window_loss,
+                window_len,
+                train_seconds: train_time.as_secs_f64(),
+                eval_seconds: eval_time.as_secs_f64(),
+            };
+            crate::checkpoint::save(out, &state, &t.mlp.params, &t.velocity)?;
+            last_checkpoint = Some(t.iteration);
+        }};
+    }
     while t.iteration < total {
         let lr = t.lr();
         let started = Instant::now();
-        let loss = t.step()?;
+        let loss = match t.step() {
+            Ok(loss) => loss,
+            Err(Error::Diverged {
+                iteration, lr, loss, ..
+            }) => {
+                return Err(Error::Diverged {
+                    iteration,
+                    lr,
+                    loss,
+                    last_finite: last_loss,
+                    checkpoint: last_checkpoint
+                        .map(|i| format!("the last checkpoint (iteration {i}) is kept in {}", out.display())),
+                });
+            }
+            Err(e) => return Err(e),
+        };
         train_time += started.elapsed();
+        last_loss = Some(loss);
         window_loss += loss;
         window_len += 1;
         if let Some(bar) = bar.as_ref().filter(|_| t.iteration % 16 == 0) {
@@ -276,6 +386,24 @@ pub fn run(cfg: &TrainConfig, data: &Dataset, out: &Path, progress: Progress) ->
             rows.push(row);
             write_atomic(&out.join("metrics.csv"), metrics_csv(&rows).as_bytes())?;
         }
+        let interrupted = INTERRUPTED.load(Ordering::Relaxed) || opts.stop_after == Some(t.iteration);
+        if t.iteration < total {
+            let due = opts
+                .checkpoint_every
+                .is_some_and(|n| t.iteration.is_multiple_of(n));
+            if due || interrupted {
+                checkpoint!();
+            }
+        }
+        if interrupted && t.iteration < total {
+            if let Some(bar) = &bar {
+                bar.abandon();
+            }
+            return Err(Error::Interrupted {
+                iteration: t.iteration,
+                dir: out.to_path_buf(),
+            });
+        }
     }
     if let Some(bar) = &bar {
         bar.set_position(total as u64);
@@ -297,5 +425,10 @@ pub fn run(cfg: &TrainConfig, data: &Dataset, out: &Path, progress: Progress) ->
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     write_json_atomic(&out.join("summary.json"), &summary)?;
+    // The run is complete; a leftover checkpoint would only invite resuming it.
+    let ck = out.join(crate::checkpoint::CHECKPOINT_FILE);
+    if ck.exists() {
+        std::fs::remove_file(&ck).map_err(|e| Error::io(&ck, e))?;
+    }
     Ok(summary)
 }

@@ -5,7 +5,7 @@ use crate::rng::Rng;
 /// Draws batches of `batch` distinct sample indices. Each epoch is a new permutation; the
 /// `n mod batch` samples left at an epoch's end are skipped (so every step sees exactly `batch`
 /// samples) and a new epoch begins. The iteration count runs on across epochs.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Batches {
     rng: Rng,
     order: Vec<u32>,

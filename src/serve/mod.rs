@@ -167,7 +167,10 @@ fn respond_error(req: tiny_http::Request, r: Reject) {
 /// Read at most `MAX_BODY` bytes of the body; more is a 413.
 fn read_body(req: &mut tiny_http::Request) -> std::result::Result<Vec<u8>, Reject> {
     if let Some(len) = req.body_length().filter(|&len| len > MAX_BODY) {
-        return Err(reject(413, format!("body is {len} bytes; the limit is {MAX_BODY}")));
+        return Err(reject(
+            413,
+            format!("body is {len} bytes; the limit is {MAX_BODY}"),
+        ));
     }
     let mut body = Vec::new();
     req.as_reader()

@@ -781,7 +781,11 @@ fn sibling_ablations(dir: &Path) -> Vec<std::path::PathBuf> {
         _ => std::path::PathBuf::from("."),
     };
     let found = ablations_in(&parent);
-    if found.is_empty() { ablations_in(Path::new(COMMITTED_ABLATIONS)) } else { found }
+    if found.is_empty() {
+        ablations_in(Path::new(COMMITTED_ABLATIONS))
+    } else {
+        found
+    }
 }
 
 fn ablations_in(parent: &Path) -> Vec<std::path::PathBuf> {

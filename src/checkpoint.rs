@@ -1,0 +1,136 @@
+//! Checkpoints: the full state of a training run in one file, so that an interrupted run
+//! resumes to the very same bits.
+//!
+//! `checkpoint.safetensors` holds two f32 tensors, `params` and `velocity` (the network's flat
+//! parameter vector and its momentum, same layout), and in its metadata under `"state"` a JSON
+//! document with everything else: format and version, the run's configuration, the iteration,
+//! the shuffler (RNG state, permutation, position), the metrics so far, the partial training
+//! loss window, and the time spent. It is written atomically (temporary file, fsync, rename), so
+//! a crash while writing leaves the previous checkpoint.
+
+use crate::config::RunConfig;
+use crate::data::Batches;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::train::MetricsRow;
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const CHECKPOINT_FORMAT: &str = "mnist-mlp-checkpoint";
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// The shape of the data a run was trained on, to refuse resuming on other data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataShape {
+    pub train_images: usize,
+    pub test_images: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Everything of a run in progress except the two big vectors.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct State {
+    pub format: String,
+    pub version: u32,
+    pub config: RunConfig,
+    pub data: DataShape,
+    /// Iterations done.
+    pub iteration: usize,
+    pub batches: Batches,
+    pub rows: Vec<MetricsRow>,
+    /// Sum and count of training losses since the last metrics row.
+    pub window_loss: f64,
+    pub window_len: usize,
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+}
+
+pub struct Checkpoint {
+    pub state: State,
+    pub params: Vec<f32>,
+    pub velocity: Vec<f32>,
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn save(dir: &Path, state: &State, params: &[f32], velocity: &[f32]) -> Result<()> {
+    let (p, v) = (f32_bytes(params), f32_bytes(velocity));
+    let views = vec![
+        (
+            "params",
+            TensorView::new(Dtype::F32, vec![params.len()], &p).expect("shape matches"),
+        ),
+        (
+            "velocity",
+            TensorView::new(Dtype::F32, vec![velocity.len()], &v).expect("shape matches"),
+        ),
+    ];
+    let json = serde_json::to_string(state).expect("the state serialises");
+    let bytes = safetensors::serialize(views, Some(HashMap::from([("state".to_string(), json)])))
+        .expect("in-memory serialisation cannot fail");
+    write_atomic(&dir.join(CHECKPOINT_FILE), &bytes)
+}
+
+pub fn load(dir: &Path) -> Result<Checkpoint> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let bad = |msg: String| Error::model(&path, msg);
+    if !path.is_file() {
+        return Err(bad(format!(
+            "no checkpoint: {} has no {CHECKPOINT_FILE} (a finished run removes it; a run started with --checkpoint-every 0 never writes one)",
+            dir.display()
+        )));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a valid checkpoint (safetensors): {e}")))?;
+    let json = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("state"))
+        .ok_or_else(|| {
+            bad("has no training state; is it a checkpoint written by `mnist-mlp train`?".into())
+        })?;
+    let state: State =
+        serde_json::from_str(json).map_err(|e| bad(format!("training state is unreadable: {e}")))?;
+    if state.format != CHECKPOINT_FORMAT || state.version != CHECKPOINT_VERSION {
+        return Err(bad(format!(
+            "is {} version {}; this mnist-mlp reads {CHECKPOINT_FORMAT} version {CHECKPOINT_VERSION}",
+            state.format, state.version
+        )));
+    }
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a valid checkpoint (safetensors): {e}")))?;
+    let read = |name: &str| -> Result<Vec<f32>> {
+        let t = tensors
+            .tensor(name)
+            .map_err(|_| bad(format!("missing tensor '{name}'")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(bad(format!("tensor '{name}' is {:?}, expected F32", t.dtype())));
+        }
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    };
+    let (params, velocity) = (read("params")?, read("velocity")?);
+    let sizes = &state.config.model.layer_sizes;
+    let expected: usize = sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+    if params.len() != expected || velocity.len() != expected {
+        return Err(bad(format!(
+            "holds {} parameters and {} velocities; layer sizes {sizes:?} need {expected}",
+            params.len(),
+            velocity.len()
+        )));
+    }
+    Ok(Checkpoint {
+        state,
+        params,
+        velocity,
+    })
+}
