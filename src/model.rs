@@ -76,7 +76,20 @@ pub fn load_config(dir: &Path) -> Result<RunConfig> {
         ));
     }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let config: RunConfig = serde_json::from_str(&text)
+    parse_config(&text, &path)
+}
+
+/// Parameters of a network with these layer sizes, or `None` if the count overflows.
+pub fn param_count(sizes: &[usize]) -> Option<usize> {
+    sizes.windows(2).try_fold(0usize, |acc, w| {
+        w[0].checked_mul(w[1])?.checked_add(w[1])?.checked_add(acc)
+    })
+}
+
+/// Parse and check the text of a `config.json`; `path` names it in errors.
+pub fn parse_config(text: &str, path: &Path) -> Result<RunConfig> {
+    let path = path.to_path_buf();
+    let config: RunConfig = serde_json::from_str(text)
         .map_err(|e| Error::model(&path, format!("not a valid mnist-mlp config.json: {e}")))?;
     if config.format != CONFIG_FORMAT {
         return Err(Error::model(
@@ -100,7 +113,16 @@ pub fn load_config(dir: &Path) -> Result<RunConfig> {
             format!("layer_sizes {sizes:?}: expected at least two positive sizes"),
         ));
     }
-    if sizes[0] != config.model.image_rows * config.model.image_cols {
+    let params = param_count(sizes).filter(|&n| n <= MAX_MODEL_BYTES as usize / 4);
+    if params.is_none() {
+        return Err(Error::model(
+            &path,
+            format!(
+                "layer_sizes {sizes:?} need more parameters than a model file may hold ({MAX_MODEL_BYTES} bytes)"
+            ),
+        ));
+    }
+    if config.model.image_rows.checked_mul(config.model.image_cols) != Some(sizes[0]) {
         return Err(Error::model(
             &path,
             format!(
@@ -130,46 +152,56 @@ pub fn load(dir: &Path) -> Result<Loaded> {
         ));
     }
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+    from_parts(config, &bytes, &path)
+}
+
+/// A model from its checked configuration and the bytes of its safetensors file; `path` names
+/// the file in errors.
+pub fn from_parts(config: RunConfig, bytes: &[u8], path: &Path) -> Result<Loaded> {
+    let path = path.to_path_buf();
+    let tensors = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| Error::model(&path, format!("not a valid safetensors file: {e}")))?;
-    let mut mlp = Mlp::<f32>::new(&config.model.layer_sizes, config.model.activation);
-    let expected: Vec<String> = (0..mlp.layers.len())
-        .flat_map(|i| [weight_name(i), bias_name(i)])
+    let sizes = &config.model.layer_sizes;
+    let n_layers = sizes.len() - 1;
+    let expected: Vec<(String, Vec<usize>)> = sizes
+        .windows(2)
+        .enumerate()
+        .flat_map(|(i, w)| [(weight_name(i), vec![w[1], w[0]]), (bias_name(i), vec![w[1]])])
         .collect();
     for name in tensors.names() {
-        if !expected.iter().any(|e| e == name) {
+        if !expected.iter().any(|(e, _)| e == name) {
+            return Err(Error::model(
+                &path,
+                format!("unexpected tensor '{name}'; config.json describes {n_layers} layers"),
+            ));
+        }
+    }
+    // Check every tensor against config.json before allocating anything, so a config that
+    // promises a huge network cannot make us allocate for it.
+    for (name, shape) in &expected {
+        let t = tensors
+            .tensor(name)
+            .map_err(|_| Error::model(&path, format!("missing tensor '{name}' (shape {shape:?}, f32)")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(Error::model(
+                &path,
+                format!("tensor '{name}' is {:?}, expected F32", t.dtype()),
+            ));
+        }
+        if t.shape() != shape.as_slice() {
             return Err(Error::model(
                 &path,
                 format!(
-                    "unexpected tensor '{name}'; config.json describes {} layers",
-                    mlp.layers.len()
+                    "tensor '{name}' has shape {:?}, config.json expects {shape:?}",
+                    t.shape()
                 ),
             ));
         }
     }
+    let mut mlp = Mlp::<f32>::new(sizes, config.model.activation);
     for (i, layer) in mlp.layers.clone().iter().enumerate() {
-        for (name, shape, range) in [
-            (weight_name(i), vec![layer.fan_out, layer.fan_in], layer.w_range()),
-            (bias_name(i), vec![layer.fan_out], layer.b_range()),
-        ] {
-            let t = tensors.tensor(&name).map_err(|_| {
-                Error::model(&path, format!("missing tensor '{name}' (shape {shape:?}, f32)"))
-            })?;
-            if t.dtype() != Dtype::F32 {
-                return Err(Error::model(
-                    &path,
-                    format!("tensor '{name}' is {:?}, expected F32", t.dtype()),
-                ));
-            }
-            if t.shape() != shape.as_slice() {
-                return Err(Error::model(
-                    &path,
-                    format!(
-                        "tensor '{name}' has shape {:?}, config.json expects {shape:?}",
-                        t.shape()
-                    ),
-                ));
-            }
+        for (name, range) in [(weight_name(i), layer.w_range()), (bias_name(i), layer.b_range())] {
+            let t = tensors.tensor(&name).expect("checked above");
             for (dst, src) in mlp.params[range].iter_mut().zip(t.data().chunks_exact(4)) {
                 *dst = f32::from_le_bytes([src[0], src[1], src[2], src[3]]);
             }

@@ -153,3 +153,23 @@ fn a_config_of_another_format_or_version_is_refused() {
     std::fs::write(&p, "{ not json").unwrap();
     assert!(load_err(dir.path()).contains("not a valid mnist-mlp config.json"));
 }
+
+#[test]
+fn a_config_promising_a_huge_network_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    saved(dir.path());
+    let p = dir.path().join(CONFIG_FILE);
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    cfg["model"]["layer_sizes"] = serde_json::json!([784, 4_000_000_000u64, 10]);
+    std::fs::write(&p, cfg.to_string()).unwrap();
+    let e = load_err(dir.path());
+    assert!(e.contains("more parameters than a model file may hold"), "{e}");
+    // Within the cap but far larger than the file: refused by the tensor check, not an allocation.
+    cfg["model"]["layer_sizes"] = serde_json::json!([784, 100_000, 10]);
+    std::fs::write(&p, cfg.to_string()).unwrap();
+    let e = load_err(dir.path());
+    assert!(
+        e.contains("layers.0.weight") && e.contains("[100000, 784]"),
+        "{e}"
+    );
+}
