@@ -76,9 +76,13 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// Requests served in parallel.
-    #[arg(long, default_value_t = 4)]
+    /// Requests served in parallel. Each worker is a thread with its own small workspace, so
+    /// many are cheap, and a few slow clients cannot hold them all.
+    #[arg(long, default_value_t = 16)]
     pub workers: usize,
+    /// Seconds a client may stall mid-request (or mid-answer) before its connection is dropped.
+    #[arg(long, default_value_t = crate::serve::CLIENT_TIMEOUT.as_secs_f64())]
+    pub client_timeout: f64,
 }
 
 #[derive(Args, Debug)]
@@ -408,10 +412,15 @@ fn cmd_serve(args: &ServeArgs) -> Result<()> {
         loaded.config.model.activation,
         args.workers
     );
+    if !(args.client_timeout > 0.0 && args.client_timeout <= 3600.0) {
+        return Err(Error::flag("--client-timeout", "must be between 0 and 3600 seconds").into());
+    }
+    let timeout = std::time::Duration::from_secs_f64(args.client_timeout);
     crate::serve::run(
         crate::serve::Service { loaded, summary },
         &args.addr,
         args.workers,
+        timeout,
     )?;
     Ok(())
 }

@@ -22,9 +22,14 @@ impl Drop for Server {
 }
 
 fn start(model: &Path) -> Server {
+    start_with(model, &[])
+}
+
+fn start_with(model: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
         .args(["serve", "--addr", "127.0.0.1:0", "--workers", "4", "--model"])
         .arg(model)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -196,4 +201,49 @@ fn parallel_clients_are_all_answered() {
             });
         }
     });
+}
+
+#[test]
+fn stalled_clients_are_dropped_after_the_timeout_and_do_not_block_others_for_ever() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    // More stalled clients than workers: without a time-out, nobody else would ever be served.
+    let server = start_with(&common::tiny_model(tmp.path(), 20).1, &["--client-timeout", "1"]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let stalled: Vec<std::net::TcpStream> = (0..6)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            let head = "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"pix";
+            s.write_all(head.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let started = Instant::now();
+    let body = serde_json::json!({ "pixels": bar_pixels() }).to_string();
+    let (status, _) = call(
+        "POST",
+        &format!("{}/api/predict", server.base),
+        "application/json",
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a normal request waited {:?}",
+        started.elapsed()
+    );
+
+    // The stalled connections are closed by the server (end of stream or an error), not left open.
+    for mut s in stalled {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = Vec::new();
+        let closed = match s.read_to_end(&mut buf) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        assert!(closed, "a stalled connection was still open after 5 s");
+    }
 }

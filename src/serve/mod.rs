@@ -217,23 +217,44 @@ fn handle(service: &Service, engine: &Engine, ws: &mut Workspace<f32>, mut req: 
     }
 }
 
-/// Turn off Nagle's algorithm on the listening socket; Linux passes it on to every accepted
-/// connection. Without it, a response written in two parts (head, then body) waits for the
-/// client's delayed ACK: about 40 ms on most requests.
-fn set_nodelay(listener: &std::net::TcpListener) {
+/// How long a connection may stall in the middle of sending a request, or receiving an answer,
+/// before it is dropped (`serve --client-timeout`).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Socket options for every connection, set on the listening socket, whose options Linux copies
+/// to each accepted connection:
+/// - `TCP_NODELAY`: without it, a response written in two parts (head, then body) waits for the
+///   client's delayed ACK, about 40 ms on most requests;
+/// - receive and send time-outs (`timeout`): a client that stops sending its body releases its
+///   worker with an error instead of holding it for ever.
+fn set_socket_options(listener: &std::net::TcpListener, timeout: Duration) {
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
+        let fd = listener.as_raw_fd();
         let one: libc::c_int = 1;
-        // SAFETY: a valid socket descriptor and a correctly sized option value.
+        let timeout = libc::timeval {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: a valid socket descriptor and correctly sized option values.
         unsafe {
             libc::setsockopt(
-                listener.as_raw_fd(),
+                fd,
                 libc::IPPROTO_TCP,
                 libc::TCP_NODELAY,
                 &one as *const libc::c_int as *const libc::c_void,
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             );
+            for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    &timeout as *const libc::timeval as *const libc::c_void,
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                );
+            }
         }
     }
     #[cfg(not(unix))]
@@ -242,10 +263,10 @@ fn set_nodelay(listener: &std::net::TcpListener) {
 
 /// Serve `service` on `addr` with `workers` threads until the process ends. Prints the address
 /// it listens on (useful with port 0) on stdout.
-pub fn run(service: Service, addr: &str, workers: usize) -> Result<()> {
+pub fn run(service: Service, addr: &str, workers: usize, client_timeout: Duration) -> Result<()> {
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| Error::flag("--addr", format!("cannot listen on {addr}: {e}")))?;
-    set_nodelay(&listener);
+    set_socket_options(&listener, client_timeout);
     let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| Error::flag("--addr", format!("cannot serve on {addr}: {e}")))?;
     let server = Arc::new(server);
