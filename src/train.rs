@@ -327,6 +327,11 @@ pub fn run_with(
             last_checkpoint = Some(t.iteration);
         }};
     }
+    // A checkpoint of the starting point, so that even a run that diverges in its first steps
+    // leaves one to go back to.
+    if opts.checkpoint_every.is_some() && t.iteration == 0 {
+        checkpoint!();
+    }
     while t.iteration < total {
         let lr = t.lr();
         let started = Instant::now();
