@@ -62,16 +62,24 @@ fn train(
     (losses, mlp.params)
 }
 
+/// The fused engine (2 threads) and the reference one, or `None` (with a note) on CPUs without
+/// AVX2/FMA, where the fused engine is never used.
+fn fused_and_reference() -> Option<(Engine, Engine)> {
+    if Backend::detect() != Backend::Avx2 {
+        eprintln!("skipped: this CPU has no AVX2/FMA, so the fused engine is never used here");
+        return None;
+    }
+    Some((Engine::new(2, Backend::Avx2), Engine::new(1, Backend::Reference)))
+}
+
 const SHAPES: [&[usize]; 3] = [&[37, 29, 13, 10], &[784, 50, 25, 10], &[9, 3, 10]];
 const ACTIVATIONS: [Activation; 3] = [Activation::Sigmoid, Activation::Relu, Activation::Tanh];
 
 #[test]
 fn the_fused_forward_pass_matches_the_reference() {
-    if Backend::detect() != Backend::Avx2 {
-        eprintln!("skipped: this CPU has no AVX2/FMA, so the fused engine is never used here");
+    let Some((fast, reference)) = fused_and_reference() else {
         return;
-    }
-    let (fast, reference) = (Engine::new(2, Backend::Avx2), Engine::new(1, Backend::Reference));
+    };
     for sizes in SHAPES {
         for act in ACTIVATIONS {
             for batch in [1, 7, 64] {
@@ -92,11 +100,9 @@ fn the_fused_forward_pass_matches_the_reference() {
 
 #[test]
 fn fused_training_steps_match_the_reference_update_rule() {
-    if Backend::detect() != Backend::Avx2 {
-        eprintln!("skipped: this CPU has no AVX2/FMA, so the fused engine is never used here");
+    let Some((fast, reference)) = fused_and_reference() else {
         return;
-    }
-    let (fast, reference) = (Engine::new(2, Backend::Avx2), Engine::new(1, Backend::Reference));
+    };
     for sizes in SHAPES {
         for act in ACTIVATIONS {
             for batch in [5, 64] {

@@ -109,6 +109,31 @@ def load_data(np, data_dir, seed):
     return xtr, ytr, xte, yte, "synthetic"
 
 
+def finish(impl, args, batch, losses, train_seconds, source, extra, evaluate=None):
+    """Check the run did not diverge, build its result record (`extra` adds fields), add the test
+    figures when `--eval` was given (`evaluate()` returns loss and accuracy), and print it."""
+    if losses[-1] != losses[-1] or abs(losses[-1]) == float("inf"):
+        raise SystemExit(f"diverged: loss {losses[-1]}")
+    window = losses[-LOSS_WINDOW:]
+    record = {
+        "impl": impl,
+        "threads": args.threads,
+        "batch": batch,
+        "iterations": args.iterations,
+        "train_seconds": train_seconds,
+        "samples_per_second": args.iterations * batch / train_seconds,
+        "final_loss": sum(window) / len(window),
+        **extra,
+        "data": source,
+    }
+    if args.eval and evaluate is not None:
+        test_loss, test_acc = evaluate()
+        record["test_loss"], record["test_accuracy"] = test_loss, test_acc
+        log(f"{impl}: test loss {test_loss:.4f}, test accuracy {100 * test_acc:.2f}% "
+            f"after {args.iterations} iterations ({source})")
+    emit(record)
+
+
 def emit(record):
     print(json.dumps(record), flush=True)
 

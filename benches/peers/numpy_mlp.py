@@ -159,28 +159,9 @@ def main():
 
     for arr in ws + bs + vw + vb + acts + dz:
         assert arr.dtype == F32, f"buffer upcast to {arr.dtype}"
-    if not np.isfinite(losses[-1]):
-        raise SystemExit(f"diverged: loss {losses[-1]}")
-
-    window = losses[-common.LOSS_WINDOW:]
-    record = {
-        "impl": "numpy",
-        "threads": args.threads,
-        "batch": B,
-        "iterations": args.iterations,
-        "train_seconds": train_seconds,
-        "samples_per_second": args.iterations * B / train_seconds,
-        "final_loss": sum(window) / len(window),
-        "version": np.__version__,
-        "blas": blas_name(),
-        "data": source,
-    }
-    if args.eval:
-        test_loss, test_acc = forward_eval(ws, bs, xte, yte)
-        record["test_loss"], record["test_accuracy"] = test_loss, test_acc
-        common.log(f"numpy: test loss {test_loss:.4f}, test accuracy {100 * test_acc:.2f}% "
-                   f"after {args.iterations} iterations ({source})")
-    common.emit(record)
+    common.finish("numpy", args, B, losses, train_seconds, source,
+                  {"version": np.__version__, "blas": blas_name()},
+                  lambda: forward_eval(ws, bs, xte, yte))
 
 
 if __name__ == "__main__":

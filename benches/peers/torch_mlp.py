@@ -105,28 +105,10 @@ def main():
         losses.append(loss.item())
     train_seconds = time.perf_counter() - t0
 
-    if not np.isfinite(losses[-1]):
-        raise SystemExit(f"diverged: loss {losses[-1]}")
-    window = losses[-common.LOSS_WINDOW:]
-    record = {
-        "impl": "pytorch",
-        "threads": args.threads,
-        "batch": B,
-        "iterations": args.iterations,
-        "train_seconds": train_seconds,
-        "samples_per_second": args.iterations * B / train_seconds,
-        "final_loss": sum(window) / len(window),
-        "version": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "data": source,
-    }
-    if args.eval:
-        model.eval()
-        test_loss, test_acc = evaluate(model, xte, yte)
-        record["test_loss"], record["test_accuracy"] = test_loss, test_acc
-        common.log(f"pytorch: test loss {test_loss:.4f}, test accuracy {100 * test_acc:.2f}% "
-                   f"after {args.iterations} iterations ({source})")
-    common.emit(record)
+    model.eval()
+    common.finish("pytorch", args, B, losses, train_seconds, source,
+                  {"version": torch.__version__, "torch_threads": torch.get_num_threads()},
+                  lambda: evaluate(model, xte, yte))
 
 
 if __name__ == "__main__":

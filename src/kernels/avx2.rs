@@ -70,6 +70,16 @@ pub fn with_flushed_denormals<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// A column panel of `width` (≤ 24) columns as the tiles see it: how many 8-wide vectors,
+/// whether the last is partial, and the lane mask of the last.
+#[inline(always)]
+unsafe fn panel(width: usize) -> (usize, bool, __m256i) {
+    let masked = !width.is_multiple_of(8);
+    (width.div_ceil(8), masked, unsafe {
+        mask(if masked { width % 8 } else { 8 })
+    })
+}
+
 /// Lanes `0..n` set (n ≤ 8).
 #[inline(always)]
 unsafe fn mask(n: usize) -> __m256i {
@@ -391,9 +401,7 @@ pub unsafe fn matmul_nn_dact(
             let mut c = cols.start;
             while c < cols.end {
                 let width = (cols.end - c).min(8 * NN_NV);
-                let nv = width.div_ceil(8);
-                let masked = !width.is_multiple_of(8);
-                let last = mask(if masked { width % 8 } else { 8 });
+                let (nv, masked, last) = panel(width);
                 let mut r = r0;
                 while r < r_end {
                     let mr = (r_end - r).min(MR);
@@ -513,9 +521,7 @@ pub unsafe fn weight_grad_update(
                 let mut c = c0;
                 while c < c_end {
                     let width = (c_end - c).min(step);
-                    let nv = width.div_ceil(8);
-                    let masked = !width.is_multiple_of(8);
-                    let last = mask(if masked { width % 8 } else { 8 });
+                    let (nv, masked, last) = panel(width);
                     let (dp, ap, wp, vp) = (d.add(r), a.add(c), w.add(r * i_dim + c), v.add(r * i_dim + c));
                     macro_rules! go {
                         ($mr:literal, $nv:literal, $masked:literal) => {
