@@ -2,15 +2,9 @@
 
 mod common;
 
-use assert_cmd::Command;
-use std::path::Path;
+use common::{mnist_mlp, read_json, stderr_of};
 
-fn mnist_mlp() -> Command {
-    let mut cmd = Command::cargo_bin("mnist-mlp").unwrap();
-    // Never touch the user's real MNIST cache from a test.
-    cmd.env("MNIST_MLP_DATA", "/nonexistent/mnist-mlp-test-cache");
-    cmd
-}
+use std::path::Path;
 
 /// Train on `data` into `out` with a small, fast configuration plus `extra` flags.
 fn train(data: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
@@ -40,14 +34,6 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert 
     .arg(out)
     .args(extra);
     cmd.assert()
-}
-
-fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
 }
 
 /// The accuracy gate stated in the README: 300 iterations on the synthetic patterns must reach

@@ -1,6 +1,9 @@
 //! Model directories: a saved model loads back to the same numbers, and every kind of broken
 //! model directory is refused with a message naming the file and the problem.
 
+mod common;
+
+use common::read_json;
 use mnist_mlp::config::{ModelSpec, RunConfig, TrainConfig};
 use mnist_mlp::model::{self, CONFIG_FILE, MODEL_FILE};
 use mnist_mlp::nn::{Activation, Init, Mlp};
@@ -146,7 +149,7 @@ fn a_config_of_another_format_or_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     saved(dir.path());
     let p = dir.path().join(CONFIG_FILE);
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut cfg = read_json(&p);
     cfg["version"] = serde_json::json!(99);
     std::fs::write(&p, cfg.to_string()).unwrap();
     assert!(load_err(dir.path()).contains("version 99"));
@@ -159,7 +162,7 @@ fn a_config_promising_a_huge_network_is_refused_before_allocating() {
     let dir = tempfile::tempdir().unwrap();
     saved(dir.path());
     let p = dir.path().join(CONFIG_FILE);
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut cfg = read_json(&p);
     cfg["model"]["layer_sizes"] = serde_json::json!([784, 4_000_000_000u64, 10]);
     std::fs::write(&p, cfg.to_string()).unwrap();
     let e = load_err(dir.path());

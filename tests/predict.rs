@@ -3,16 +3,10 @@
 
 mod common;
 
-use assert_cmd::Command;
+use common::{mnist_mlp, stderr_of};
+
 use image::{GrayImage, Luma};
 use std::path::{Path, PathBuf};
-
-fn mnist_mlp() -> Command {
-    let mut cmd = Command::cargo_bin("mnist-mlp").unwrap();
-    // Never touch the user's real MNIST cache from a test.
-    cmd.env("MNIST_MLP_DATA", "/nonexistent/mnist-mlp-test-cache");
-    cmd
-}
 
 const TEST_IMAGES: usize = 20;
 
@@ -34,10 +28,6 @@ fn draw_stroke(path: &Path) {
 
 fn stdout_json(a: &assert_cmd::assert::Assert) -> serde_json::Value {
     serde_json::from_slice(&a.get_output().stdout).unwrap()
-}
-
-fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f64> {

@@ -4,15 +4,10 @@
 
 mod common;
 
-use assert_cmd::Command;
+use common::mnist_mlp;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-
-fn mnist_mlp() -> Command {
-    let mut cmd = Command::cargo_bin("mnist-mlp").unwrap();
-    cmd.env("MNIST_MLP_DATA", "/nonexistent/mnist-mlp-test-cache");
-    cmd
-}
 
 const FLAGS: [&str; 10] = [
     "--hidden",

@@ -3,15 +3,10 @@
 
 mod common;
 
-use assert_cmd::Command;
+use common::{mnist_mlp, read_json};
+
 use std::collections::BTreeMap;
 use std::path::Path;
-
-fn mnist_mlp() -> Command {
-    let mut cmd = Command::cargo_bin("mnist-mlp").unwrap();
-    cmd.env("MNIST_MLP_DATA", "/nonexistent/mnist-mlp-test-cache");
-    cmd
-}
 
 /// Every report file of a study directory, with its bytes.
 fn report_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -45,8 +40,7 @@ fn the_seed_study_writes_every_record_figure_and_report_and_report_redraws_them_
         .assert()
         .success();
 
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let results = read_json(&out.join("results.json"));
     let results = results.as_array().unwrap();
     assert_eq!(results.len(), 8, "3 sigmoid + 3 ReLU + 2 scheduled runs");
     for r in results {
@@ -102,8 +96,7 @@ fn the_seed_study_writes_every_record_figure_and_report_and_report_redraws_them_
         html.matches("data:image/png;base64,").count() >= figures.len(),
         "figures not embedded"
     );
-    let samples: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("samples.json")).unwrap()).unwrap();
+    let samples = read_json(&out.join("samples.json"));
     assert_eq!(samples["indices"].as_array().unwrap().len(), 20);
     assert_eq!(samples["networks"].as_array().unwrap().len(), 2);
 
@@ -156,8 +149,7 @@ lr = [0.05, 0.1]
         .arg(&out)
         .assert()
         .success();
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let results = read_json(&out.join("results.json"));
     let names: Vec<&str> = results
         .as_array()
         .unwrap()

@@ -79,3 +79,20 @@ pub fn tiny_model(tmp: &Path, test: usize) -> (std::path::PathBuf, std::path::Pa
     assert!(status.success(), "training the tiny model failed");
     (data, model)
 }
+
+/// The binary, kept away from the user's real MNIST cache.
+pub fn mnist_mlp() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("mnist-mlp").unwrap();
+    cmd.env("MNIST_MLP_DATA", "/nonexistent/mnist-mlp-test-cache");
+    cmd
+}
+
+/// What a finished command wrote on stderr.
+pub fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+/// A JSON file the binary wrote.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
