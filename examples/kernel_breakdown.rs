@@ -2,7 +2,8 @@
 //! `cargo run --release --example kernel_breakdown`
 #[cfg(target_arch = "x86_64")]
 fn main() {
-    use mnist_mlp::kernels::avx2::{self, Act, Update};
+    use mnist_mlp::kernels::avx2::{self, Act};
+    use mnist_mlp::optim::{L2Mode, Optimizer};
     use std::time::Instant;
     assert!(avx2::available());
     let b = 64;
@@ -47,11 +48,7 @@ fn main() {
                 Act::Relu,
             )
         });
-        let up = Update {
-            lr: 0.0,
-            momentum: 0.9,
-            l2: 0.0,
-        };
+        let up: avx2::Update = Optimizer::sgd(0.9, 0.0, L2Mode::PerSample).update(0.0, 1, b);
         let t_dw = time(&mut || unsafe {
             avx2::weight_grad_update(
                 b,
@@ -61,8 +58,9 @@ fn main() {
                 a.as_ptr(),
                 w.as_mut_ptr(),
                 v.as_mut_ptr(),
+                std::ptr::null_mut(),
                 0..o,
-                up,
+                &up,
             )
         });
         println!(

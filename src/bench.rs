@@ -5,7 +5,7 @@ use crate::config::Kernels;
 use crate::error::Result;
 use crate::kernels::{Backend, Engine, StepParams};
 use crate::nn::{Activation, Init, Mlp, Workspace};
-use crate::optim::{L2Mode, Sgd};
+use crate::optim::{L2Mode, Optimizer};
 use crate::rng::Rng;
 use serde::Serialize;
 use std::time::Instant;
@@ -123,16 +123,14 @@ pub fn time_step(engine: &Engine, batch: usize, act: Activation) -> f64 {
     let labels: Vec<u8> = (0..batch).map(|_| rng.below(10) as u8).collect();
     let p = StepParams {
         lr: 0.01,
-        sgd: Sgd {
-            momentum: 0.9,
-            l2: 0.005,
-            l2_mode: L2Mode::PerSample,
-        },
+        t: 1,
+        opt: Optimizer::sgd(0.9, 0.005, L2Mode::PerSample),
         loss_scale: 1.0 / batch as f64,
+        max_norm: None,
     };
     let mut step = || {
         ws.input_mut(batch).copy_from_slice(&x);
-        engine.train_step(&mut mlp, &mut velocity, &mut grads, &mut ws, &labels, p);
+        engine.train_step(&mut mlp, &mut velocity, &mut [], &mut grads, &mut ws, &labels, p);
     };
     // About 0.3 s per block whatever the batch.
     let steps = (20_000 / batch).max(10);

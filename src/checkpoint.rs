@@ -2,7 +2,8 @@
 //! resumes to the very same bits.
 //!
 //! `checkpoint.safetensors` holds two f32 tensors, `params` and `velocity` (the network's flat
-//! parameter vector and its momentum, same layout), and in its metadata under `"state"` a JSON
+//! parameter vector and its momentum, same layout), a third, `second`, for Adam's squared-
+//! gradient average, and in its metadata under `"state"` a JSON
 //! document with everything else: format and version, the run's configuration, the iteration,
 //! the shuffler (RNG state, permutation, position), the metrics so far, the partial training
 //! loss window, and the time spent. It is written atomically (temporary file, fsync, rename), so
@@ -41,6 +42,9 @@ pub struct State {
     /// Iterations done.
     pub iteration: usize,
     pub batches: Batches,
+    /// The dropout masks' RNG (absent in checkpoints from before dropout existed).
+    #[serde(default)]
+    pub dropout_rng: Option<crate::rng::Rng>,
     pub rows: Vec<MetricsRow>,
     /// Sum and count of training losses since the last metrics row.
     pub window_loss: f64,
@@ -53,15 +57,17 @@ pub struct Checkpoint {
     pub state: State,
     pub params: Vec<f32>,
     pub velocity: Vec<f32>,
+    /// Adam's s; empty for the other update rules.
+    pub second: Vec<f32>,
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-pub fn save(dir: &Path, state: &State, params: &[f32], velocity: &[f32]) -> Result<()> {
-    let (p, v) = (f32_bytes(params), f32_bytes(velocity));
-    let views = vec![
+pub fn save(dir: &Path, state: &State, params: &[f32], velocity: &[f32], second: &[f32]) -> Result<()> {
+    let (p, v, s) = (f32_bytes(params), f32_bytes(velocity), f32_bytes(second));
+    let mut views = vec![
         (
             "params",
             TensorView::new(Dtype::F32, vec![params.len()], &p).expect("shape matches"),
@@ -71,6 +77,12 @@ pub fn save(dir: &Path, state: &State, params: &[f32], velocity: &[f32]) -> Resu
             TensorView::new(Dtype::F32, vec![velocity.len()], &v).expect("shape matches"),
         ),
     ];
+    if !second.is_empty() {
+        views.push((
+            "second",
+            TensorView::new(Dtype::F32, vec![second.len()], &s).expect("shape matches"),
+        ));
+    }
     let json = serde_json::to_string(state).expect("the state serialises");
     let bytes = safetensors::serialize(views, Some(HashMap::from([("state".to_string(), json)])))
         .expect("in-memory serialisation cannot fail");
@@ -119,9 +131,17 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
             .collect())
     };
     let (params, velocity) = (read("params")?, read("velocity")?);
+    let second = if tensors.names().contains(&"second") {
+        read("second")?
+    } else {
+        Vec::new()
+    };
     let sizes = &state.config.model.layer_sizes;
     let expected: usize = sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
-    if params.len() != expected || velocity.len() != expected {
+    if params.len() != expected
+        || velocity.len() != expected
+        || !(second.is_empty() || second.len() == expected)
+    {
         return Err(bad(format!(
             "holds {} parameters and {} velocities; layer sizes {sizes:?} need {expected}",
             params.len(),
@@ -132,5 +152,6 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
         state,
         params,
         velocity,
+        second,
     })
 }

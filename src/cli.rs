@@ -5,7 +5,7 @@ use crate::data::Dataset;
 use crate::data::fetch::{DEFAULT_MIRRORS, FetchOptions};
 use crate::data::mnist::default_cache_dir;
 use crate::nn::{Activation, Init, Workspace};
-use crate::optim::{L2Mode, Schedule};
+use crate::optim::{L2Mode, Method, Schedule};
 use crate::train::{self, EVAL_CHUNK, Progress};
 use crate::{Error, eval, fsutil, kernels, model, preprocess, study};
 use anyhow::{Context, Result};
@@ -147,13 +147,25 @@ pub struct TrainArgs {
     /// Weight initialisation: uniform (PyTorch's default), xavier, he, normal:SIGMA.
     #[arg(long, default_value_t = defaults().init)]
     pub init: Init,
+    /// Update rule: sgd (the seed's momentum SGD), nesterov, adam or adamw.
+    #[arg(long, default_value_t = defaults().optimizer)]
+    pub optimizer: Method,
     /// Learning rate α.
     #[arg(long, default_value_t = defaults().lr, allow_negative_numbers = true)]
     pub lr: f64,
-    /// Momentum μ, in [0, 1).
+    /// Momentum μ, in [0, 1) (sgd and nesterov).
     #[arg(long, default_value_t = defaults().momentum, allow_negative_numbers = true)]
     pub momentum: f64,
-    /// L2 regularisation λ (0 turns it off).
+    /// Adam's β₁ (adam and adamw).
+    #[arg(long, default_value_t = defaults().beta1, allow_negative_numbers = true)]
+    pub beta1: f64,
+    /// Adam's β₂ (adam and adamw).
+    #[arg(long, default_value_t = defaults().beta2, allow_negative_numbers = true)]
+    pub beta2: f64,
+    /// Adam's ε (adam and adamw).
+    #[arg(long, default_value_t = defaults().eps, allow_negative_numbers = true)]
+    pub eps: f64,
+    /// L2 regularisation λ (0 turns it off); for adamw, the decoupled weight decay.
     #[arg(long, default_value_t = defaults().l2, allow_negative_numbers = true)]
     pub l2: f64,
     /// How λ·w enters the batch gradient: per-sample (λ·w) or per-batch (λ·w/N).
@@ -168,9 +180,27 @@ pub struct TrainArgs {
     /// Training iterations (minibatch updates).
     #[arg(long, default_value_t = defaults().iterations)]
     pub iterations: usize,
-    /// Learning-rate schedule: constant, cosine, or step:GAMMA:EVERY (the seed's is step:0.85:250).
+    /// Learning-rate schedule: constant, cosine, onecycle[:PCT], or step:GAMMA:EVERY (the seed's
+    /// is step:0.85:250).
     #[arg(long, default_value_t = defaults().schedule)]
     pub schedule: Schedule,
+    /// Linear learning-rate warm-up over the first N iterations, before the schedule.
+    #[arg(long, value_name = "N", default_value_t = defaults().warmup)]
+    pub warmup: usize,
+    /// Dropout probability of the hidden layers' outputs (inverted dropout; 0 = off).
+    #[arg(long, value_name = "P", default_value_t = defaults().dropout, allow_negative_numbers = true)]
+    pub dropout: f64,
+    /// Dropout probability of the input pixels (0 = off).
+    #[arg(long, value_name = "P", default_value_t = defaults().input_dropout, allow_negative_numbers = true)]
+    pub input_dropout: f64,
+    /// Max-norm constraint: rescale each unit's incoming weights to at most this L2 norm after
+    /// every update (off unless given).
+    #[arg(long, value_name = "C", allow_negative_numbers = true)]
+    pub max_norm: Option<f64>,
+    /// Hold out the last N training images for validation: the learning curves are measured on
+    /// them, and the test set is evaluated once, at the end.
+    #[arg(long, value_name = "N", default_value_t = defaults().validation)]
+    pub validation: usize,
     /// Seed for initialisation and shuffling.
     #[arg(long, default_value_t = defaults().seed)]
     pub seed: u64,
@@ -224,14 +254,23 @@ impl TrainArgs {
             hidden,
             activation: self.activation,
             init: self.init,
+            optimizer: self.optimizer,
             lr: self.lr,
             momentum: self.momentum,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
             l2: self.l2,
             l2_mode: self.l2_mode,
             loss_reduction: self.loss_reduction,
             batch_size: self.batch_size,
             iterations: self.iterations,
             schedule: self.schedule,
+            warmup: self.warmup,
+            dropout: self.dropout,
+            input_dropout: self.input_dropout,
+            max_norm: self.max_norm,
+            validation: self.validation,
             seed: self.seed,
             eval_every: self.eval_every,
             threads: self.threads,

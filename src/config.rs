@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::nn::{Activation, Init};
-use crate::optim::{L2Mode, Schedule, Sgd};
+use crate::optim::{L2Mode, Method, Optimizer, Schedule};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -64,10 +64,20 @@ pub struct TrainConfig {
     pub hidden: Vec<usize>,
     pub activation: Activation,
     pub init: Init,
+    /// The update rule: the seed's momentum SGD, Nesterov, Adam or AdamW.
+    #[serde(default = "default_optimizer")]
+    pub optimizer: Method,
     /// α
     pub lr: f64,
-    /// μ (the seed does not give it).
+    /// μ, for sgd and nesterov (the seed does not give it).
     pub momentum: f64,
+    /// Adam's β₁, β₂ and ε.
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    #[serde(default = "default_eps")]
+    pub eps: f64,
     /// λ
     pub l2: f64,
     pub l2_mode: L2Mode,
@@ -76,6 +86,23 @@ pub struct TrainConfig {
     pub batch_size: usize,
     pub iterations: usize,
     pub schedule: Schedule,
+    /// Iterations of linear warm-up from α/warmup to α before the schedule starts.
+    #[serde(default)]
+    pub warmup: usize,
+    /// Dropout probability of every hidden layer's output (inverted dropout; 0 = off).
+    #[serde(default)]
+    pub dropout: f64,
+    /// Dropout probability of the input pixels (0 = off).
+    #[serde(default)]
+    pub input_dropout: f64,
+    /// Max-norm constraint: after every update, each unit's incoming weight vector (a row of
+    /// W) is scaled back to this L2 norm if it is longer. `None` = off.
+    #[serde(default)]
+    pub max_norm: Option<f64>,
+    /// Hold out this many of the training images (the last ones) as a validation set: the
+    /// learning curves are then measured on it, and the test set is used once, at the end.
+    #[serde(default)]
+    pub validation: usize,
     pub seed: u64,
     /// Evaluate on the full test set every this many iterations (and at the end).
     pub eval_every: usize,
@@ -92,6 +119,18 @@ pub struct TrainConfig {
 fn default_kernels() -> Kernels {
     Kernels::Auto
 }
+fn default_optimizer() -> Method {
+    Method::Sgd
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_eps() -> f64 {
+    1e-8
+}
 
 pub fn available_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -103,14 +142,23 @@ impl Default for TrainConfig {
             hidden: vec![500, 250, 100],
             activation: Activation::Relu,
             init: Init::Uniform,
+            optimizer: default_optimizer(),
             lr: 0.01,
             momentum: 0.9,
+            beta1: default_beta1(),
+            beta2: default_beta2(),
+            eps: default_eps(),
             l2: 0.005,
             l2_mode: L2Mode::PerSample,
             loss_reduction: Reduction::Mean,
             batch_size: 64,
             iterations: 8000,
             schedule: Schedule::Constant,
+            warmup: 0,
+            dropout: 0.0,
+            input_dropout: 0.0,
+            max_norm: None,
+            validation: 0,
             seed: 0,
             eval_every: 250,
             threads: available_threads(),
@@ -156,6 +204,43 @@ impl TrainConfig {
                 format!("must be zero or positive, got {}", self.l2),
             ));
         }
+        for (flag, beta) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return Err(Error::flag(flag, format!("must be in [0, 1), got {beta}")));
+            }
+        }
+        if !(self.eps > 0.0 && self.eps.is_finite()) {
+            return Err(Error::flag(
+                "--eps",
+                format!("must be a positive number, got {}", self.eps),
+            ));
+        }
+        for (flag, p) in [
+            ("--dropout", self.dropout),
+            ("--input-dropout", self.input_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::flag(
+                    flag,
+                    format!("is a probability of dropping and must be in [0, 1), got {p}"),
+                ));
+            }
+        }
+        if let Some(c) = self.max_norm.filter(|c| !(*c > 0.0 && c.is_finite())) {
+            return Err(Error::flag(
+                "--max-norm",
+                format!("must be a positive number, got {c}"),
+            ));
+        }
+        if self.warmup > 0 && self.warmup >= self.iterations {
+            return Err(Error::flag(
+                "--warmup",
+                format!(
+                    "{} warm-up iterations leave none of the {} iterations for the schedule",
+                    self.warmup, self.iterations
+                ),
+            ));
+        }
         if self.batch_size == 0 {
             return Err(Error::flag("--batch-size", "must be at least 1"));
         }
@@ -179,12 +264,22 @@ impl TrainConfig {
         sizes
     }
 
-    pub fn sgd(&self) -> Sgd {
-        Sgd {
+    pub fn optimizer(&self) -> Optimizer {
+        Optimizer {
+            method: self.optimizer,
             momentum: self.momentum,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
             l2: self.l2,
             l2_mode: self.l2_mode,
         }
+    }
+
+    /// α for the update that takes iteration `t` (0-based) to `t + 1`: the warm-up ramp, then
+    /// the schedule over the remaining iterations.
+    pub fn lr_at(&self, t: usize) -> f64 {
+        crate::optim::schedule::with_warmup(self.schedule, self.lr, self.warmup, t, self.iterations)
     }
 
     /// The factor that turns the summed batch gradient into the one the update uses.
@@ -205,25 +300,60 @@ impl TrainConfig {
                 crate::data::mnist::default_cache_dir().display()
             ),
         };
-        format!(
-            "  hidden       {}\n  activation   {}\n  init         {}\n  lr           {}\n  momentum     {}\n  l2           {} ({})\n  loss         {} over the batch\n  batch size   {}\n  iterations   {}\n  schedule     {}\n  seed         {}\n  eval every   {}\n  threads      {}\n  kernels      {}\n  data         {}",
-            hidden.join(","),
-            self.activation,
-            self.init,
-            self.lr,
-            self.momentum,
-            self.l2,
-            self.l2_mode,
-            self.loss_reduction,
-            self.batch_size,
-            self.iterations,
-            self.schedule,
-            self.seed,
-            self.eval_every,
-            self.threads,
-            self.kernels,
-            data
-        )
+        let mut lines: Vec<(&str, String)> = vec![
+            ("hidden", hidden.join(",")),
+            ("activation", self.activation.to_string()),
+            ("init", self.init.to_string()),
+            ("optimizer", self.optimizer.to_string()),
+            ("lr", self.lr.to_string()),
+        ];
+        if self.optimizer.has_second_moment() {
+            lines.push((
+                "betas, eps",
+                format!("{}, {}, {}", self.beta1, self.beta2, self.eps),
+            ));
+        } else {
+            lines.push(("momentum", self.momentum.to_string()));
+        }
+        let decay = if self.optimizer == Method::AdamW {
+            "decoupled decay"
+        } else {
+            "l2"
+        };
+        lines.extend([
+            (decay, format!("{} ({})", self.l2, self.l2_mode)),
+            ("loss", format!("{} over the batch", self.loss_reduction)),
+            ("batch size", self.batch_size.to_string()),
+            ("iterations", self.iterations.to_string()),
+            ("schedule", self.schedule.to_string()),
+        ]);
+        if self.warmup > 0 {
+            lines.push(("warm-up", format!("{} iterations", self.warmup)));
+        }
+        if self.dropout > 0.0 || self.input_dropout > 0.0 {
+            lines.push((
+                "dropout",
+                format!("{} hidden, {} input", self.dropout, self.input_dropout),
+            ));
+        }
+        if let Some(c) = self.max_norm {
+            lines.push(("max-norm", c.to_string()));
+        }
+        if self.validation > 0 {
+            lines.push(("validation", format!("last {} training images", self.validation)));
+        }
+        lines.extend([
+            ("seed", self.seed.to_string()),
+            ("eval every", self.eval_every.to_string()),
+            ("threads", self.threads.to_string()),
+            ("kernels", self.kernels.to_string()),
+            ("data", data),
+        ]);
+        lines
+            .iter()
+            .map(|(k, v)| format!("  {k:<12} {v}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

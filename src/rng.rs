@@ -25,6 +25,8 @@ pub mod stream {
     pub const INIT: u64 = 1;
     pub const SHUFFLE: u64 = 2;
     pub const SAMPLES: u64 = 3;
+    pub const DROPOUT: u64 = 4;
+    pub const AUGMENT: u64 = 5;
 }
 
 impl Rng {

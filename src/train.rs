@@ -3,7 +3,7 @@
 
 use crate::checkpoint::{Checkpoint, DataShape, State};
 use crate::config::{ModelSpec, RunConfig, TrainConfig};
-use crate::data::{Batches, Dataset};
+use crate::data::{Batches, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluation, evaluate};
 use crate::fsutil::{write_atomic, write_json_atomic};
@@ -28,14 +28,21 @@ pub struct MetricsRow {
     pub lr: f64,
     /// Mean training loss over the iterations since the previous row.
     pub train_loss: f64,
+    /// Loss and accuracy on the held-out set that draws the curves: the test set, or the
+    /// validation set with `--validation` (the CSV's header then says `val_loss,val_accuracy`).
     pub test_loss: f64,
     pub test_accuracy: f64,
 }
 
 pub const METRICS_HEADER: &str = "iteration,lr,train_loss,test_loss,test_accuracy";
+pub const METRICS_HEADER_VALIDATION: &str = "iteration,lr,train_loss,val_loss,val_accuracy";
 
 pub fn metrics_csv(rows: &[MetricsRow]) -> String {
-    let mut s = format!("{METRICS_HEADER}\n");
+    metrics_csv_with(rows, METRICS_HEADER)
+}
+
+pub fn metrics_csv_with(rows: &[MetricsRow], header: &str) -> String {
+    let mut s = format!("{header}\n");
     for r in rows {
         s += &format!(
             "{},{},{},{},{}\n",
@@ -50,6 +57,11 @@ pub fn metrics_csv(rows: &[MetricsRow]) -> String {
 pub struct Summary {
     pub test_accuracy: f64,
     pub test_loss: f64,
+    /// With `--validation`: the last evaluation on the validation set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_loss: Option<f64>,
     pub iterations: usize,
     pub epochs: f64,
     /// Training loop only: batches, forward, backward, updates. Evaluation is not included.
@@ -109,11 +121,19 @@ pub fn new_bar(total: usize, prefix: &str) -> indicatif::ProgressBar {
 pub struct Trainer<'a> {
     pub cfg: TrainConfig,
     pub data: &'a Dataset,
+    /// The images trained on: all of `data.train`, or its first part with `--validation`.
+    pub train: std::borrow::Cow<'a, Split>,
+    /// The held-out validation images (the last `cfg.validation` of `data.train`), if any.
+    pub validation: Option<Split>,
     pub mlp: Mlp<f32>,
     /// ∂E/∂θ of the last batch, same layout as `mlp.params`.
     pub grads: Vec<f32>,
-    /// Momentum v (and u for biases), same layout as `mlp.params`.
+    /// The optimizer's first state vector: momentum v (Adam's m), same layout as `mlp.params`.
     pub velocity: Vec<f32>,
+    /// Adam's s, same layout; empty for the other rules.
+    pub second: Vec<f32>,
+    /// Draws the dropout masks.
+    pub dropout_rng: Rng,
     ws: Workspace<f32>,
     eval_ws: Workspace<f32>,
     pub engine: Engine,
@@ -126,14 +146,27 @@ pub struct Trainer<'a> {
 impl<'a> Trainer<'a> {
     pub fn new(cfg: &TrainConfig, data: &'a Dataset) -> Result<Self> {
         cfg.validate()?;
-        if cfg.batch_size > data.train.len() {
+        let (train, validation) = if cfg.validation == 0 {
+            (std::borrow::Cow::Borrowed(&data.train), None)
+        } else {
+            if cfg.validation >= data.train.len() {
+                return Err(Error::flag(
+                    "--validation",
+                    format!(
+                        "{} would leave none of the {} training images to train on",
+                        cfg.validation,
+                        data.train.len()
+                    ),
+                ));
+            }
+            let mut train = data.train.clone();
+            let held = train.split_off(cfg.validation);
+            (std::borrow::Cow::Owned(train), Some(held))
+        };
+        if cfg.batch_size > train.len() {
             return Err(Error::flag(
                 "--batch-size",
-                format!(
-                    "{} exceeds the {} training images",
-                    cfg.batch_size,
-                    data.train.len()
-                ),
+                format!("{} exceeds the {} training images", cfg.batch_size, train.len()),
             ));
         }
         let sizes = cfg.layer_sizes(data.input_size(), crate::data::mnist::CLASSES);
@@ -141,15 +174,20 @@ impl<'a> Trainer<'a> {
         mlp.init(cfg.init, &mut Rng::new(cfg.seed, stream::INIT));
         let n = mlp.num_params();
         let engine = Engine::new(cfg.threads, cfg.kernels.resolve()?);
+        let adam = cfg.optimizer.has_second_moment();
         Ok(Trainer {
             engine,
             cfg: cfg.clone(),
             data,
             grads: vec![0.0; n],
             velocity: vec![0.0; n],
-            ws: Workspace::new(&sizes, cfg.batch_size),
+            second: vec![0.0; if adam { n } else { 0 }],
+            dropout_rng: Rng::new(cfg.seed, stream::DROPOUT),
+            ws: Workspace::with_dropout(&sizes, cfg.batch_size, cfg.input_dropout, cfg.dropout),
             eval_ws: Workspace::new(&sizes, EVAL_CHUNK.min(data.test.len())),
-            batches: Batches::new(data.train.len(), cfg.seed),
+            batches: Batches::new(train.len(), cfg.seed),
+            train,
+            validation,
             labels: Vec::with_capacity(cfg.batch_size),
             mlp,
             iteration: 0,
@@ -166,9 +204,7 @@ impl<'a> Trainer<'a> {
     }
 
     pub fn lr(&self) -> f64 {
-        self.cfg
-            .schedule
-            .lr_at(self.cfg.lr, self.iteration, self.cfg.iterations)
+        self.cfg.lr_at(self.iteration)
     }
 
     /// One iteration; returns the batch-mean training loss. A non-finite loss or update is an
@@ -177,17 +213,19 @@ impl<'a> Trainer<'a> {
         let b = self.cfg.batch_size;
         let lr = self.lr();
         let idx = self.batches.next_batch(b);
-        self.data
-            .train
-            .gather(idx, self.ws.input_mut(b), &mut self.labels);
+        self.train.gather(idx, self.ws.input_mut(b), &mut self.labels);
+        self.ws.draw_masks(&mut self.dropout_rng, b);
         let p = StepParams {
             lr,
-            sgd: self.cfg.sgd(),
+            t: self.iteration + 1,
+            opt: self.cfg.optimizer(),
             loss_scale: self.cfg.loss_scale(b),
+            max_norm: self.cfg.max_norm,
         };
         let loss = self.engine.train_step(
             &mut self.mlp,
             &mut self.velocity,
+            &mut self.second,
             &mut self.grads,
             &mut self.ws,
             &self.labels,
@@ -207,21 +245,45 @@ impl<'a> Trainer<'a> {
     }
 
     /// Continue from a checkpoint's state.
-    pub fn restore(&mut self, params: Vec<f32>, velocity: Vec<f32>, batches: Batches, iteration: usize) {
-        assert_eq!(params.len(), self.mlp.params.len());
-        assert_eq!(velocity.len(), self.velocity.len());
-        self.mlp.params = params;
-        self.velocity = velocity;
-        self.batches = batches;
-        self.iteration = iteration;
+    pub fn restore(&mut self, ck: Checkpoint) -> Result<()> {
+        assert_eq!(ck.params.len(), self.mlp.params.len());
+        assert_eq!(ck.velocity.len(), self.velocity.len());
+        if ck.second.len() != self.second.len() {
+            return Err(Error::flag(
+                "--resume",
+                format!(
+                    "the checkpoint holds {} second-moment values; {} needs {}",
+                    ck.second.len(),
+                    self.cfg.optimizer,
+                    self.second.len()
+                ),
+            ));
+        }
+        self.mlp.params = ck.params;
+        self.velocity = ck.velocity;
+        self.second = ck.second;
+        self.batches = ck.state.batches;
+        if let Some(rng) = ck.state.dropout_rng {
+            self.dropout_rng = rng;
+        }
+        self.iteration = ck.state.iteration;
+        Ok(())
     }
 
+    /// Evaluate on the set that draws the learning curves: the validation set if there is
+    /// one, else the test set.
     pub fn evaluate(&mut self) -> Evaluation {
+        let set = self.validation.as_ref().unwrap_or(&self.data.test);
+        evaluate(&self.engine, &self.mlp, &mut self.eval_ws, set)
+    }
+
+    /// Evaluate on the test set.
+    pub fn evaluate_test(&mut self) -> Evaluation {
         evaluate(&self.engine, &self.mlp, &mut self.eval_ws, &self.data.test)
     }
 
     pub fn epochs(&self) -> f64 {
-        (self.iteration * self.cfg.batch_size) as f64 / self.data.train.len() as f64
+        (self.iteration * self.cfg.batch_size) as f64 / self.train.len() as f64
     }
 }
 
@@ -299,12 +361,12 @@ pub fn run_with(
                 ),
             ));
         }
-        t.restore(ck.params, ck.velocity, ck.state.batches, ck.state.iteration);
-        rows = ck.state.rows;
+        rows = ck.state.rows.clone();
         window_loss = ck.state.window_loss;
         window_len = ck.state.window_len;
         train_time = Duration::from_secs_f64(ck.state.train_seconds);
         eval_time = Duration::from_secs_f64(ck.state.eval_seconds);
+        t.restore(ck)?;
     }
     let mut last_checkpoint: Option<usize> = None;
     let mut last_loss: Option<f64> = None;
@@ -317,13 +379,14 @@ pub fn run_with(
                 data: data_shape(data),
                 iteration: t.iteration,
                 batches: t.batches.clone(),
+                dropout_rng: Some(t.dropout_rng.clone()),
                 rows: rows.clone(),
                 window_loss,
                 window_len,
                 train_seconds: train_time.as_secs_f64(),
                 eval_seconds: eval_time.as_secs_f64(),
             };
-            crate::checkpoint::save(out, &state, &t.mlp.params, &t.velocity)?;
+            crate::checkpoint::save(out, &state, &t.mlp.params, &t.velocity, &t.second)?;
             last_checkpoint = Some(t.iteration);
         }};
     }
@@ -389,7 +452,15 @@ pub fn run_with(
                 _ => {}
             }
             rows.push(row);
-            write_atomic(&out.join("metrics.csv"), metrics_csv(&rows).as_bytes())?;
+            let header = if cfg.validation > 0 {
+                METRICS_HEADER_VALIDATION
+            } else {
+                METRICS_HEADER
+            };
+            write_atomic(
+                &out.join("metrics.csv"),
+                metrics_csv_with(&rows, header).as_bytes(),
+            )?;
         }
         let interrupted = INTERRUPTED.load(Ordering::Relaxed) || opts.stop_after == Some(t.iteration);
         if t.iteration < total {
@@ -415,10 +486,21 @@ pub fn run_with(
     }
     model::save(out, &run_config, &t.mlp)?;
     let last = rows.last().expect("the final iteration always evaluates");
+    // With a validation set, the test set is evaluated here, once.
+    let (test, validation) = if t.validation.is_some() {
+        let started = Instant::now();
+        let ev = t.evaluate_test();
+        eval_time += started.elapsed();
+        ((ev.accuracy, ev.loss), Some((last.test_accuracy, last.test_loss)))
+    } else {
+        ((last.test_accuracy, last.test_loss), None)
+    };
     let train_seconds = train_time.as_secs_f64();
     let summary = Summary {
-        test_accuracy: last.test_accuracy,
-        test_loss: last.test_loss,
+        test_accuracy: test.0,
+        test_loss: test.1,
+        validation_accuracy: validation.map(|v| v.0),
+        validation_loss: validation.map(|v| v.1),
         iterations: total,
         epochs: t.epochs(),
         train_seconds,

@@ -171,6 +171,14 @@ fn invalid_flags_are_rejected_naming_the_flag() {
         (&["--l2", "-1"], "--l2"),
         (&["--iterations", "0"], "--iterations"),
         (&["--threads", "0"], "--threads"),
+        (&["--optimizer", "rmsprop"], "--optimizer"),
+        (&["--beta2", "1"], "--beta2"),
+        (&["--eps", "0"], "--eps"),
+        (&["--dropout", "1"], "--dropout"),
+        (&["--input-dropout", "-0.2"], "--input-dropout"),
+        (&["--max-norm", "0"], "--max-norm"),
+        (&["--warmup", "8000"], "--warmup"),
+        (&["--schedule", "onecycle:2"], "--schedule"),
     ];
     for (args, flag) in cases {
         let a = mnist_mlp()

@@ -1,10 +1,10 @@
 //! The fused AVX2 engine against the readable reference code (`nn` + `optim`), on networks whose
-//! sizes exercise every edge case of the kernels' tiles, for every activation; and the engine's
-//! results independent of its thread count, bit for bit.
+//! sizes exercise every edge case of the kernels' tiles, for every activation, update rule,
+//! dropout and max-norm; and the engine's results independent of its thread count, bit for bit.
 
 use mnist_mlp::kernels::{Backend, Engine, StepParams};
 use mnist_mlp::nn::{Activation, Init, Mlp, Workspace};
-use mnist_mlp::optim::{L2Mode, Sgd};
+use mnist_mlp::optim::{L2Mode, Method, Optimizer};
 use mnist_mlp::rng::Rng;
 
 /// Agreement of two f32 computations of the same math, relative to the values' scale.
@@ -31,6 +31,29 @@ fn max_rel(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
 }
 
+/// What a training run uses besides the network: the update rule, dropout (input, hidden)
+/// and the max-norm bound.
+#[derive(Clone, Copy)]
+struct Variant {
+    opt: Optimizer,
+    dropout: (f64, f64),
+    max_norm: Option<f64>,
+}
+
+const SGD: Variant = Variant {
+    opt: Optimizer {
+        method: Method::Sgd,
+        momentum: 0.9,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        l2: 0.005,
+        l2_mode: L2Mode::PerSample,
+    },
+    dropout: (0.0, 0.0),
+    max_norm: None,
+};
+
 /// Run `steps` training steps; returns (losses, final parameters).
 fn train(
     engine: &Engine,
@@ -39,25 +62,50 @@ fn train(
     batch: usize,
     steps: usize,
 ) -> (Vec<f64>, Vec<f32>) {
+    train_variant(engine, sizes, act, batch, steps, SGD)
+}
+
+fn train_variant(
+    engine: &Engine,
+    sizes: &[usize],
+    act: Activation,
+    batch: usize,
+    steps: usize,
+    v: Variant,
+) -> (Vec<f64>, Vec<f32>) {
     let (mut mlp, _, _) = setup(sizes, act, batch, 1);
-    let mut velocity = vec![0.0; mlp.params.len()];
-    let mut grads = vec![0.0; mlp.params.len()];
-    let mut ws = Workspace::new(sizes, batch);
-    let sgd = Sgd {
-        momentum: 0.9,
-        l2: 0.005,
-        l2_mode: L2Mode::PerSample,
+    let n = mlp.params.len();
+    let mut velocity = vec![0.0; n];
+    let mut second = vec![0.0; if v.opt.method.has_second_moment() { n } else { 0 }];
+    let mut grads = vec![0.0; n];
+    let mut ws = Workspace::with_dropout(sizes, batch, v.dropout.0, v.dropout.1);
+    let mut masks = Rng::new(7, 0);
+    let lr = if v.opt.method.has_second_moment() {
+        0.002
+    } else {
+        0.05
     };
     let mut losses = Vec::new();
     for s in 0..steps {
         let (_, x, labels) = setup(sizes, act, batch, 100 + s as u64);
         ws.input_mut(batch).copy_from_slice(&x);
+        ws.draw_masks(&mut masks, batch);
         let p = StepParams {
-            lr: 0.05,
-            sgd,
+            lr,
+            t: s + 1,
+            opt: v.opt,
             loss_scale: 1.0 / batch as f64,
+            max_norm: v.max_norm,
         };
-        losses.push(engine.train_step(&mut mlp, &mut velocity, &mut grads, &mut ws, &labels, p));
+        losses.push(engine.train_step(
+            &mut mlp,
+            &mut velocity,
+            &mut second,
+            &mut grads,
+            &mut ws,
+            &labels,
+            p,
+        ));
     }
     (losses, mlp.params)
 }
@@ -116,6 +164,60 @@ fn fused_training_steps_match_the_reference_update_rule() {
                 );
                 for (a, b) in lf.iter().zip(&lr) {
                     assert!((a - b).abs() < 1e-4 * b.abs().max(1.0), "losses {lf:?} vs {lr:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_update_rule_dropout_and_max_norm_match_the_reference_when_fused() {
+    let Some((fast, reference)) = fused_and_reference() else {
+        return;
+    };
+    let mut variants = Vec::new();
+    for method in [Method::Sgd, Method::Nesterov, Method::Adam, Method::AdamW] {
+        variants.push(Variant {
+            opt: Optimizer { method, ..SGD.opt },
+            ..SGD
+        });
+    }
+    variants.push(Variant {
+        dropout: (0.2, 0.5),
+        ..SGD
+    });
+    variants.push(Variant {
+        max_norm: Some(0.5),
+        ..SGD
+    });
+    variants.push(Variant {
+        opt: Optimizer {
+            method: Method::Adam,
+            ..SGD.opt
+        },
+        dropout: (0.1, 0.3),
+        max_norm: Some(0.5),
+    });
+    for (k, v) in variants.into_iter().enumerate() {
+        for sizes in SHAPES {
+            for act in ACTIVATIONS {
+                let (lf, pf) = train_variant(&fast, sizes, act, 13, 4, v);
+                let (lr, pr) = train_variant(&reference, sizes, act, 13, 4, v);
+                let d = max_rel(&pf, &pr);
+                assert!(
+                    d < TOL,
+                    "variant {k}, {sizes:?} {act}: parameters differ by {d:e}"
+                );
+                for (a, b) in lf.iter().zip(&lr) {
+                    assert!(
+                        (a - b).abs() < 1e-4 * b.abs().max(1.0),
+                        "variant {k}: losses {lf:?} vs {lr:?}"
+                    );
+                }
+                // The variant must have changed something: compare with plain SGD.
+                if k > 0 {
+                    let (_, plain) = train_variant(&reference, sizes, act, 13, 4, SGD);
+                    assert!(max_rel(&plain, &pr) > 1e-4, "variant {k} made no difference");
                 }
             }
         }

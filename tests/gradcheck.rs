@@ -7,7 +7,7 @@
 //! printed on every run, not only when something fails.
 
 use mnist_mlp::nn::gradcheck::{self, Report, TOLERANCE, check, check_mlp, mlp_gradient};
-use mnist_mlp::nn::{Activation, Init, Linear, Mlp, loss};
+use mnist_mlp::nn::{Activation, Init, Linear, Mlp, Workspace, loss};
 use mnist_mlp::rng::Rng;
 
 const ACTIVATIONS: [Activation; 3] = [Activation::Sigmoid, Activation::Relu, Activation::Tanh];
@@ -127,6 +127,37 @@ fn network_check(act: Activation) -> Report {
     )
 }
 
+/// Dropout on the input (p = 0.2) and on both hidden layers (p = 0.5), with one fixed draw of
+/// the masks: the loss is then a smooth function of the parameters, and `Mlp::backward` must
+/// be its gradient, `⊙ m` included.
+fn dropout_check(act: Activation) -> Report {
+    let p = problem(act, 16);
+    let n = p.labels.len();
+    let mut ws = Workspace::with_dropout(&p.mlp.sizes, n, 0.2, 0.5);
+    ws.draw_masks(&mut Rng::new(17, 0), n);
+    ws.input_mut(n).copy_from_slice(&p.x);
+    let dropped = ws.masks.iter().flatten().filter(|&&m| m == 0.0).count();
+    assert!(
+        dropped > 0,
+        "the masks must drop something for the check to mean anything"
+    );
+    let loss = |params: &[f64]| {
+        let mut net = p.mlp.clone();
+        net.params.copy_from_slice(params);
+        net.forward_loss(&mut ws.clone(), &p.labels) / n as f64
+    };
+    let mut w = ws.clone();
+    p.mlp.forward_loss(&mut w, &p.labels);
+    let mut grads = vec![0.0; p.mlp.params.len()];
+    p.mlp.backward(&mut w, &p.labels, 1.0 / n as f64, &mut grads);
+    check(
+        &format!("network {act}, dropout 0.2 in / 0.5 hidden"),
+        &p.mlp.params,
+        loss,
+        &grads,
+    )
+}
+
 /// The backward pass written out again from the public layer pieces, with the activation's
 /// derivative f′ deliberately left out. The check must catch it.
 fn backward_without_df(p: &Problem) -> Vec<f64> {
@@ -166,6 +197,7 @@ fn main() {
     reports.extend(linear_checks());
     reports.push(loss_check());
     reports.extend(ACTIVATIONS.map(network_check));
+    reports.extend(ACTIVATIONS.map(dropout_check));
     // A whole network with the seed's 784-pixel input, a few hidden units, one sample per class.
     {
         let mut rng = Rng::new(15, 0);

@@ -1,43 +1,94 @@
-//! The update rule, pinned by numbers worked out by hand (the arithmetic is in the comments).
+//! The update rules, pinned by numbers worked out by hand (the arithmetic is in the comments)
+//! or, for Nesterov, Adam and AdamW, computed by PyTorch (the script is in the comment above
+//! those tests).
 //!
 //! One weight w and one bias b, raw batch-mean gradients ∂E/∂w = 0.2 and ∂E/∂b = 0.1 at every
 //! step, μ = 0.9, λ = 0.1, α = 0.1, batch N = 4. The seed's rule:
 //! g = ∂E/∂w + λ'w,  v ← μv − αg,  w ← w + v  (biases: no λ).
 
 use mnist_mlp::nn::Linear;
-use mnist_mlp::optim::{L2Mode, Schedule, Sgd};
+use mnist_mlp::optim::{L2Mode, Method, Optimizer, Schedule};
 
 const EPS: f64 = 1e-12;
 
 fn run(mode: L2Mode, schedule: Schedule, steps: usize) -> Vec<(f64, f64)> {
+    run_rule(Optimizer::sgd(0.9, 0.1, mode), schedule, steps)
+}
+
+fn run_rule(opt: Optimizer, schedule: Schedule, steps: usize) -> Vec<(f64, f64)> {
     let layer = Linear {
         fan_in: 1,
         fan_out: 1,
         w: 0,
         b: 1,
     };
-    let sgd = Sgd {
-        momentum: 0.9,
-        l2: 0.1,
-        l2_mode: mode,
-    };
     let mut params = vec![1.0f64, 0.5];
     let grads = vec![0.2f64, 0.1];
     let mut velocity = vec![0.0f64; 2];
+    let mut second = vec![0.0f64; if opt.method.has_second_moment() { 2 } else { 0 }];
     (0..steps)
         .map(|t| {
             let lr = schedule.lr_at(0.1, t, steps);
-            sgd.step(
+            opt.step(
                 lr,
+                t + 1,
                 4,
                 std::slice::from_ref(&layer),
                 &mut params,
                 &grads,
                 &mut velocity,
+                &mut second,
             );
             (params[0], params[1])
         })
         .collect()
+}
+
+fn rule(method: Method) -> Optimizer {
+    Optimizer {
+        method,
+        ..Optimizer::sgd(0.9, 0.1, L2Mode::PerSample)
+    }
+}
+
+// The expected values below come from PyTorch 2.15 in float64, bias in a parameter group
+// without weight decay:
+//
+//   w = torch.tensor([1.0], requires_grad=True); b = torch.tensor([0.5], requires_grad=True)
+//   opt = make([{"params": [w]}, {"params": [b], "weight_decay": 0.0}])
+//   for _ in range(3):
+//       w.grad = torch.tensor([0.2]); b.grad = torch.tensor([0.1]); opt.step()
+//
+// with make = SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1),
+// Adam(lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1) and AdamW(same).
+// PyTorch's Nesterov (buf = μ buf + g; w −= α (g + μ buf)) is ours with v = −α buf.
+
+#[test]
+fn nesterov_matches_pytorch() {
+    // By hand, step 1: g = 0.3, v = −0.03, w = 1 + 0.9·(−0.03) − 0.03 = 0.943.
+    let want = [(0.943, 0.481), (0.862783, 0.4539), (0.762681823, 0.41951)];
+    assert_close(&run_rule(rule(Method::Nesterov), Schedule::Constant, 3), &want);
+}
+
+#[test]
+fn adam_matches_pytorch() {
+    let want = [
+        (0.9000000033333332, 0.400000009999999),
+        (0.8001027137942831, 0.3000000199999987),
+        (0.7003815330852098, 0.20000002999999772),
+    ];
+    assert_close(&run_rule(rule(Method::Adam), Schedule::Constant, 3), &want);
+}
+
+#[test]
+fn adamw_matches_pytorch() {
+    // Step 1: w = 1 − 0.1·0.1·1 − 0.1·0.2/(0.2 + 1e-8) = 0.89000000499…
+    let want = [
+        (0.8900000049999998, 0.400000009999999),
+        (0.7811000099500002, 0.3000000199999987),
+        (0.6732890148505, 0.20000002999999772),
+    ];
+    assert_close(&run_rule(rule(Method::AdamW), Schedule::Constant, 3), &want);
 }
 
 fn assert_close(got: &[(f64, f64)], want: &[(f64, f64)]) {
@@ -97,20 +148,18 @@ fn zero_momentum_is_plain_gradient_descent() {
         w: 0,
         b: 2,
     };
-    let sgd = Sgd {
-        momentum: 0.0,
-        l2: 0.0,
-        l2_mode: L2Mode::PerSample,
-    };
+    let sgd = Optimizer::sgd(0.0, 0.0, L2Mode::PerSample);
     let mut params = vec![1.0f64, -1.0, 0.0];
     let mut velocity = vec![0.0f64; 3];
     sgd.step(
         0.5,
         1,
+        1,
         std::slice::from_ref(&layer),
         &mut params,
         &[0.2, 0.4, -0.6],
         &mut velocity,
+        &mut [],
     );
     assert_close(&[(params[0], params[1])], &[(0.9, -1.2)]);
     assert!((params[2] - 0.3).abs() < EPS);

@@ -5,7 +5,7 @@
 
 use mnist_mlp::nn::gradcheck::mlp_gradient;
 use mnist_mlp::nn::{Activation, Mlp, Workspace};
-use mnist_mlp::optim::{L2Mode, Sgd};
+use mnist_mlp::optim::{L2Mode, Optimizer};
 use serde_json::Value;
 
 /// f64 against f64: only rounding differences in summation order remain.
@@ -48,14 +48,14 @@ fn sizes(f: &Value) -> Vec<usize> {
         .collect()
 }
 
-fn sgd(f: &Value) -> (Sgd, f64) {
+fn sgd(f: &Value) -> (Optimizer, f64) {
     let s = &f["sgd"];
     assert_eq!(s["l2_mode"], "per-sample");
-    let sgd = Sgd {
-        momentum: s["momentum"].as_f64().unwrap(),
-        l2: s["l2"].as_f64().unwrap(),
-        l2_mode: L2Mode::PerSample,
-    };
+    let sgd = Optimizer::sgd(
+        s["momentum"].as_f64().unwrap(),
+        s["l2"].as_f64().unwrap(),
+        L2Mode::PerSample,
+    );
     (sgd, s["lr"].as_f64().unwrap())
 }
 
@@ -80,7 +80,16 @@ fn trajectory<T: mnist_mlp::kernels::Real>(f: &Value, case: &Value) -> (Vec<f64>
         }
         losses.push(mlp.forward_loss(&mut ws, &y) / y.len() as f64);
         mlp.backward(&mut ws, &y, T::from_f64(1.0 / y.len() as f64), &mut grads);
-        sgd.step(lr, y.len(), &mlp.layers, &mut mlp.params, &grads, &mut velocity);
+        sgd.step(
+            lr,
+            1,
+            y.len(),
+            &mlp.layers,
+            &mut mlp.params,
+            &grads,
+            &mut velocity,
+            &mut [],
+        );
     }
     (losses, mlp.params.iter().map(|v| v.to_f64()).collect())
 }
@@ -161,12 +170,13 @@ fn the_engine_the_trainer_uses_follows_the_same_trajectory() {
             }
             let p = StepParams {
                 lr,
-                sgd,
+                t: 1,
+                opt: sgd,
                 loss_scale: 1.0 / y.len() as f64,
+                max_norm: None,
             };
-            losses.push(
-                engine.train_step(&mut mlp, &mut velocity, &mut grads, &mut ws, &y, p) / y.len() as f64,
-            );
+            let loss = engine.train_step(&mut mlp, &mut velocity, &mut [], &mut grads, &mut ws, &y, p);
+            losses.push(loss / y.len() as f64);
         }
         let params: Vec<f64> = mlp.params.iter().map(|&v| v as f64).collect();
         let dl = max_diff(&losses, &floats(&case["trajectory"]["losses"]));

@@ -95,6 +95,25 @@ impl Split {
         self.labels.is_empty()
     }
 
+    /// Split off the last `n` samples: `self` keeps the first `len − n`, the result holds the
+    /// rest. Used to hold out a validation set.
+    pub fn split_off(&mut self, n: usize) -> Split {
+        assert!(n <= self.len());
+        let keep = self.len() - n;
+        let ppi = self.images.pixels_per_image();
+        let held = Split {
+            images: Images {
+                count: n,
+                rows: self.images.rows,
+                cols: self.images.cols,
+                pixels: self.images.pixels.split_off(keep * ppi),
+            },
+            labels: self.labels.split_off(keep),
+        };
+        self.images.count = keep;
+        held
+    }
+
     /// Write images `indices` as f32 = byte / 255 into `x` (B, rows·cols) and their labels.
     pub fn gather(&self, indices: &[u32], x: &mut [f32], labels: &mut Vec<u8>) {
         let n = self.images.pixels_per_image();

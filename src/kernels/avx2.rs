@@ -22,6 +22,7 @@
     clippy::needless_range_loop
 )]
 
+use crate::optim::Method;
 use std::arch::x86_64::*;
 
 pub fn available() -> bool {
@@ -432,17 +433,13 @@ pub const NN_NV: usize = 2;
 pub const TN_MR: usize = 6;
 pub const TN_NV: usize = 2;
 
-/// The momentum update the weight-gradient kernel applies in its epilogue:
-/// `g = d_w + λ' w`, `v ← μ v − α g`, `w ← w + v` (see `optim::Sgd`).
-#[derive(Clone, Copy, Debug)]
-pub struct Update {
-    pub lr: f32,
-    pub momentum: f32,
-    pub l2: f32,
-}
+/// The update the weight-gradient kernel applies in its epilogue: `optim::Update::apply` for
+/// weights, eight lanes at a time (see `optim::Method` for the formulas).
+pub type Update = crate::optim::Update<f32>;
 
 /// Weight-gradient tile with the update fused: for MR rows `o` of W and NV vectors of columns,
-/// `d_w[o, c] = Σ_b d[b, o] · a[b, c]`, then the momentum step on `w` and `v`.
+/// `d_w[o, c] = Σ_b d[b, o] · a[b, c]`, then the update of `w` and its state `v` (and `s` for
+/// Adam; unused otherwise).
 #[inline(always)]
 unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     batch: usize,
@@ -452,37 +449,68 @@ unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     lda: usize,
     w: *mut f32,
     v: *mut f32,
+    s: *mut f32,
     ldw: usize,
-    up: Update,
+    up: &Update,
     last: __m256i,
 ) {
     unsafe {
         // acc[i][j] = Σ_b d[b, i] · a[b, 8j…]
         let acc = broadcast_product::<MR, NV, MASKED>(batch, d, ldd, 1, a, lda, last);
-        let (alpha, mu, lambda) = (
-            _mm256_set1_ps(up.lr),
-            _mm256_set1_ps(up.momentum),
-            _mm256_set1_ps(up.l2),
-        );
+        let set = _mm256_set1_ps;
+        let (alpha, mu, lambda) = (set(up.lr), set(up.momentum), set(up.l2));
+        let adam = up.method.has_second_moment();
         for i in 0..MR {
             for j in 0..NV {
-                let (wp, vp) = (w.add(i * ldw + 8 * j), v.add(i * ldw + 8 * j));
+                let off = i * ldw + 8 * j;
                 let partial = MASKED && j == NV - 1;
-                let (wv, vv) = if partial {
-                    (_mm256_maskload_ps(wp, last), _mm256_maskload_ps(vp, last))
-                } else {
-                    (_mm256_loadu_ps(wp), _mm256_loadu_ps(vp))
-                };
-                let g = _mm256_fmadd_ps(lambda, wv, acc[i][j]);
-                let vn = _mm256_fmsub_ps(mu, vv, _mm256_mul_ps(alpha, g));
-                let wn = _mm256_add_ps(wv, vn);
-                if partial {
-                    _mm256_maskstore_ps(vp, last, vn);
-                    _mm256_maskstore_ps(wp, last, wn);
-                } else {
-                    _mm256_storeu_ps(vp, vn);
-                    _mm256_storeu_ps(wp, wn);
+                // Macros, not closures: a closure would not inherit the caller's target features.
+                macro_rules! load {
+                    ($p:expr) => {
+                        if partial {
+                            _mm256_maskload_ps($p, last)
+                        } else {
+                            _mm256_loadu_ps($p)
+                        }
+                    };
                 }
+                macro_rules! store {
+                    ($p:expr, $x:expr) => {
+                        if partial {
+                            _mm256_maskstore_ps($p, last, $x)
+                        } else {
+                            _mm256_storeu_ps($p, $x)
+                        }
+                    };
+                }
+                let (wv, vv) = (load!(w.add(off)), load!(v.add(off)));
+                let g = _mm256_fmadd_ps(lambda, wv, acc[i][j]);
+                let (vn, wn) = match up.method {
+                    Method::Sgd => {
+                        let vn = _mm256_fmsub_ps(mu, vv, _mm256_mul_ps(alpha, g));
+                        (vn, _mm256_add_ps(wv, vn))
+                    }
+                    Method::Nesterov => {
+                        let ag = _mm256_mul_ps(alpha, g);
+                        let vn = _mm256_fmsub_ps(mu, vv, ag);
+                        (vn, _mm256_add_ps(wv, _mm256_fmsub_ps(mu, vn, ag)))
+                    }
+                    Method::Adam | Method::AdamW => {
+                        debug_assert!(adam);
+                        let sv = load!(s.add(off));
+                        let (b1, b2) = (set(up.beta1), set(up.beta2));
+                        let mn = _mm256_fmadd_ps(b1, vv, _mm256_mul_ps(set(1.0 - up.beta1), g));
+                        let sn =
+                            _mm256_fmadd_ps(b2, sv, _mm256_mul_ps(set(1.0 - up.beta2), _mm256_mul_ps(g, g)));
+                        store!(s.add(off), sn);
+                        let denom = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(sn, set(up.c2))), set(up.eps));
+                        let step = _mm256_div_ps(_mm256_mul_ps(alpha, _mm256_mul_ps(mn, set(up.c1))), denom);
+                        let decayed = _mm256_fnmadd_ps(set(up.decay), wv, wv);
+                        (mn, _mm256_sub_ps(decayed, step))
+                    }
+                };
+                store!(v.add(off), vn);
+                store!(w.add(off), wn);
             }
         }
     }
@@ -499,8 +527,9 @@ pub unsafe fn weight_grad_update(
     a: *const f32,
     w: *mut f32,
     v: *mut f32,
+    s: *mut f32,
     rows: std::ops::Range<usize>,
-    up: Update,
+    up: &Update,
 ) {
     unsafe {
         const MR: usize = TN_MR;
@@ -522,10 +551,15 @@ pub unsafe fn weight_grad_update(
                 while c < c_end {
                     let width = (c_end - c).min(step);
                     let (nv, masked, last) = panel(width);
-                    let (dp, ap, wp, vp) = (d.add(r), a.add(c), w.add(r * i_dim + c), v.add(r * i_dim + c));
+                    let off = r * i_dim + c;
+                    let (dp, ap, wp, vp) = (d.add(r), a.add(c), w.add(off), v.add(off));
+                    // Only Adam reads and writes `s`; for the others it may be null.
+                    let sp = if s.is_null() { s } else { s.add(off) };
                     macro_rules! go {
                         ($mr:literal, $nv:literal, $masked:literal) => {
-                            tn_tile::<$mr, $nv, $masked>(batch, dp, ldd, ap, i_dim, wp, vp, i_dim, up, last)
+                            tn_tile::<$mr, $nv, $masked>(
+                                batch, dp, ldd, ap, i_dim, wp, vp, sp, i_dim, up, last,
+                            )
                         };
                     }
                     for_tile_shape!(go, mr, nv, masked);

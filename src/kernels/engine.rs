@@ -1,18 +1,21 @@
 //! The training step and the forward pass as the machine runs them: the same equations as
-//! `nn::Mlp::forward`, `nn::Mlp::backward` and `optim::Sgd::step`, split across threads and, on
+//! `nn::Mlp::forward`, `nn::Mlp::backward` and `optim::Optimizer::step` (plus dropout and the
+//! max-norm constraint), split across threads and, on
 //! CPUs with AVX2 and FMA, computed by the fused kernels of `avx2`:
 //!
 //! - forward: `z = a Wᵀ`, then `a' = f(z + b)` in one pass over each output row;
 //! - backward: `d_a = d_z W` with `⊙ f'(a)` applied as the result is stored;
-//! - update: `d_w = d_zᵀ a` is reduced in registers and consumed at once by the momentum step,
-//!   so weight gradients never reach memory.
+//! - update: `d_w = d_zᵀ a` is reduced in registers and consumed at once by the update rule,
+//!   so weight gradients never reach memory; max-norm follows on the rows just updated, while
+//!   they are still in cache;
+//! - dropout: `ã = a ⊙ m` right after each row of `a` is formed, and `⊙ m` right after `d_a`.
 //!
 //! On other CPUs, and for f64, the engine runs the readable code in `nn` and `optim` itself.
 //! `tests/engine.rs` checks that both paths agree.
 
 use super::pool::{Pool, split};
 use crate::nn::{Activation, Mlp, Workspace, loss};
-use crate::optim::Sgd;
+use crate::optim::{Optimizer, max_norm};
 
 /// How the matrix products are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,9 +53,13 @@ pub struct Engine {
 #[derive(Clone, Copy, Debug)]
 pub struct StepParams {
     pub lr: f64,
-    pub sgd: Sgd,
+    /// The number of this update, from 1 (Adam's bias correction needs it).
+    pub t: usize,
+    pub opt: Optimizer,
     /// Factor turning the summed batch gradient into the one used (1/N for a mean loss).
     pub loss_scale: f64,
+    /// The max-norm bound c, if any.
+    pub max_norm: Option<f64>,
 }
 
 /// Raw pointers that may be shared by the threads of one parallel region: every thread writes
@@ -129,11 +136,21 @@ impl Engine {
         use super::avx2;
         assert!(batch <= ws.capacity);
         let last = mlp.layers.len() - 1;
+        if ws.drops(0) {
+            let n = batch * mlp.sizes[0];
+            crate::nn::dropout::forward(&ws.acts[0][..n], &ws.masks[0][..n], &mut ws.dropped[0][..n]);
+        }
         for (l, layer) in mlp.layers.iter().enumerate() {
             let (i, o) = (layer.fan_in, layer.fan_out);
-            let (below, above) = ws.acts.split_at_mut(l + 1);
-            let a = &below[l][..batch * i];
-            let z = Shared(above[0][..batch * o].as_mut_ptr());
+            let a = ws.layer_input(l, batch).as_ptr() as usize;
+            // With dropout on this layer's output: its mask, and where ã goes.
+            let drop_next = (l < last && ws.drops(l + 1)).then(|| {
+                (
+                    ws.masks[l + 1][..batch * o].as_ptr() as usize,
+                    Shared(ws.dropped[l + 1][..batch * o].as_mut_ptr()),
+                )
+            });
+            let z = Shared(ws.acts[l + 1][..batch * o].as_mut_ptr());
             let w = &mlp.params[layer.w_range()];
             let b = &mlp.params[layer.b_range()];
             let act = if l < last {
@@ -146,30 +163,38 @@ impl Engine {
                 if cols.is_empty() {
                     return;
                 }
-                // SAFETY: thread t writes only columns `cols` of z; reads stay inside a, w, b.
+                // SAFETY: thread t writes only columns `cols` of z and of ã; reads stay inside a,
+                // w, b and the mask.
                 unsafe {
-                    avx2::matmul_nt(batch, i, a.as_ptr(), i, w.as_ptr(), i, cols.clone(), z.ptr(), o);
+                    let a = a as *const f32;
+                    avx2::matmul_nt(batch, i, a, i, w.as_ptr(), i, cols.clone(), z.ptr(), o);
                     for r in 0..batch {
-                        avx2::bias_act_row(
-                            z.ptr().add(r * o + cols.start),
-                            b.as_ptr().add(cols.start),
-                            cols.len(),
-                            act,
-                        );
+                        let row = r * o + cols.start;
+                        avx2::bias_act_row(z.ptr().add(row), b.as_ptr().add(cols.start), cols.len(), act);
+                        if let Some((mask, dropped)) = &drop_next {
+                            let m = (*mask as *const f32).add(row);
+                            for c in 0..cols.len() {
+                                *dropped.ptr().add(row + c) = *z.ptr().add(row + c) * *m.add(c);
+                            }
+                        }
                     }
                 }
             });
         }
     }
 
-    /// One training step on the batch already in `ws.acts[0]` with `labels`: forward, loss,
-    /// backward, momentum update. Returns the loss summed over the batch.
+    /// One training step on the batch already in `ws.acts[0]` with `labels` (and dropout masks
+    /// already drawn, if any): forward, loss, backward, update. Returns the loss summed over the
+    /// batch. `velocity` and `second` are the optimizer's state (`second` is empty except for
+    /// Adam).
     ///
     /// `grads` is only used by the reference backend; the fused backend never forms gradients.
+    #[allow(clippy::too_many_arguments)]
     pub fn train_step(
         &self,
         mlp: &mut Mlp<f32>,
         velocity: &mut [f32],
+        second: &mut [f32],
         grads: &mut [f32],
         ws: &mut Workspace<f32>,
         labels: &[u8],
@@ -186,11 +211,15 @@ impl Engine {
         match self.backend {
             Backend::Reference => {
                 mlp.backward(ws, labels, p.loss_scale as f32, grads);
-                p.sgd
-                    .step(p.lr, batch, &mlp.layers, &mut mlp.params, grads, velocity);
+                let (params, layers) = (&mut mlp.params, &mlp.layers);
+                p.opt
+                    .step(p.lr, p.t, batch, layers, params, grads, velocity, second);
+                if let Some(c) = p.max_norm {
+                    max_norm::apply(layers, params, c as f32);
+                }
             }
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => self.backward_update_avx2(mlp, velocity, ws, labels, p),
+            Backend::Avx2 => self.backward_update_avx2(mlp, velocity, second, ws, labels, p),
             #[cfg(not(target_arch = "x86_64"))]
             Backend::Avx2 => unreachable!(),
         }
@@ -202,6 +231,7 @@ impl Engine {
         &self,
         mlp: &mut Mlp<f32>,
         velocity: &mut [f32],
+        second: &mut [f32],
         ws: &mut Workspace<f32>,
         labels: &[u8],
         p: StepParams,
@@ -214,20 +244,26 @@ impl Engine {
             let y_hat = &ws.acts[n_layers][..batch * k];
             loss::backward(y_hat, labels, k, p.loss_scale as f32, &mut ws.d_z[..batch * k]);
         }
-        let up = avx2::Update {
-            lr: p.lr as f32,
-            momentum: p.sgd.momentum as f32,
-            l2: p.sgd.effective_l2(batch) as f32,
-        };
+        let up: avx2::Update = p.opt.update(p.lr, p.t, batch);
+        let adam = p.opt.method.has_second_moment();
+        assert_eq!(second.len(), if adam { mlp.params.len() } else { 0 });
         let act = act_code(mlp.activation);
         let params = Shared(mlp.params.as_mut_ptr());
         let vel = Shared(velocity.as_mut_ptr());
+        let sec = Shared(if adam {
+            second.as_mut_ptr()
+        } else {
+            std::ptr::null_mut()
+        });
         for l in (0..n_layers).rev() {
             let layer = mlp.layers[l].clone();
             let (i, o) = (layer.fan_in, layer.fan_out);
+            // a^l for f', and what the layer read (ã^l with dropout) for d_w.
             let a = ws.acts[l][..batch * i].as_ptr() as usize;
+            let input = ws.layer_input(l, batch).as_ptr() as usize;
+            let mask = ws.drops(l).then(|| ws.masks[l][..batch * i].as_ptr() as usize);
             let d_z = ws.d_z[..batch * o].as_ptr() as usize;
-            // d_a = d_z W ⊙ f'(a), before W changes.
+            // d_a = d_z W ⊙ f'(a) (⊙ m with dropout), before W changes.
             if l > 0 {
                 let d_a = Shared(ws.d_a[..batch * i].as_mut_ptr());
                 self.par(|t, n| {
@@ -249,9 +285,17 @@ impl Engine {
                             a as *const f32,
                             d_a.ptr(),
                             i,
-                            cols,
+                            cols.clone(),
                             act,
                         );
+                        if let Some(mask) = mask {
+                            let m = mask as *const f32;
+                            for r in 0..batch {
+                                for c in cols.clone() {
+                                    *d_a.ptr().add(r * i + c) *= *m.add(r * i + c);
+                                }
+                            }
+                        }
                     }
                 });
             }
@@ -264,26 +308,36 @@ impl Engine {
                 // SAFETY: thread t reads and writes rows `rows` of W, b and their velocities
                 // only; d_z and a are read-only here.
                 unsafe {
+                    let sec_w = if adam { sec.ptr().add(layer.w) } else { sec.ptr() };
                     avx2::weight_grad_update(
                         batch,
                         i,
                         d_z as *const f32,
                         o,
-                        a as *const f32,
+                        input as *const f32,
                         params.ptr().add(layer.w),
                         vel.ptr().add(layer.w),
+                        sec_w,
                         rows.clone(),
-                        up,
+                        &up,
                     );
+                    if let Some(c) = p.max_norm {
+                        let w = std::slice::from_raw_parts_mut(
+                            params.ptr().add(layer.w + rows.start * i),
+                            rows.len() * i,
+                        );
+                        max_norm::rows(w, i, c as f32);
+                    }
                     let d = d_z as *const f32;
+                    let mut unused = 0.0f32;
                     for r in rows {
                         let mut d_b = 0.0f32;
                         for s in 0..batch {
                             d_b += *d.add(s * o + r);
                         }
-                        let (b, u) = (params.ptr().add(layer.b + r), vel.ptr().add(layer.b + r));
-                        *u = up.momentum * *u - up.lr * d_b;
-                        *b += *u;
+                        let j = layer.b + r;
+                        let s = if adam { &mut *sec.ptr().add(j) } else { &mut unused };
+                        up.apply(&mut *params.ptr().add(j), d_b, &mut *vel.ptr().add(j), s, false);
                     }
                 }
             });

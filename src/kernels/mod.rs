@@ -40,6 +40,7 @@ pub trait Real:
     fn exp(self) -> Self;
     fn ln(self) -> Self;
     fn tanh(self) -> Self;
+    fn sqrt(self) -> Self;
     fn is_finite(self) -> bool;
 
     /// `c = a·b + beta·c` for row-major storage given by explicit strides; see [`gemm`].
@@ -82,6 +83,9 @@ impl Real for f32 {
     fn tanh(self) -> Self {
         f32::tanh(self)
     }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
     fn is_finite(self) -> bool {
         f32::is_finite(self)
     }
@@ -123,6 +127,9 @@ impl Real for f64 {
     }
     fn tanh(self) -> Self {
         f64::tanh(self)
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
     }
     fn is_finite(self) -> bool {
         f64::is_finite(self)

@@ -14,6 +14,7 @@
 //! `[out, in]` layout of PyTorch's `nn.Linear` and of our safetensors files.
 
 pub mod activation;
+pub mod dropout;
 pub mod gradcheck;
 pub mod init;
 pub mod linear;

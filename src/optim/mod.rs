@@ -1,7 +1,8 @@
-//! The update rule and the learning-rate schedules.
+//! The update rules and the learning-rate schedules.
 
+pub mod max_norm;
+pub mod optimizer;
 pub mod schedule;
-pub mod sgd;
 
+pub use optimizer::{L2Mode, Method, Optimizer, Update};
 pub use schedule::Schedule;
-pub use sgd::{L2Mode, Sgd};

@@ -11,6 +11,33 @@ pub enum Schedule {
     Step { gamma: f64, every: usize },
     /// `α_t = α · ½ (1 + cos(π t / T))`, from α at t = 0 down towards 0 at t = T.
     Cosine,
+    /// One-cycle (Smith & Topin 2018, as PyTorch's `OneCycleLR` with its defaults): from α/25
+    /// up to α over the first `pct` of the run, then down to α/(25·10⁴) at t = T, both halves
+    /// cosine-shaped.
+    OneCycle { pct: f64 },
+}
+
+/// Half a cosine from `from` (at p = 0) to `to` (at p = 1).
+fn cos_between(from: f64, to: f64, p: f64) -> f64 {
+    to + (from - to) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+}
+
+/// `schedule` after a linear warm-up: α·(t+1)/warmup for the first `warmup` iterations, then the
+/// schedule run over the remaining `total − warmup` iterations as if they were the whole run.
+///
+/// ```
+/// use mnist_mlp::optim::{Schedule, schedule::with_warmup};
+/// assert_eq!(with_warmup(Schedule::Cosine, 0.1, 4, 0, 104), 0.025);
+/// assert_eq!(with_warmup(Schedule::Cosine, 0.1, 4, 3, 104), 0.1);
+/// assert_eq!(with_warmup(Schedule::Cosine, 0.1, 4, 4, 104), 0.1);
+/// assert!((with_warmup(Schedule::Cosine, 0.1, 4, 54, 104) - 0.05).abs() < 1e-15);
+/// ```
+pub fn with_warmup(schedule: Schedule, base: f64, warmup: usize, t: usize, total: usize) -> f64 {
+    if t < warmup {
+        base * (t + 1) as f64 / warmup as f64
+    } else {
+        schedule.lr_at(base, t - warmup, total.saturating_sub(warmup))
+    }
 }
 
 impl Schedule {
@@ -32,6 +59,20 @@ impl Schedule {
                 let progress = t as f64 / total.max(1) as f64;
                 base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
+            Schedule::OneCycle { pct } => {
+                let total = total.max(1) as f64;
+                let peak = (pct * total).max(1.0);
+                let t = t as f64;
+                if t < peak {
+                    cos_between(base / 25.0, base, t / peak)
+                } else {
+                    cos_between(
+                        base,
+                        base / 25.0e4,
+                        ((t - peak) / (total - peak).max(1.0)).min(1.0),
+                    )
+                }
+            }
         }
     }
 }
@@ -42,6 +83,7 @@ impl fmt::Display for Schedule {
             Schedule::Constant => f.write_str("constant"),
             Schedule::Step { gamma, every } => write!(f, "step:{gamma}:{every}"),
             Schedule::Cosine => f.write_str("cosine"),
+            Schedule::OneCycle { pct } => write!(f, "onecycle:{pct}"),
         }
     }
 }
@@ -53,6 +95,15 @@ impl FromStr for Schedule {
         match parts.as_slice() {
             ["constant"] => Ok(Schedule::Constant),
             ["cosine"] => Ok(Schedule::Cosine),
+            ["onecycle"] => Ok(Schedule::OneCycle { pct: 0.3 }),
+            ["onecycle", pct] => {
+                let pct: f64 = pct
+                    .parse()
+                    .ok()
+                    .filter(|p: &f64| *p > 0.0 && *p < 1.0)
+                    .ok_or_else(|| format!("in '{s}': PCT must be a number in (0, 1)"))?;
+                Ok(Schedule::OneCycle { pct })
+            }
             ["step", gamma, every] => {
                 let gamma: f64 = gamma
                     .parse()
@@ -67,7 +118,7 @@ impl FromStr for Schedule {
                 Ok(Schedule::Step { gamma, every })
             }
             _ => Err(format!(
-                "unknown schedule '{s}', expected constant, cosine or step:GAMMA:EVERY (e.g. step:0.85:250)"
+                "unknown schedule '{s}', expected constant, cosine, onecycle[:PCT] or step:GAMMA:EVERY (e.g. step:0.85:250)"
             )),
         }
     }
@@ -109,8 +160,32 @@ mod tests {
     }
 
     #[test]
+    fn one_cycle_rises_from_a_25th_to_the_peak_then_anneals() {
+        let s: Schedule = "onecycle:0.25".parse().unwrap();
+        // 100 iterations, peak at t = 25.
+        assert!((s.lr_at(1.0, 0, 100) - 0.04).abs() < 1e-15);
+        assert!((s.lr_at(1.0, 25, 100) - 1.0).abs() < 1e-15);
+        // Halfway up: the mean of 0.04 and 1; halfway down: the mean of 1 and 4e-6.
+        assert!(
+            (s.lr_at(1.0, 12, 100) - (0.04 + 0.96 * 0.5 * (1.0 - (std::f64::consts::PI * 0.48).cos()))).abs()
+                < 1e-12
+        );
+        assert!(
+            (s.lr_at(1.0, 25 + 75 / 2, 100)
+                - (4e-6 + (1.0 - 4e-6) * 0.5 * (1.0 + (std::f64::consts::PI * 37.0 / 75.0).cos())))
+            .abs()
+                < 1e-12
+        );
+        assert!((s.lr_at(1.0, 100, 100) - 4e-6).abs() < 1e-15);
+        assert_eq!(
+            "onecycle".parse::<Schedule>().unwrap(),
+            Schedule::OneCycle { pct: 0.3 }
+        );
+    }
+
+    #[test]
     fn schedules_round_trip_through_text_and_reject_bad_input() {
-        for text in ["constant", "cosine", "step:0.85:250"] {
+        for text in ["constant", "cosine", "step:0.85:250", "onecycle:0.3"] {
             assert_eq!(text.parse::<Schedule>().unwrap().to_string(), text);
         }
         for bad in [
@@ -120,6 +195,8 @@ mod tests {
             "step:0.5:0",
             "linear",
             "step:x:10",
+            "onecycle:0",
+            "onecycle:1.5",
         ] {
             assert!(bad.parse::<Schedule>().is_err(), "{bad} accepted");
         }

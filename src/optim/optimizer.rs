@@ -1,0 +1,212 @@
+//! The update rules: the seed's momentum SGD (§2.1), Nesterov momentum, Adam and AdamW.
+//!
+//! Every rule is written once, for one element, in [`Update::apply`]; [`Optimizer::step`] runs
+//! it over the flat parameter vector, and the fused AVX2 kernel (`kernels::avx2`) evaluates the
+//! same expressions eight lanes at a time. `tests/optimizer.rs` pins each rule with numbers
+//! worked out by hand.
+
+use crate::kernels::Real;
+use crate::nn::Linear;
+
+/// How the L2 term `λ w` enters the batch gradient. The seed writes the per-sample gradient as
+/// `δ a + λ w` and then averages over the batch, which gives `λ w` whatever N is (`PerSample`,
+/// our default). It can also be read as `λ w` added once to the summed batch gradient before the
+/// division by N, i.e. an effective `λ/N` (`PerBatch`). The report does not settle it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L2Mode {
+    PerSample,
+    PerBatch,
+}
+
+crate::named_enum!(L2Mode, "L2 mode", {
+    L2Mode::PerSample => "per-sample",
+    L2Mode::PerBatch => "per-batch",
+});
+
+/// The update rule. In every formula `g = ∂E/∂w + λ' w` is the batch-mean data gradient plus
+/// the L2 term (λ' from [`L2Mode`]; no L2 on biases), α the learning rate, t the number of the
+/// update (1 for the first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// The seed's momentum SGD (not PyTorch's `v = μv + g; w −= αv`):
+    /// `v ← μ v − α g`, `w ← w + v`.
+    Sgd,
+    /// Nesterov's accelerated gradient in the same form (Sutskever et al. 2013, with the
+    /// look-ahead folded into the stored weights): `v ← μ v − α g`, `w ← w + μ v − α g`.
+    Nesterov,
+    /// Adam (Kingma & Ba 2015): `m ← β₁ m + (1 − β₁) g`, `s ← β₂ s + (1 − β₂) g²`,
+    /// `w ← w − α m̂ / (√ŝ + ε)` with `m̂ = m / (1 − β₁ᵗ)`, `ŝ = s / (1 − β₂ᵗ)`.
+    /// L2 enters through `g`, as in PyTorch's `Adam(weight_decay=λ)`.
+    Adam,
+    /// AdamW (Loshchilov & Hutter 2019): Adam on the data gradient alone, with the weight
+    /// decay applied to the weight directly: `w ← w − α λ w − α m̂ / (√ŝ + ε)` (PyTorch's
+    /// `AdamW(weight_decay=λ)`; λ' from [`L2Mode`] as for the others).
+    AdamW,
+}
+
+crate::named_enum!(Method, "optimizer", {
+    Method::Sgd => "sgd",
+    Method::Nesterov => "nesterov",
+    Method::Adam => "adam",
+    Method::AdamW => "adamw",
+});
+
+impl Method {
+    /// Adam and AdamW keep a second state vector (the squared-gradient average `s`).
+    pub fn has_second_moment(self) -> bool {
+        matches!(self, Method::Adam | Method::AdamW)
+    }
+}
+
+/// An update rule with its hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Optimizer {
+    pub method: Method,
+    /// μ (SGD and Nesterov).
+    pub momentum: f64,
+    /// β₁, β₂, ε (Adam and AdamW).
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// λ
+    pub l2: f64,
+    pub l2_mode: L2Mode,
+}
+
+impl Optimizer {
+    /// The seed's momentum SGD.
+    pub fn sgd(momentum: f64, l2: f64, l2_mode: L2Mode) -> Self {
+        Optimizer {
+            method: Method::Sgd,
+            momentum,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            l2,
+            l2_mode,
+        }
+    }
+
+    /// The λ' actually applied for a batch of `batch` samples.
+    pub fn effective_l2(&self, batch: usize) -> f64 {
+        match self.l2_mode {
+            L2Mode::PerSample => self.l2,
+            L2Mode::PerBatch => self.l2 / batch as f64,
+        }
+    }
+
+    /// The constants of update number `t` (1-based) with learning rate `lr`, for a batch of
+    /// `batch` samples.
+    pub fn update<T: Real>(&self, lr: f64, t: usize, batch: usize) -> Update<T> {
+        let l2 = self.effective_l2(batch);
+        let t = t.max(1) as i32;
+        let adam = self.method.has_second_moment();
+        Update {
+            method: self.method,
+            lr: T::from_f64(lr),
+            momentum: T::from_f64(self.momentum),
+            l2: T::from_f64(if self.method == Method::AdamW { 0.0 } else { l2 }),
+            decay: T::from_f64(if self.method == Method::AdamW {
+                lr * l2
+            } else {
+                0.0
+            }),
+            beta1: T::from_f64(self.beta1),
+            beta2: T::from_f64(self.beta2),
+            eps: T::from_f64(self.eps),
+            c1: T::from_f64(if adam {
+                1.0 / (1.0 - self.beta1.powi(t))
+            } else {
+                1.0
+            }),
+            c2: T::from_f64(if adam {
+                1.0 / (1.0 - self.beta2.powi(t))
+            } else {
+                1.0
+            }),
+        }
+    }
+
+    /// Update number `t` (1-based) of every parameter with learning rate `lr` (α). `params`,
+    /// `grads`, `velocity` (v, or Adam's m) and `second` (Adam's s; empty for SGD and
+    /// Nesterov) share the flat layout described by `layers`: weights get the L2 term, biases
+    /// do not. `grads` must already hold the batch-mean data gradient `(1/N) Σ ∂E/∂w` (what
+    /// [`crate::nn::Mlp::backward`] writes with `scale = 1/N`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn step<T: Real>(
+        &self,
+        lr: f64,
+        t: usize,
+        batch: usize,
+        layers: &[Linear],
+        params: &mut [T],
+        grads: &[T],
+        velocity: &mut [T],
+        second: &mut [T],
+    ) {
+        assert_eq!(params.len(), grads.len());
+        assert_eq!(params.len(), velocity.len());
+        let adam = self.method.has_second_moment();
+        assert_eq!(second.len(), if adam { params.len() } else { 0 });
+        let up = self.update::<T>(lr, t, batch);
+        let mut unused = T::ZERO;
+        for layer in layers {
+            for (range, weights) in [(layer.w_range(), true), (layer.b_range(), false)] {
+                for i in range {
+                    let s = if adam { &mut second[i] } else { &mut unused };
+                    up.apply(&mut params[i], grads[i], &mut velocity[i], s, weights);
+                }
+            }
+        }
+    }
+}
+
+/// The constants of one update, ready for [`Update::apply`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Update<T> {
+    pub method: Method,
+    /// α
+    pub lr: T,
+    /// μ
+    pub momentum: T,
+    /// λ' added to the gradient (0 for AdamW).
+    pub l2: T,
+    /// α λ' taken off the weight directly (AdamW only, else 0).
+    pub decay: T,
+    pub beta1: T,
+    pub beta2: T,
+    pub eps: T,
+    /// Adam's bias corrections `1 / (1 − β₁ᵗ)` and `1 / (1 − β₂ᵗ)`.
+    pub c1: T,
+    pub c2: T,
+}
+
+impl<T: Real> Update<T> {
+    /// One parameter `w` with batch-mean data gradient `d_w` and its state `v` (m for Adam) and
+    /// `s`; `weight` is false for biases, which get no L2 and no decay.
+    #[inline(always)]
+    pub fn apply(&self, w: &mut T, d_w: T, v: &mut T, s: &mut T, weight: bool) {
+        let (l2, decay) = if weight {
+            (self.l2, self.decay)
+        } else {
+            (T::ZERO, T::ZERO)
+        };
+        let g = d_w + l2 * *w;
+        match self.method {
+            Method::Sgd => {
+                *v = self.momentum * *v - self.lr * g;
+                *w += *v;
+            }
+            Method::Nesterov => {
+                *v = self.momentum * *v - self.lr * g;
+                *w += self.momentum * *v - self.lr * g;
+            }
+            Method::Adam | Method::AdamW => {
+                *v = self.beta1 * *v + (T::ONE - self.beta1) * g;
+                *s = self.beta2 * *s + (T::ONE - self.beta2) * g * g;
+                let step = self.lr * (*v * self.c1) / ((*s * self.c2).sqrt() + self.eps);
+                *w = *w - decay * *w - step;
+            }
+        }
+    }
+}
