@@ -154,6 +154,50 @@ fn a_step_schedule_and_sigmoid_train_and_record_the_decayed_rate() {
     assert_eq!(lrs, vec![0.5, 0.25, 0.125]);
 }
 
+/// With `--validation`, the curves come from the held-out training images and the test set is
+/// evaluated once: the summary has both numbers, and `eval` reproduces the test one.
+#[test]
+fn a_validation_split_draws_the_curves_and_the_test_set_is_used_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("run"));
+    common::write_dataset(&data, 1000, 200, 1);
+    let a = train(
+        &data,
+        &out,
+        &["--validation", "250", "--optimizer", "adam", "--lr", "0.002"],
+    )
+    .success();
+    assert!(
+        stderr_of(&a).contains("last 250 training images"),
+        "{}",
+        stderr_of(&a)
+    );
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(
+        csv.lines().next().unwrap(),
+        "iteration,lr,train_loss,val_loss,val_accuracy"
+    );
+    let summary = read_json(&out.join("summary.json"));
+    let val = summary["validation_accuracy"].as_f64().unwrap();
+    let test = summary["test_accuracy"].as_f64().unwrap();
+    let last_row: Vec<&str> = csv.lines().last().unwrap().split(',').collect();
+    assert_eq!(last_row[4].parse::<f64>().unwrap(), val);
+    assert!(test >= 0.9 && val >= 0.9, "test {test}, validation {val}");
+    // 750 images trained on: 300 iterations of 32 are 12.8 epochs.
+    assert!((summary["epochs"].as_f64().unwrap() - 12.8).abs() < 1e-9);
+    let eval = mnist_mlp()
+        .args(["eval", "--json", "--model"])
+        .arg(&out)
+        .assert()
+        .success();
+    let ev: serde_json::Value = serde_json::from_slice(&eval.get_output().stdout).unwrap();
+    assert_eq!(ev["accuracy"].as_f64().unwrap(), test);
+    assert_eq!(ev["count"], 200);
+    // All 1000 training images cannot be held out.
+    let refused = train(&data, &tmp.path().join("none"), &["--validation", "1000"]).failure();
+    assert!(stderr_of(&refused).contains("--validation"));
+}
+
 #[test]
 fn invalid_flags_are_rejected_naming_the_flag() {
     let cases: &[(&[&str], &str)] = &[

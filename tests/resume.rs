@@ -40,11 +40,43 @@ fn bytes(p: &Path) -> Vec<u8> {
 
 #[test]
 fn a_run_stopped_part_way_and_resumed_ends_byte_identical() {
+    stop_resume_and_compare(&[]);
+}
+
+/// Adam's second moment, the dropout masks' RNG, the warm-up and schedule position and the
+/// validation split must all survive a checkpoint.
+#[test]
+fn adam_with_dropout_max_norm_and_validation_resumes_byte_identical() {
+    stop_resume_and_compare(&[
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.002",
+        "--dropout",
+        "0.3",
+        "--input-dropout",
+        "0.1",
+        "--max-norm",
+        "2",
+        "--warmup",
+        "50",
+        "--schedule",
+        "onecycle",
+        "--validation",
+        "100",
+    ]);
+}
+
+fn stop_resume_and_compare(options: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     common::write_dataset(&data, 500, 100, 3);
     let (full, cut) = (tmp.path().join("full"), tmp.path().join("cut"));
-    let run = ["--iterations", "400", "--eval-every", "100", "--quiet"];
+    let run = [
+        &["--iterations", "400", "--eval-every", "100", "--quiet"],
+        options,
+    ]
+    .concat();
     train(&data, &full, &run).success();
     // Checkpoints every 70 iterations, stop after 150: the state includes a half-full window of
     // training losses, which the resumed run must continue exactly.
