@@ -138,6 +138,10 @@ fn join(v: &[usize]) -> String {
 #[derive(Args, Debug)]
 #[command(args_override_self = true)]
 pub struct TrainArgs {
+    /// Start from a preset (fast or best; see studies/presets/): flags given as well override
+    /// its settings.
+    #[arg(long, conflicts_with = "resume")]
+    pub preset: Option<crate::study::preset::Preset>,
     /// Hidden layer sizes, comma-separated.
     #[arg(long, default_value_t = join(&defaults().hidden))]
     pub hidden: String,
@@ -549,6 +553,22 @@ fn resume_config(
     Ok((cfg, ck))
 }
 
+/// A preset's configuration with the options given on the command line laid over it; the
+/// thread count is always this machine's unless given.
+fn preset_config(preset: crate::study::preset::Preset, args: &TrainArgs, given: &[String]) -> Result<TrainConfig> {
+    let mut cfg = serde_json::to_value(preset.config()?)?;
+    let requested = serde_json::to_value(args.to_config()?)?;
+    let obj = cfg.as_object_mut().expect("a config is an object");
+    for key in given.iter().map(String::as_str).chain(["threads"]) {
+        if let Some(v) = requested.get(key) {
+            obj.insert(key.to_string(), v.clone());
+        }
+    }
+    let cfg: TrainConfig = serde_json::from_value(cfg)?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
 fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
     let (cfg, resume) = match &args.resume {
         Some(dir) => {
@@ -562,7 +582,10 @@ fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
             let (cfg, ck) = resume_config(dir, args, given)?;
             (cfg, Some(ck))
         }
-        None => (args.to_config()?, None),
+        None => match args.preset {
+            Some(p) => (preset_config(p, args, given)?, None),
+            None => (args.to_config()?, None),
+        },
     };
     kernels::set_threads(cfg.threads);
     let out = match &args.resume {
@@ -619,8 +642,12 @@ fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
     };
     let s = train::run_with(&cfg, &data, &out, progress, opts)?;
     if !args.quiet {
+        let validation = match (s.validation_accuracy, s.validation_loss) {
+            (Some(acc), Some(loss)) => format!("validation accuracy {:.2}%, loss {loss:.4}; ", 100.0 * acc),
+            _ => String::new(),
+        };
         eprintln!(
-            "\nTrained {} iterations ({:.1} epochs) in {:.2} s ({:.0} samples/s, evaluation {:.2} s more): test accuracy {:.2}%, test loss {:.4}. Model and metrics in {}.",
+            "\nTrained {} iterations ({:.1} epochs) in {:.2} s ({:.0} samples/s, evaluation {:.2} s more): {validation}test accuracy {:.2}%, test loss {:.4}. Model and metrics in {}.",
             s.iterations,
             s.epochs,
             s.train_seconds,

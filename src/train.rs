@@ -434,8 +434,9 @@ pub fn run_with(
             };
             window_loss = 0.0;
             window_len = 0;
+            let set = if cfg.validation > 0 { "val" } else { "test" };
             let msg = format!(
-                "train loss {:.4}  test loss {:.4}  test acc {:.2}%",
+                "train loss {:.4}  {set} loss {:.4}  {set} acc {:.2}%",
                 row.train_loss,
                 row.test_loss,
                 100.0 * row.test_accuracy

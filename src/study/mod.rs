@@ -9,6 +9,7 @@
 //! - `samples.json` (seed study): 20 test digits with each network's top-3 predictions.
 
 pub mod plot;
+pub mod preset;
 pub mod report;
 pub mod seed;
 pub mod spec;
