@@ -1,6 +1,7 @@
 //! Data: the IDX file format, the MNIST files (where they live, their checksums, how to fetch
-//! them), and seeded minibatches.
+//! them), seeded minibatches, and random distortions of training images.
 
+pub mod augment;
 pub mod batches;
 pub mod fetch;
 pub mod idx;
