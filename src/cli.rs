@@ -205,6 +205,11 @@ pub struct TrainArgs {
     /// them, and the test set is evaluated once, at the end.
     #[arg(long, value_name = "N", default_value_t = defaults().validation)]
     pub validation: usize,
+    /// Random distortion of each training image as it is drawn: none, or any of
+    /// shift=PIXELS, rotate=DEGREES, scale=FRACTION, shear=DEGREES, elastic=ALPHA[:SIGMA]
+    /// (Simard et al. 2003 used elastic=34:4), comma-separated.
+    #[arg(long, value_name = "SPEC", default_value_t = defaults().augment)]
+    pub augment: crate::data::augment::Augment,
     /// Seed for initialisation and shuffling.
     #[arg(long, default_value_t = defaults().seed)]
     pub seed: u64,
@@ -275,6 +280,7 @@ impl TrainArgs {
             input_dropout: self.input_dropout,
             max_norm: self.max_norm,
             validation: self.validation,
+            augment: self.augment.clone(),
             seed: self.seed,
             eval_every: self.eval_every,
             threads: self.threads,
@@ -555,7 +561,11 @@ fn resume_config(
 
 /// A preset's configuration with the options given on the command line laid over it; the
 /// thread count is always this machine's unless given.
-fn preset_config(preset: crate::study::preset::Preset, args: &TrainArgs, given: &[String]) -> Result<TrainConfig> {
+fn preset_config(
+    preset: crate::study::preset::Preset,
+    args: &TrainArgs,
+    given: &[String],
+) -> Result<TrainConfig> {
     let mut cfg = serde_json::to_value(preset.config()?)?;
     let requested = serde_json::to_value(args.to_config()?)?;
     let obj = cfg.as_object_mut().expect("a config is an object");

@@ -4,6 +4,7 @@
 //! Configuration flows one way: command line → [`TrainConfig`] → validated → printed at start
 //! → saved as `config.json` → reloaded by `eval`.
 
+use crate::data::augment::Augment;
 use crate::error::{Error, Result};
 use crate::nn::{Activation, Init};
 use crate::optim::{L2Mode, Method, Optimizer, Schedule};
@@ -103,6 +104,9 @@ pub struct TrainConfig {
     /// learning curves are then measured on it, and the test set is used once, at the end.
     #[serde(default)]
     pub validation: usize,
+    /// Random distortion of every training image as it is drawn (`none` = off).
+    #[serde(default)]
+    pub augment: Augment,
     pub seed: u64,
     /// Evaluate on the full test set every this many iterations (and at the end).
     pub eval_every: usize,
@@ -159,6 +163,7 @@ impl Default for TrainConfig {
             input_dropout: 0.0,
             max_norm: None,
             validation: 0,
+            augment: Augment::default(),
             seed: 0,
             eval_every: 250,
             threads: available_threads(),
@@ -241,6 +246,7 @@ impl TrainConfig {
                 ),
             ));
         }
+        self.augment.validate()?;
         if self.batch_size == 0 {
             return Err(Error::flag("--batch-size", "must be at least 1"));
         }
@@ -338,6 +344,12 @@ impl TrainConfig {
         }
         if let Some(c) = self.max_norm {
             lines.push(("max-norm", c.to_string()));
+        }
+        if !self.augment.is_identity() {
+            lines.push(("augment", self.augment.to_string()));
+        }
+        if !self.augment.is_identity() {
+            lines.push(("augment", self.augment.to_string()));
         }
         if self.validation > 0 {
             lines.push(("validation", format!("last {} training images", self.validation)));

@@ -3,6 +3,7 @@
 
 use crate::checkpoint::{Checkpoint, DataShape, State};
 use crate::config::{ModelSpec, RunConfig, TrainConfig};
+use crate::data::augment::Augmenter;
 use crate::data::{Batches, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluation, evaluate};
@@ -10,6 +11,7 @@ use crate::fsutil::{write_atomic, write_json_atomic};
 use crate::kernels::{Engine, StepParams};
 use crate::model;
 use crate::nn::{Mlp, Workspace};
+use crate::preprocess::{PIXELS, SIDE};
 use crate::rng::{Rng, stream};
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
@@ -134,6 +136,8 @@ pub struct Trainer<'a> {
     pub second: Vec<f32>,
     /// Draws the dropout masks.
     pub dropout_rng: Rng,
+    /// One augmenter (with its scratch buffers) per engine thread; empty without augmentation.
+    augmenters: Vec<std::sync::Mutex<Augmenter>>,
     ws: Workspace<f32>,
     eval_ws: Workspace<f32>,
     pub engine: Engine,
@@ -175,6 +179,20 @@ impl<'a> Trainer<'a> {
         let n = mlp.num_params();
         let engine = Engine::new(cfg.threads, cfg.kernels.resolve()?);
         let adam = cfg.optimizer.has_second_moment();
+        let (rows, cols) = (data.train.images.rows, data.train.images.cols);
+        if !cfg.augment.is_identity() && (rows, cols) != (SIDE, SIDE) {
+            return Err(Error::flag(
+                "--augment",
+                format!("needs {SIDE}×{SIDE} images; this data set's are {rows}×{cols}"),
+            ));
+        }
+        let augmenters = if cfg.augment.is_identity() {
+            Vec::new()
+        } else {
+            (0..engine.threads())
+                .map(|_| std::sync::Mutex::new(Augmenter::new(&cfg.augment)))
+                .collect()
+        };
         Ok(Trainer {
             engine,
             cfg: cfg.clone(),
@@ -183,6 +201,7 @@ impl<'a> Trainer<'a> {
             velocity: vec![0.0; n],
             second: vec![0.0; if adam { n } else { 0 }],
             dropout_rng: Rng::new(cfg.seed, stream::DROPOUT),
+            augmenters,
             ws: Workspace::with_dropout(&sizes, cfg.batch_size, cfg.input_dropout, cfg.dropout),
             eval_ws: Workspace::new(&sizes, EVAL_CHUNK.min(data.test.len())),
             batches: Batches::new(train.len(), cfg.seed),
@@ -213,7 +232,20 @@ impl<'a> Trainer<'a> {
         let b = self.cfg.batch_size;
         let lr = self.lr();
         let idx = self.batches.next_batch(b);
-        self.train.gather(idx, self.ws.input_mut(b), &mut self.labels);
+        if self.augmenters.is_empty() {
+            self.train.gather(idx, self.ws.input_mut(b), &mut self.labels);
+        } else {
+            augment_batch(
+                &self.engine,
+                &self.augmenters,
+                &self.train,
+                idx,
+                self.cfg.seed,
+                self.iteration,
+                self.ws.input_mut(b),
+                &mut self.labels,
+            );
+        }
         self.ws.draw_masks(&mut self.dropout_rng, b);
         let p = StepParams {
             lr,
@@ -285,6 +317,45 @@ impl<'a> Trainer<'a> {
     pub fn epochs(&self) -> f64 {
         (self.iteration * self.cfg.batch_size) as f64 / self.train.len() as f64
     }
+}
+
+/// Fill `x` (B, 784) with randomly distorted copies of images `idx`, spread over the engine's
+/// threads. Sample j of iteration t draws from its own RNG, seeded by (seed, t·B + j), so the
+/// result does not depend on the thread count and a resumed run needs no augmentation state.
+#[allow(clippy::too_many_arguments)]
+fn augment_batch(
+    engine: &Engine,
+    augmenters: &[std::sync::Mutex<Augmenter>],
+    train: &Split,
+    idx: &[u32],
+    seed: u64,
+    iteration: usize,
+    x: &mut [f32],
+    labels: &mut Vec<u8>,
+) {
+    let b = idx.len();
+    let n = engine.threads();
+    let mut parts = Vec::with_capacity(n);
+    let mut rest = x;
+    for t in 0..n {
+        let range = crate::kernels::pool::split(b, n, t, 1);
+        let (head, tail) = rest.split_at_mut(range.len() * PIXELS);
+        parts.push(std::sync::Mutex::new((range.start, head)));
+        rest = tail;
+    }
+    engine.parallel(|t, _| {
+        let mut part = parts[t].lock().expect("not poisoned");
+        let mut augmenter = augmenters[t].lock().expect("not poisoned");
+        let first = part.0;
+        for (k, out) in part.1.chunks_exact_mut(PIXELS).enumerate() {
+            let j = first + k;
+            let draw = (iteration * b + j) as u64;
+            let mut rng = Rng::new(seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15), stream::AUGMENT);
+            augmenter.apply(train.images.image(idx[j] as usize), &mut rng, out);
+        }
+    });
+    labels.clear();
+    labels.extend(idx.iter().map(|&i| train.labels[i as usize]));
 }
 
 /// What a run does besides training: checkpoints, resuming, stopping early.

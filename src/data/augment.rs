@@ -52,7 +52,6 @@
 use crate::error::{Error, Result};
 use crate::preprocess::{PIXELS, SIDE};
 use crate::rng::Rng;
-use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
@@ -72,8 +71,7 @@ const CENTRE: f32 = (SIDE as f32 - 1.0) / 2.0;
 
 /// What to draw for each training image; zero turns a component off. Parsed from and printed as
 /// `shift=2,rotate=15,scale=0.1,shear=10,elastic=34:4` (or `none`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Augment {
     /// Largest shift, in pixels, along each axis.
     pub shift: f32,
@@ -169,6 +167,8 @@ impl fmt::Display for Augment {
         }
     }
 }
+
+crate::serde_via_str!(Augment);
 
 impl FromStr for Augment {
     type Err = String;

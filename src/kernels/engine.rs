@@ -111,6 +111,12 @@ impl Engine {
         self.pool.threads()
     }
 
+    /// Run `f(t, threads)` on each of the engine's threads (for work outside the step that
+    /// parallelises the same way, such as preparing a batch).
+    pub fn parallel(&self, f: impl Fn(usize, usize) + Sync) {
+        self.pool.run(&f);
+    }
+
     /// A parallel region of AVX2 kernels: `f(t, threads)` on every thread, with denormals
     /// flushed to zero while it runs.
     #[cfg(target_arch = "x86_64")]
