@@ -647,9 +647,20 @@ fn cmd_eval(args: &EvalArgs) -> Result<()> {
     let engine = kernels::Engine::new(args.threads, kernels::Backend::detect());
     let ev = eval::evaluate(&engine, &loaded.mlp, &mut ws, &data.test);
     if args.json {
+        #[derive(serde::Serialize)]
+        struct Named<'a> {
+            #[serde(flatten)]
+            evaluation: &'a eval::Evaluation,
+            /// The name of each row and column of `confusion`.
+            classes: &'a [String],
+        }
+        let named = Named {
+            evaluation: &ev,
+            classes: &spec.classes,
+        };
         println!(
             "{}",
-            serde_json::to_string_pretty(&ev).context("serialising the evaluation")?
+            serde_json::to_string_pretty(&named).context("serialising the evaluation")?
         );
     } else {
         println!(
@@ -660,7 +671,7 @@ fn cmd_eval(args: &EvalArgs) -> Result<()> {
             (ev.accuracy * ev.count as f64).round(),
             ev.count
         );
-        print!("{}", ev.confusion_table());
+        print!("{}", ev.confusion_table(&spec.classes));
     }
     Ok(())
 }
@@ -679,7 +690,9 @@ struct PredictInput {
 
 #[derive(serde::Serialize)]
 struct TopClass {
+    /// The class index (named `digit` since MNIST, kept for scripts that read it).
     digit: usize,
+    name: String,
     probability: f32,
 }
 
@@ -690,6 +703,8 @@ struct PredictOutput {
     test_index: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label_name: Option<String>,
     top: Vec<TopClass>,
     probabilities: Vec<f32>,
     logits: Vec<f32>,
@@ -707,6 +722,7 @@ fn cmd_predict(args: &PredictArgs) -> Result<()> {
     }
     let loaded = model::load(&args.model)?;
     let spec = &loaded.config.model;
+    let names = &spec.classes;
     let classes = loaded.mlp.classes();
     if args.top == 0 || args.top > classes {
         return Err(Error::flag(
@@ -824,9 +840,16 @@ fn cmd_predict(args: &PredictArgs) -> Result<()> {
             input: input.name.clone(),
             test_index: input.test_index,
             label: input.label,
+            label_name: input
+                .label
+                .map(|l| names.get(l as usize).cloned().unwrap_or_else(|| l.to_string())),
             top: eval::top_k(&probabilities, args.top)
                 .into_iter()
-                .map(|(digit, probability)| TopClass { digit, probability })
+                .map(|(digit, probability)| TopClass {
+                    digit,
+                    name: names[digit].clone(),
+                    probability,
+                })
                 .collect(),
             probabilities,
             logits,
@@ -842,9 +865,13 @@ fn cmd_predict(args: &PredictArgs) -> Result<()> {
             let top: Vec<String> = o
                 .top
                 .iter()
-                .map(|t| format!("{} ({})", t.digit, percent(t.probability)))
+                .map(|t| format!("{} ({})", t.name, percent(t.probability)))
                 .collect();
-            let label = o.label.map(|l| format!(" (label {l})")).unwrap_or_default();
+            let label = o
+                .label_name
+                .as_ref()
+                .map(|l| format!(" (label {l})"))
+                .unwrap_or_default();
             text += &format!("{}{label}: {}\n", o.input, top.join(", "));
         }
     }

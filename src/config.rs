@@ -240,6 +240,11 @@ pub struct ModelSpec {
     pub activation: Activation,
     pub image_rows: usize,
     pub image_cols: usize,
+    /// The name of each output, in order (`"0"`…`"9"` for MNIST, `"T-shirt/top"`… for
+    /// Fashion-MNIST). Models saved before this field existed read as digits (see
+    /// `model::parse_config`).
+    #[serde(default)]
+    pub classes: Vec<String>,
 }
 
 pub const CONFIG_FORMAT: &str = "mnist-mlp";

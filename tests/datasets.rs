@@ -1,12 +1,13 @@
-//! `--dataset`: each named data set's checksums, cache, sources and class names. No network: the
-//! sources are made to fail, or faked.
+//! `--dataset`: each named data set's checksums, cache and sources, and its class names carried
+//! from training into every output (predict, eval, serve), with model files from before there
+//! was a choice still loading as MNIST. No network: the sources are made to fail, or faked.
 
 mod common;
 
-use common::{mnist_mlp, stderr_of};
+use common::{mnist_mlp, read_json, stderr_of};
 use mnist_mlp::data::mnist::{TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, sha256_hex};
 use mnist_mlp::data::{Dataset, DatasetKind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const FASHION: [&str; 10] = [
     "T-shirt/top",
@@ -20,6 +21,28 @@ const FASHION: [&str; 10] = [
     "Bag",
     "Ankle boot",
 ];
+
+/// A synthetic data set and a small model trained on it with `--dataset fashion-mnist`, the
+/// configuration of the accuracy gate in `tests/cli.rs`: (data dir, model dir).
+fn fashion_model(tmp: &Path) -> (PathBuf, PathBuf) {
+    let (data, model) = (tmp.join("data"), tmp.join("model"));
+    common::write_dataset(&data, 1000, 100, 1);
+    mnist_mlp()
+        .args(["train", "--dataset", "fashion-mnist", "--hidden", "64,32"])
+        .args(["--iterations", "300", "--batch-size", "32", "--lr", "0.05"])
+        .args(["--eval-every", "100", "--threads", "1", "--seed", "3", "--quiet"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--out")
+        .arg(&model)
+        .assert()
+        .success();
+    (data, model)
+}
+
+fn stdout(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stdout).into_owned()
+}
 
 #[test]
 fn each_data_set_has_its_published_hashes_classes_and_cache() {
@@ -84,6 +107,123 @@ fn the_fashion_cache_is_checked_against_the_fashion_hashes_not_mnist() {
     assert!(!e.contains("ba891046"), "the MNIST hash was checked: {e}");
     // Any directory works through --data-dir: no checksum at all.
     assert!(Dataset::load(dir.path(), None).is_ok());
+}
+
+#[test]
+fn a_model_trained_with_dataset_fashion_mnist_names_its_classes_in_predict_and_eval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, model) = fashion_model(tmp.path());
+    let config = read_json(&model.join("config.json"));
+    assert_eq!(config["train"]["dataset"], "fashion-mnist");
+    assert_eq!(config["model"]["classes"], serde_json::json!(FASHION));
+
+    // The synthetic test set's labels are i % 10: image 0 is class 0, image 9 class 9.
+    let a = mnist_mlp()
+        .args(["predict", "--test-index", "0", "--test-index", "9", "--model"])
+        .arg(&model)
+        .assert()
+        .success();
+    let out = stdout(&a);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("test image 0 (label T-shirt/top): T-shirt/top ("),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("test image 9 (label Ankle boot): Ankle boot ("),
+        "{out}"
+    );
+    // Three named classes per line, each with its probability.
+    assert_eq!(lines[0].matches("%)").count(), 3, "{out}");
+
+    let a = mnist_mlp()
+        .args(["predict", "--json", "--test-index", "9", "--model"])
+        .arg(&model)
+        .assert()
+        .success();
+    let json: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(json[0]["label"], 9);
+    assert_eq!(json[0]["label_name"], "Ankle boot");
+    assert_eq!(json[0]["top"][0]["digit"], 9);
+    assert_eq!(json[0]["top"][0]["name"], "Ankle boot");
+
+    let a = mnist_mlp()
+        .args(["eval", "--threads", "1", "--model"])
+        .arg(&model)
+        .assert()
+        .success();
+    let out = stdout(&a);
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("9 Ankle boot"))
+        .unwrap_or_else(|| panic!("no row named 9 Ankle boot:\n{out}"));
+    assert!(row.trim_end().ends_with('%'), "{row}");
+    let a = mnist_mlp()
+        .args(["eval", "--json", "--threads", "1", "--model"])
+        .arg(&model)
+        .assert()
+        .success();
+    let json: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(json["classes"], serde_json::json!(FASHION));
+    assert_eq!(json["confusion"].as_array().unwrap().len(), 10);
+}
+
+#[test]
+fn a_config_json_from_before_data_sets_loads_as_mnist_with_digit_classes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, model) = common::tiny_model(tmp.path(), 20);
+    // Remove what older versions did not write.
+    let path = model.join("config.json");
+    let mut config = read_json(&path);
+    config["train"]
+        .as_object_mut()
+        .unwrap()
+        .remove("dataset")
+        .unwrap();
+    config["model"]
+        .as_object_mut()
+        .unwrap()
+        .remove("classes")
+        .unwrap();
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+
+    let loaded = mnist_mlp::model::load(&model).unwrap();
+    assert_eq!(loaded.config.train.dataset, DatasetKind::Mnist);
+    assert_eq!(loaded.config.model.classes, DatasetKind::Mnist.class_names());
+    let a = mnist_mlp()
+        .args(["predict", "--test-index", "3", "--model"])
+        .arg(&model)
+        .assert()
+        .success();
+    let out = stdout(&a);
+    // Digits print exactly as they always have: `3 (97.1%)`, label `(label 3)`.
+    assert!(out.starts_with("test image 3 (label 3): "), "{out}");
+    let first = out.split(": ").nth(1).unwrap();
+    assert!(
+        first.chars().next().unwrap().is_ascii_digit() && first.chars().nth(1) == Some(' '),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_config_json_with_the_wrong_number_of_class_names_is_refused_naming_both_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, model) = common::tiny_model(tmp.path(), 20);
+    let path = model.join("config.json");
+    let mut config = read_json(&path);
+    config["model"]["classes"] = serde_json::json!(["cat", "dog"]);
+    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+    let a = mnist_mlp()
+        .args(["predict", "--test-index", "0", "--model"])
+        .arg(&model)
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("config.json") && err.contains("2 classes") && err.contains("10 outputs"),
+        "{err}"
+    );
 }
 
 /// Fetching Fashion-MNIST into a fresh directory with `PATH` = `bin` and a mirror that refuses
