@@ -1,6 +1,7 @@
 //! `--dataset`: each named data set's checksums, cache and sources, and its class names carried
-//! from training into every output (predict, eval, serve), with model files from before there
-//! was a choice still loading as MNIST. No network: the sources are made to fail, or faked.
+//! from training into every output (predict, eval, serve, the study's report and sample figure),
+//! with model files from before there was a choice still loading as MNIST. No network: the
+//! sources are made to fail, or faked.
 
 mod common;
 
@@ -336,6 +337,56 @@ fn fetch_from_apt_unpacks_the_deb_and_checks_the_decompressed_files_against_fash
         std::fs::read_dir(&into).unwrap().next().is_none(),
         "a wrong file was written"
     );
+}
+
+#[test]
+fn a_fashion_study_names_the_data_set_and_its_classes_in_the_report_and_sample_figure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("study"));
+    common::write_dataset(&data, 400, 100, 7);
+    mnist_mlp()
+        .args([
+            "study",
+            "--dataset",
+            "fashion-mnist",
+            "--iterations",
+            "40",
+            "--quiet",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let results = read_json(&out.join("results.json"));
+    for r in results.as_array().unwrap() {
+        assert_eq!(r["config"]["dataset"], "fashion-mnist", "{r}");
+    }
+    let samples = read_json(&out.join("samples.json"));
+    assert_eq!(samples["classes"], serde_json::json!(FASHION));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains(
+            "Data set: **Fashion-MNIST** (`--dataset fashion-mnist`), classes 0–9: T-shirt/top, Trouser,"
+        ),
+        "{report}"
+    );
+    assert!(
+        report.contains("The seed report's numbers are for MNIST"),
+        "{report}"
+    );
+    // The figure's text, as the SVG holds it: every sample's true class by name.
+    let svg = std::fs::read_to_string(out.join("fig5-samples.svg")).unwrap();
+    let labels = samples["labels"].as_array().unwrap();
+    for l in labels {
+        let name = FASHION[l.as_u64().unwrap() as usize];
+        assert!(
+            svg.contains(&format!("true {name}")),
+            "no 'true {name}' in the figure"
+        );
+    }
+    assert!(!svg.contains("true 0<"), "a digit label in the figure");
 }
 
 #[test]
