@@ -18,7 +18,7 @@ const GAP: usize = 2;
 
 /// The first test image of each digit 0..ROWS, or synthetic strokes without the data set.
 fn originals() -> Vec<Vec<u8>> {
-    if let Ok(d) = mnist::Dataset::load(&mnist::default_cache_dir(), false) {
+    if let Ok(d) = mnist::Dataset::load(&mnist_mlp::data::DatasetKind::Mnist.cache_dir(), None) {
         return (0..ROWS as u8)
             .map(|digit| {
                 let i = d.test.labels.iter().position(|&l| l == digit).unwrap();

@@ -25,8 +25,8 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(60_000);
-    let cache = mnist::default_cache_dir();
-    let (source, images) = match mnist::Dataset::load(&cache, false) {
+    let cache = mnist_mlp::data::DatasetKind::Mnist.cache_dir();
+    let (source, images) = match mnist::Dataset::load(&cache, None) {
         Ok(d) => ("MNIST training images", d.train.images.pixels),
         Err(_) => {
             // A bar of ink in varying places, enough to keep the branch predictor honest.

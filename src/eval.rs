@@ -34,16 +34,40 @@ impl Evaluation {
             .collect()
     }
 
-    /// The confusion matrix and per-class accuracy as a text table.
-    pub fn confusion_table(&self) -> String {
+    /// The confusion matrix and per-class accuracy as a text table. Rows are labelled with the
+    /// class index and, where the classes have names other than their digits, the name;
+    /// columns keep the index, so that the table stays narrow.
+    pub fn confusion_table(&self, classes: &[String]) -> String {
         let k = self.confusion.len();
-        let mut s = String::from("true\\pred");
+        assert_eq!(classes.len(), k, "one name per class");
+        let named = !crate::data::sets::are_digits(classes);
+        let row_label = |c: usize| {
+            if named {
+                format!("{c} {}", classes[c])
+            } else {
+                c.to_string()
+            }
+        };
+        let width = (0..k)
+            .map(|c| row_label(c).chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(9);
+        // Digits right-aligned, as the table always was; names read better left-aligned.
+        let pad = |t: &str| {
+            if named {
+                format!("{t:<width$}")
+            } else {
+                format!("{t:>width$}")
+            }
+        };
+        let mut s = pad("true\\pred");
         for c in 0..k {
             s += &format!("{c:>6}");
         }
         s += "   accuracy\n";
         for (c, (row, acc)) in self.confusion.iter().zip(self.per_class_accuracy()).enumerate() {
-            s += &format!("{c:>9}");
+            s += &pad(&row_label(c));
             for v in row {
                 s += &format!("{v:>6}");
             }

@@ -86,10 +86,11 @@ pub fn param_count(sizes: &[usize]) -> Option<usize> {
     })
 }
 
-/// Parse and check the text of a `config.json`; `path` names it in errors.
+/// Parse and check the text of a `config.json`; `path` names it in errors. A configuration
+/// written before models recorded their class names gets digits, which is what they were.
 pub fn parse_config(text: &str, path: &Path) -> Result<RunConfig> {
     let path = path.to_path_buf();
-    let config: RunConfig = serde_json::from_str(text)
+    let mut config: RunConfig = serde_json::from_str(text)
         .map_err(|e| Error::model(&path, format!("not a valid mnist-mlp config.json: {e}")))?;
     if config.format != CONFIG_FORMAT {
         return Err(Error::model(
@@ -128,6 +129,19 @@ pub fn parse_config(text: &str, path: &Path) -> Result<RunConfig> {
             format!(
                 "input size {} does not match image_rows × image_cols = {}×{}",
                 sizes[0], config.model.image_rows, config.model.image_cols
+            ),
+        ));
+    }
+    let outputs = sizes[sizes.len() - 1];
+    let classes = &mut config.model.classes;
+    if classes.is_empty() {
+        *classes = crate::data::sets::digit_names(outputs);
+    } else if classes.len() != outputs {
+        return Err(Error::model(
+            &path,
+            format!(
+                "classes names {} classes but the network has {outputs} outputs; give one name per output",
+                classes.len()
             ),
         ));
     }

@@ -219,6 +219,7 @@ impl<'a> Trainer<'a> {
             activation: self.cfg.activation,
             image_rows: self.data.train.images.rows,
             image_cols: self.data.train.images.cols,
+            classes: self.cfg.dataset.class_names(),
         }
     }
 

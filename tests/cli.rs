@@ -388,6 +388,7 @@ fn help_documents_every_train_flag_with_its_default() {
         ("--schedule", "constant"),
         ("--seed", "0"),
         ("--eval-every", "250"),
+        ("--dataset", "mnist"),
     ] {
         assert!(out.contains(flag), "{flag} not in --help");
         assert!(

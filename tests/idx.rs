@@ -4,8 +4,8 @@
 mod common;
 
 use flate2::write::GzEncoder;
-use mnist_mlp::data::Dataset;
 use mnist_mlp::data::idx::{parse_images, parse_labels, read_maybe_gz};
+use mnist_mlp::data::{Dataset, DatasetKind};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -121,7 +121,7 @@ fn a_synthetic_directory_loads_and_gz_files_are_found() {
     enc.write_all(&raw).unwrap();
     write(dir.path(), "t10k-labels-idx1-ubyte.gz", &enc.finish().unwrap());
 
-    let data = Dataset::load(dir.path(), false).unwrap();
+    let data = Dataset::load(dir.path(), None).unwrap();
     assert_eq!(
         (data.train.len(), data.test.len(), data.input_size()),
         (30, 20, 784)
@@ -138,7 +138,7 @@ fn a_count_mismatch_between_images_and_labels_is_reported() {
         "t10k-labels-idx1-ubyte",
         &mnist_mlp::data::idx::encode_labels(&[1; 19]),
     );
-    let e = err_text(Dataset::load(dir.path(), false));
+    let e = err_text(Dataset::load(dir.path(), None));
     assert!(
         e.contains("20 images") && e.contains("19 labels") && e.contains("t10k-labels-idx1-ubyte"),
         "{e}"
@@ -150,7 +150,7 @@ fn a_missing_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     common::write_dataset(dir.path(), 30, 20, 1);
     std::fs::remove_file(dir.path().join("train-labels-idx1-ubyte")).unwrap();
-    let e = err_text(Dataset::load(dir.path(), false));
+    let e = err_text(Dataset::load(dir.path(), None));
     assert!(e.contains("missing train-labels-idx1-ubyte"), "{e}");
 }
 
@@ -163,7 +163,7 @@ fn train_and_test_images_of_different_sizes_are_refused() {
         "t10k-images-idx3-ubyte",
         &mnist_mlp::data::idx::encode_images(20, 14, 14, &[0; 20 * 196]),
     );
-    let e = err_text(Dataset::load(dir.path(), false));
+    let e = err_text(Dataset::load(dir.path(), None));
     assert!(e.contains("28×28") && e.contains("14×14"), "{e}");
 }
 
@@ -171,7 +171,7 @@ fn train_and_test_images_of_different_sizes_are_refused() {
 fn a_file_that_does_not_match_the_mnist_checksum_is_refused_with_both_hashes() {
     let dir = tempfile::tempdir().unwrap();
     common::write_dataset(dir.path(), 30, 20, 1);
-    let e = err_text(Dataset::load(dir.path(), true));
+    let e = err_text(Dataset::load(dir.path(), Some(DatasetKind::Mnist)));
     assert!(
         e.contains("SHA-256")
             && e.contains("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),

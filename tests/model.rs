@@ -19,6 +19,7 @@ fn small_model() -> (RunConfig, Mlp<f32>) {
         activation: Activation::Relu,
         image_rows: 28,
         image_cols: 28,
+        classes: mnist_mlp::data::sets::digit_names(10),
     };
     let train = TrainConfig {
         hidden: vec![16],

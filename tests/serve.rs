@@ -115,6 +115,10 @@ fn the_server_answers_pages_models_and_predictions_and_refuses_bad_requests() {
         serde_json::json!([784, 32, 10])
     );
     assert!(json(&model)["test_accuracy"].is_number());
+    assert_eq!(
+        json(&model)["model"]["classes"],
+        serde_json::json!(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"])
+    );
 
     let body = serde_json::json!({ "pixels": bar_pixels() }).to_string();
     let (status, answer) = call("POST", &url("/api/predict"), "application/json", body.as_bytes());
@@ -131,6 +135,11 @@ fn the_server_answers_pages_models_and_predictions_and_refuses_bad_requests() {
     let top = a["top"].as_array().unwrap();
     assert_eq!(top.len(), 3);
     assert!(top[0]["probability"].as_f64() >= top[1]["probability"].as_f64());
+    assert_eq!(
+        top[0]["name"],
+        top[0]["digit"].to_string(),
+        "an MNIST class is named by its digit"
+    );
     assert_eq!(a["input"].as_array().unwrap().len(), 784);
 
     let (status, answer) = call("POST", &url("/api/predict"), "image/png", &png_of_a_stroke());
@@ -180,6 +189,28 @@ fn the_server_answers_pages_models_and_predictions_and_refuses_bad_requests() {
         200,
         "still up after the bad requests"
     );
+}
+
+#[test]
+fn a_fashion_mnist_model_names_its_classes_in_the_model_and_every_prediction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::tiny_model_with(tmp.path(), 20, &["--dataset", "fashion-mnist"]).1;
+    let server = start(&model);
+    let (status, model) = call("GET", &format!("{}/api/model", server.base), "", b"");
+    assert_eq!(status, 200, "{model}");
+    let classes = json(&model)["model"]["classes"].clone();
+    assert_eq!(classes[0], "T-shirt/top");
+    assert_eq!(classes[9], "Ankle boot");
+    assert_eq!(json(&model)["train"]["dataset"], "fashion-mnist");
+
+    let body = serde_json::json!({ "pixels": bar_pixels() }).to_string();
+    let url = format!("{}/api/predict", server.base);
+    let (status, answer) = call("POST", &url, "application/json", body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    for t in json(&answer)["top"].as_array().unwrap() {
+        let digit = t["digit"].as_u64().unwrap() as usize;
+        assert_eq!(t["name"], classes[digit], "{answer}");
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
-//! The four files of an MNIST-style data set, where the MNIST cache lives, and loading a
-//! directory into memory with every check done.
+//! The four files of an MNIST-style data set, and loading a directory of them into memory with
+//! every check done. Which data sets we know, and where they live, is in [`super::sets`].
 
 use super::idx::{self, Images};
+use super::sets::DatasetKind;
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -15,62 +16,8 @@ pub const FILE_NAMES: [&str; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST
 /// Classes of every data set we read (digits 0–9; Fashion-MNIST also has ten).
 pub const CLASSES: usize = 10;
 
-/// SHA-256 of the *decompressed* MNIST files, as published with the data set.
-pub const MNIST_SHA256: [(&str, &str); 4] = [
-    (
-        TRAIN_IMAGES,
-        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    ),
-    (
-        TRAIN_LABELS,
-        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    ),
-    (
-        TEST_IMAGES,
-        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    ),
-    (
-        TEST_LABELS,
-        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-    ),
-];
-
-pub fn expected_sha256(name: &str) -> &'static str {
-    MNIST_SHA256
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, h)| *h)
-        .expect("one of the four MNIST file names")
-}
-
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Check decompressed `bytes` against the published hash of MNIST file `name`.
-pub fn verify(name: &str, path: &Path, bytes: &[u8]) -> Result<()> {
-    let expected = expected_sha256(name);
-    let actual = sha256_hex(bytes);
-    if actual != expected {
-        return Err(Error::Checksum {
-            path: path.to_path_buf(),
-            expected: expected.to_string(),
-            actual,
-        });
-    }
-    Ok(())
-}
-
-/// The MNIST cache: `$MNIST_MLP_DATA` if set, else `<user cache dir>/mnist-mlp/mnist`
-/// (`~/.cache/mnist-mlp/mnist` on Linux).
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("MNIST_MLP_DATA").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    dirs::cache_dir()
-        .unwrap_or_else(|| PathBuf::from(".cache"))
-        .join("mnist-mlp")
-        .join("mnist")
 }
 
 /// Where file `name` is in `dir`: the raw file if present, else `name.gz`.
@@ -141,9 +88,9 @@ impl Dataset {
         self.train.images.pixels_per_image()
     }
 
-    /// Load the four files from `dir`. With `verify`, each file's decompressed bytes must match
-    /// the published MNIST SHA-256 (used for the MNIST cache, not for other data sets).
-    pub fn load(dir: &Path, verify_mnist: bool) -> Result<Dataset> {
+    /// Load the four files from `dir`. With `verify: Some(kind)`, each file's decompressed bytes
+    /// must match that data set's published SHA-256 (used for the caches, not for `--data-dir`).
+    pub fn load(dir: &Path, verify: Option<DatasetKind>) -> Result<Dataset> {
         if !dir.is_dir() {
             return Err(Error::Dataset {
                 dir: dir.to_path_buf(),
@@ -159,8 +106,8 @@ impl Dataset {
                 ),
             })?;
             let bytes = idx::read_maybe_gz(&path)?;
-            if verify_mnist {
-                verify(name, &path, &bytes)?;
+            if let Some(kind) = verify {
+                kind.verify(name, &path, &bytes)?;
             }
             Ok((path, bytes))
         };
@@ -203,19 +150,19 @@ impl Dataset {
         })
     }
 
-    /// The data set a command asked for: `--data-dir` as given, or else the MNIST cache,
-    /// fetched first if any file is missing.
-    pub fn open(data_dir: Option<&Path>, fetch_if_missing: bool) -> Result<Dataset> {
+    /// The data set a command asked for: `--data-dir` as given (no checksums: it is the user's
+    /// data), or else the cache of `kind`, fetched first if any file is missing, and verified.
+    pub fn open(data_dir: Option<&Path>, kind: DatasetKind, fetch_if_missing: bool) -> Result<Dataset> {
         match data_dir {
-            Some(dir) => Dataset::load(dir, false),
+            Some(dir) => Dataset::load(dir, None),
             None => {
-                let cache = default_cache_dir();
+                let cache = kind.cache_dir();
                 let complete = FILE_NAMES.iter().all(|n| find_file(&cache, n).is_some());
                 if !complete && fetch_if_missing {
-                    eprintln!("MNIST is not in {}; fetching it", cache.display());
-                    super::fetch::fetch(&cache, &super::fetch::FetchOptions::default())?;
+                    eprintln!("{} is not in {}; fetching it", kind.title(), cache.display());
+                    super::fetch::fetch(&cache, &super::fetch::FetchOptions::new(kind))?;
                 }
-                Dataset::load(&cache, true)
+                Dataset::load(&cache, Some(kind))
             }
         }
     }

@@ -3,9 +3,11 @@
 //! - `GET /`: the page (`page.html`, embedded in the binary; no CDN, no build step)
 //! - `POST /api/predict`: body `{"pixels": [784 numbers in 0..1]}` (row-major 28×28, white digit
 //!   on black, as MNIST) or an image file (`Content-Type: image/*`), which is preprocessed like
-//!   `predict` does. Answers `{"top": [{"digit", "probability"} ×3], "probabilities": [10],
-//!   "input": [784]}`, `input` being what the network saw.
-//! - `GET /api/model`: the model's configuration and test accuracy; `GET /healthz`.
+//!   `predict` does. Answers `{"top": [{"digit", "name", "probability"} ×3], "probabilities":
+//!   [10], "input": [784]}`, `input` being what the network saw, `digit` the class index and
+//!   `name` its name (the digit itself for MNIST, `"Ankle boot"` for Fashion-MNIST's 9).
+//! - `GET /api/model`: the model's configuration (with its class names, `model.classes`) and
+//!   test accuracy; `GET /healthz`.
 //!
 //! Bad requests get a 4xx answer with `{"error": "..."}` naming what was wrong; the server
 //! stays up. Requests are served by a fixed set of worker threads, each with its own workspace,
@@ -26,14 +28,16 @@ pub const PAGE: &str = include_str!("page.html");
 pub const MAX_BODY: usize = 2 << 20;
 
 #[derive(Serialize)]
-struct Digit {
+struct TopClass {
+    /// The class index (named `digit` since MNIST, kept for clients that read it).
     digit: usize,
+    name: String,
     probability: f32,
 }
 
 #[derive(Serialize)]
 struct Prediction {
-    top: Vec<Digit>,
+    top: Vec<TopClass>,
     probabilities: Vec<f32>,
     input: Vec<f32>,
 }
@@ -122,7 +126,11 @@ impl Service {
         let probs = predict(engine, &self.loaded.mlp, ws, &x);
         let top = top_k(&probs, 3)
             .into_iter()
-            .map(|(digit, probability)| Digit { digit, probability })
+            .map(|(digit, probability)| TopClass {
+                digit,
+                name: self.loaded.config.model.classes[digit].clone(),
+                probability,
+            })
             .collect();
         serde_json::to_string(&Prediction {
             top,

@@ -137,7 +137,29 @@ pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> R
             p.config.data_dir = opts.data_dir.clone();
         }
     }
-    let data = Dataset::open(plans[0].config.data_dir.as_deref(), true)?;
+    // One data set is loaded and shared by every run, so every run must ask for the same one.
+    let first = &plans[0];
+    if let Some(other) = plans
+        .iter()
+        .find(|p| (p.config.dataset, &p.config.data_dir) != (first.config.dataset, &first.config.data_dir))
+    {
+        let describe = |p: &RunPlan| match &p.config.data_dir {
+            Some(d) => format!("{} in {}", p.config.dataset, d.display()),
+            None => p.config.dataset.to_string(),
+        };
+        return Err(Error::flag(
+            &format!("study spec {origin}"),
+            format!(
+                "every run of a study uses one data set, but run '{}' uses {} and run '{}' uses {}; \
+                 set `dataset` and `data_dir` in [base] only",
+                first.name,
+                describe(first),
+                other.name,
+                describe(other)
+            ),
+        ));
+    }
+    let data = Dataset::open(first.config.data_dir.as_deref(), first.config.dataset, true)?;
     let runs_dir = opts.out.join("runs");
     std::fs::create_dir_all(&runs_dir).map_err(|e| Error::io(&runs_dir, e))?;
     if !opts.quiet {

@@ -186,34 +186,89 @@ impl Figure for LineFigure {
     }
 }
 
-/// One sample digit with what each network predicted.
+/// One sample image with what each network predicted.
 pub struct SampleCell {
     pub pixels: Vec<u8>,
     pub rows: usize,
     pub cols: usize,
     pub label: u8,
-    /// (network label, top-3 digits)
+    /// (network label, top-3 classes)
     pub predictions: Vec<(String, Vec<usize>)>,
 }
 
-/// A grid of digits, drawn dark on light, each with its true label and top-3 predictions;
-/// a wrong top-1 is printed in red.
+/// A grid of images, drawn dark on light, each with its true label and top-3 predictions
+/// named by `classes`; a wrong top-1 is printed in red.
 pub struct SamplesFigure {
     pub title: String,
     pub caption: String,
     pub cells: Vec<SampleCell>,
     pub columns: usize,
+    /// The name of each class: digits for MNIST (`[7 1 2]`), words for Fashion-MNIST
+    /// (`[Sneaker, Sandal, Bag]`).
+    pub classes: Vec<String>,
 }
 
+/// The narrowest cell, wide enough for MNIST's digits; longer class names widen every cell.
 const CELL_W: u32 = 190;
 const CELL_H: u32 = 200;
 const SCALE: i32 = 4;
 const HEADER: u32 = 70;
+const LABEL_FONT: u32 = 16;
+const PREDICTION_FONT: u32 = 15;
+
+impl SamplesFigure {
+    fn name(&self, class: usize) -> String {
+        self.classes
+            .get(class)
+            .cloned()
+            .unwrap_or_else(|| class.to_string())
+    }
+
+    fn label_text(&self, cell: &SampleCell) -> String {
+        format!("true {}", self.name(cell.label as usize))
+    }
+
+    /// The line of one network's top-3 under a cell, and whether its top-1 is wrong.
+    fn prediction_text(&self, cell: &SampleCell, net: &str, top: &[usize]) -> (String, bool) {
+        let wrong = top.first().is_some_and(|&t| t != cell.label as usize);
+        let names: Vec<String> = top.iter().map(|&c| self.name(c)).collect();
+        // Digits read best as `[7 1 2]`; names with spaces in them need commas.
+        let sep = if crate::data::sets::are_digits(&self.classes) {
+            " "
+        } else {
+            ", "
+        };
+        let text = format!("{net}: [{}]{}", names.join(sep), if wrong { " ✗" } else { "" });
+        (text, wrong)
+    }
+
+    /// Every cell's width: [`CELL_W`], or wider where a label or a line of predictions needs it.
+    fn cell_width(&self) -> u32 {
+        ensure_font();
+        let width = |text: &str, size: u32| {
+            (FONT, size)
+                .into_font()
+                .box_size(text)
+                .map(|(w, _)| w)
+                .unwrap_or(0)
+        };
+        let mut widest = CELL_W;
+        for cell in &self.cells {
+            let image = 8 + cell.cols as u32 * SCALE as u32;
+            widest = widest.max(image + 8 + width(&self.label_text(cell), LABEL_FONT) + 8);
+            for (net, top) in &cell.predictions {
+                let (text, _) = self.prediction_text(cell, net, top);
+                widest = widest.max(8 + width(&text, PREDICTION_FONT) + 8);
+            }
+        }
+        widest
+    }
+}
 
 impl Figure for SamplesFigure {
     fn size(&self) -> (u32, u32) {
         let rows = self.cells.len().div_ceil(self.columns) as u32;
-        (CELL_W * self.columns as u32, HEADER + CELL_H * rows)
+        (self.cell_width() * self.columns as u32, HEADER + CELL_H * rows)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
@@ -226,8 +281,9 @@ impl Figure for SamplesFigure {
             (FONT, 15).into_font(),
         ))
         .map_err(e)?;
+        let cell_w = self.cell_width() as i32;
         for (i, cell) in self.cells.iter().enumerate() {
-            let cx = (i % self.columns) as i32 * CELL_W as i32;
+            let cx = (i % self.columns) as i32 * cell_w;
             let cy = HEADER as i32 + (i / self.columns) as i32 * CELL_H as i32;
             let (ox, oy) = (cx + 8, cy + 4);
             root.draw(&Rectangle::new(
@@ -255,19 +311,17 @@ impl Figure for SamplesFigure {
             }
             let tx = ox + cell.cols as i32 * SCALE + 8;
             root.draw(&Text::new(
-                format!("true {}", cell.label),
+                self.label_text(cell),
                 (tx, oy + 4),
-                (FONT, 16).into_font(),
+                (FONT, LABEL_FONT).into_font(),
             ))
             .map_err(e)?;
             for (k, (net, top)) in cell.predictions.iter().enumerate() {
-                let wrong = top.first().is_some_and(|&t| t != cell.label as usize);
+                let (text, wrong) = self.prediction_text(cell, net, top);
                 let color = if wrong { RGBColor(200, 0, 0) } else { BLACK };
-                let digits: Vec<String> = top.iter().map(|d| d.to_string()).collect();
                 let y = oy + cell.rows as i32 * SCALE + 8 + k as i32 * 20;
-                let text = format!("{net}: [{}]{}", digits.join(" "), if wrong { " ✗" } else { "" });
-                root.draw(&Text::new(text, (ox, y), (FONT, 15).into_font().color(&color)))
-                    .map_err(e)?;
+                let font = (FONT, PREDICTION_FONT).into_font().color(&color);
+                root.draw(&Text::new(text, (ox, y), font)).map_err(e)?;
             }
         }
         Ok(())

@@ -4,6 +4,7 @@
 use super::plot::{self, COLORS, LineFigure, Panel, SampleCell, SamplesFigure, Series};
 use super::seed::{self, RELU, RELU_STEP, SIGMOID, SIGMOID_STEP, Samples};
 use super::{RESULTS_FILE, RunResult, STUDY_FILE, StudyRecord, read_json};
+use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::train::MetricsRow;
@@ -335,6 +336,14 @@ pub fn write(dir: &Path, ablations: &[std::path::PathBuf]) -> Result<()> {
         "Produced by mnist-mlp {} on {} ({} logical cores, {}): {} runs, {} at a time with {} matrix-product thread(s) each, {:.1} s of wall time in all.",
         rec.study.tool_version, m.cpu, m.logical_cores, m.os, rec.results.len(), rec.study.jobs, rec.study.threads_per_run, rec.study.wall_seconds
     )));
+    let dataset = rec.results.first().map(|r| r.config.dataset).unwrap_or_default();
+    if dataset != DatasetKind::Mnist {
+        b.push(Block::Para(format!(
+            "Data set: **{}** (`--dataset {dataset}`), classes 0–9: {}.",
+            dataset.title(),
+            dataset.class_names().join(", ")
+        )));
+    }
     b.push(Block::Para("Ran as:".into()));
     b.push(Block::Code(rec.study.command.clone()));
     b.push(Block::Heading(2, "Configuration".into()));
@@ -425,6 +434,13 @@ pub fn write(dir: &Path, ablations: &[std::path::PathBuf]) -> Result<()> {
 
 fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
     b.push(Block::Heading(2, "Accuracy against the seed report".into()));
+    let dataset = rec.results.first().map(|r| r.config.dataset).unwrap_or_default();
+    if dataset != DatasetKind::Mnist {
+        b.push(Block::Para(format!(
+            "The seed report's numbers are for MNIST, these runs for {}: the differences measure the other data set, not how well the report is reproduced.",
+            dataset.title()
+        )));
+    }
     let cells: [(&str, &str); 8] = [
         (SIGMOID[0], "Sigmoid, α = 1e-2 (§2.2)"),
         (SIGMOID[1], "Sigmoid, α = 1e-3 (§2.2)"),
@@ -620,14 +636,25 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
                     .collect(),
             })
             .collect();
+        let classes = if s.classes.is_empty() {
+            crate::data::sets::digit_names(crate::data::mnist::CLASSES)
+        } else {
+            s.classes.clone()
+        };
+        let what = if crate::data::sets::are_digits(&classes) {
+            "digits"
+        } else {
+            "images"
+        };
         let fig = SamplesFigure {
             title: format!(
-                "{} test digits picked by seed: true label and top-3 predictions",
+                "{} test {what} picked by seed: true label and top-3 predictions",
                 s.labels.len()
             ),
             caption: format!("{caption} (top-1); a wrong top-1 is red and marked ✗"),
             cells,
             columns: 5,
+            classes,
         };
         plot::save(&fig, &dir.join("fig5-samples"))?;
         b.push(Block::Figure(

@@ -99,12 +99,12 @@ pub const RELU_STEP: &str = "relu-lr0.01-step";
 pub const SAMPLE_COUNT: usize = 20;
 pub const SAMPLES_FILE: &str = "samples.json";
 
-/// One network's top-3 predictions on the sample digits.
+/// One network's top-3 predictions on the sample images.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NetPredictions {
     pub run: String,
     pub label: String,
-    /// Per sample: the three most probable digits with their probabilities.
+    /// Per sample: the three most probable classes with their probabilities.
     pub top3: Vec<Vec<(usize, f32)>>,
     /// Samples whose top-1 prediction is the true label.
     pub correct: usize,
@@ -119,6 +119,10 @@ pub struct Samples {
     pub cols: usize,
     pub pixels: Vec<Vec<u8>>,
     pub networks: Vec<NetPredictions>,
+    /// The name of each class, for the figure. Records written before there were other data
+    /// sets than MNIST lack it and read as digits.
+    #[serde(default)]
+    pub classes: Vec<String>,
 }
 
 /// `count` distinct test-set indices, picked by `seed`.
@@ -163,6 +167,7 @@ pub fn write_samples(out: &Path, results: &[RunResult], data: &Dataset) -> Resul
             correct,
         });
     }
+    let dataset = results.first().map(|r| r.config.dataset).unwrap_or_default();
     let samples = Samples {
         indices,
         labels,
@@ -170,6 +175,7 @@ pub fn write_samples(out: &Path, results: &[RunResult], data: &Dataset) -> Resul
         cols: test.images.cols,
         pixels,
         networks,
+        classes: dataset.class_names(),
     };
     write_json_atomic(&out.join(SAMPLES_FILE), &samples)
 }

@@ -55,6 +55,11 @@ pub fn write_dataset(dir: &Path, train: usize, test: usize, seed: u64) {
 /// A synthetic data set (200 training, `test` test images) and a tiny model (784-32-10, 50
 /// iterations) trained on it by the binary, in `tmp`: (data dir, model dir).
 pub fn tiny_model(tmp: &Path, test: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    tiny_model_with(tmp, test, &[])
+}
+
+/// [`tiny_model`] with `extra` flags for `train`.
+pub fn tiny_model_with(tmp: &Path, test: usize, extra: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
     let (data, model) = (tmp.join("data"), tmp.join("model"));
     write_dataset(&data, 200, test, 1);
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
@@ -73,17 +78,20 @@ pub fn tiny_model(tmp: &Path, test: usize) -> (std::path::PathBuf, std::path::Pa
         .arg(&data)
         .arg("--out")
         .arg(&model)
+        .args(extra)
         .env("MNIST_MLP_DATA", "/nonexistent/mnist-mlp-test-cache")
+        .env("MNIST_MLP_CACHE", "/nonexistent/mnist-mlp-test-cache")
         .status()
         .unwrap();
     assert!(status.success(), "training the tiny model failed");
     (data, model)
 }
 
-/// The binary, kept away from the user's real MNIST cache.
+/// The binary, kept away from the user's real caches (MNIST's and every other data set's).
 pub fn mnist_mlp() -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("mnist-mlp").unwrap();
     cmd.env("MNIST_MLP_DATA", "/nonexistent/mnist-mlp-test-cache");
+    cmd.env("MNIST_MLP_CACHE", "/nonexistent/mnist-mlp-test-cache");
     cmd
 }
 
