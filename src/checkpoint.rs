@@ -42,9 +42,6 @@ pub struct State {
     /// Iterations done.
     pub iteration: usize,
     pub batches: Batches,
-    /// The dropout masks' RNG (absent in checkpoints from before dropout existed).
-    #[serde(default)]
-    pub dropout_rng: Option<crate::rng::Rng>,
     pub rows: Vec<MetricsRow>,
     /// Sum and count of training losses since the last metrics row.
     pub window_loss: f64,

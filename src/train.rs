@@ -134,8 +134,6 @@ pub struct Trainer<'a> {
     pub velocity: Vec<f32>,
     /// Adam's s, same layout; empty for the other rules.
     pub second: Vec<f32>,
-    /// Draws the dropout masks.
-    pub dropout_rng: Rng,
     /// One augmenter (with its scratch buffers) per engine thread; empty without augmentation.
     augmenters: Vec<std::sync::Mutex<Augmenter>>,
     ws: Workspace<f32>,
@@ -200,7 +198,6 @@ impl<'a> Trainer<'a> {
             grads: vec![0.0; n],
             velocity: vec![0.0; n],
             second: vec![0.0; if adam { n } else { 0 }],
-            dropout_rng: Rng::new(cfg.seed, stream::DROPOUT),
             augmenters,
             ws: Workspace::with_dropout(&sizes, cfg.batch_size, cfg.input_dropout, cfg.dropout),
             eval_ws: Workspace::new(&sizes, EVAL_CHUNK.min(data.test.len())),
@@ -247,7 +244,8 @@ impl<'a> Trainer<'a> {
                 &mut self.labels,
             );
         }
-        self.ws.draw_masks(&mut self.dropout_rng, b);
+        let key = crate::nn::dropout::step_key(self.cfg.seed, self.iteration);
+        self.engine.draw_masks(&mut self.ws, key, b);
         let p = StepParams {
             lr,
             t: self.iteration + 1,
@@ -296,9 +294,6 @@ impl<'a> Trainer<'a> {
         self.velocity = ck.velocity;
         self.second = ck.second;
         self.batches = ck.state.batches;
-        if let Some(rng) = ck.state.dropout_rng {
-            self.dropout_rng = rng;
-        }
         self.iteration = ck.state.iteration;
         Ok(())
     }
@@ -451,7 +446,6 @@ pub fn run_with(
                 data: data_shape(data),
                 iteration: t.iteration,
                 batches: t.batches.clone(),
-                dropout_rng: Some(t.dropout_rng.clone()),
                 rows: rows.clone(),
                 window_loss,
                 window_len,

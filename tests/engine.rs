@@ -79,7 +79,6 @@ fn train_variant(
     let mut second = vec![0.0; if v.opt.method.has_second_moment() { n } else { 0 }];
     let mut grads = vec![0.0; n];
     let mut ws = Workspace::with_dropout(sizes, batch, v.dropout.0, v.dropout.1);
-    let mut masks = Rng::new(7, 0);
     let lr = if v.opt.method.has_second_moment() {
         0.002
     } else {
@@ -89,7 +88,7 @@ fn train_variant(
     for s in 0..steps {
         let (_, x, labels) = setup(sizes, act, batch, 100 + s as u64);
         ws.input_mut(batch).copy_from_slice(&x);
-        ws.draw_masks(&mut masks, batch);
+        ws.draw_masks(7 + s as u64, batch);
         let p = StepParams {
             lr,
             t: s + 1,
@@ -222,6 +221,20 @@ fn every_update_rule_dropout_and_max_norm_match_the_reference_when_fused() {
             }
         }
     }
+}
+
+#[test]
+fn masks_drawn_on_the_engines_threads_are_the_serial_ones() {
+    let sizes = [30, 20, 10];
+    let mut serial = Workspace::<f32>::with_dropout(&sizes, 9, 0.3, 0.5);
+    serial.draw_masks(42, 9);
+    for threads in [1, 2, 3] {
+        let mut ws = Workspace::<f32>::with_dropout(&sizes, 9, 0.3, 0.5);
+        Engine::new(threads, Backend::detect()).draw_masks(&mut ws, 42, 9);
+        assert_eq!(ws.masks, serial.masks, "{threads} threads");
+    }
+    let dropped = serial.masks.iter().flatten().filter(|&&m| m == 0.0).count();
+    assert!(dropped > 30, "{dropped} units dropped");
 }
 
 #[test]

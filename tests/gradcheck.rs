@@ -134,7 +134,7 @@ fn dropout_check(act: Activation) -> Report {
     let p = problem(act, 16);
     let n = p.labels.len();
     let mut ws = Workspace::with_dropout(&p.mlp.sizes, n, 0.2, 0.5);
-    ws.draw_masks(&mut Rng::new(17, 0), n);
+    ws.draw_masks(17, n);
     ws.input_mut(n).copy_from_slice(&p.x);
     let dropped = ws.masks.iter().flatten().filter(|&&m| m == 0.0).count();
     assert!(

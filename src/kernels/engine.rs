@@ -125,6 +125,35 @@ impl Engine {
             .run(&|t, n| super::avx2::with_flushed_denormals(|| f(t, n)));
     }
 
+    /// Draw the dropout masks for the first `batch` samples, as [`Workspace::draw_masks`] does
+    /// (the same bits), with the rows spread over the threads.
+    pub fn draw_masks(&self, ws: &mut Workspace<f32>, key: u64, batch: usize) {
+        let capacity = ws.capacity;
+        let layers: Vec<(usize, usize, f64, Shared<f32>)> = ws
+            .masks
+            .iter_mut()
+            .zip(&ws.drop_p)
+            .enumerate()
+            .filter(|(_, (_, p))| **p > 0.0)
+            .map(|(l, (mask, &p))| {
+                let width = mask.len() / capacity;
+                (l, width, p, Shared(mask[..batch * width].as_mut_ptr()))
+            })
+            .collect();
+        if layers.is_empty() {
+            return;
+        }
+        self.pool.run(&|t, n| {
+            for &(l, width, p, mask) in &layers {
+                for r in split(batch, n, t, 1) {
+                    // SAFETY: thread t writes only rows `split(batch, n, t)` of each mask.
+                    let row = unsafe { std::slice::from_raw_parts_mut(mask.ptr().add(r * width), width) };
+                    crate::nn::dropout::draw_row(p, key, l, r, row);
+                }
+            }
+        });
+    }
+
     /// Forward pass over the first `batch` rows of `ws.acts[0]`; afterwards the output buffer
     /// holds the logits, exactly as [`Mlp::forward`].
     pub fn forward(&self, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, batch: usize) {
@@ -143,8 +172,20 @@ impl Engine {
         assert!(batch <= ws.capacity);
         let last = mlp.layers.len() - 1;
         if ws.drops(0) {
-            let n = batch * mlp.sizes[0];
-            crate::nn::dropout::forward(&ws.acts[0][..n], &ws.masks[0][..n], &mut ws.dropped[0][..n]);
+            let width = mlp.sizes[0];
+            let (x, m) = (ws.acts[0].as_ptr() as usize, ws.masks[0].as_ptr() as usize);
+            let dropped = Shared(ws.dropped[0].as_mut_ptr());
+            self.par(|t, n| {
+                let rows = split(batch, n, t, 1);
+                let (start, len) = (rows.start * width, rows.len() * width);
+                // SAFETY: thread t writes only its rows of ã; x and m are read-only here.
+                unsafe {
+                    let x = std::slice::from_raw_parts((x as *const f32).add(start), len);
+                    let m = std::slice::from_raw_parts((m as *const f32).add(start), len);
+                    let d = std::slice::from_raw_parts_mut(dropped.ptr().add(start), len);
+                    crate::nn::dropout::forward(x, m, d);
+                }
+            });
         }
         for (l, layer) in mlp.layers.iter().enumerate() {
             let (i, o) = (layer.fan_in, layer.fan_out);

@@ -5,9 +5,11 @@
 //! - forward: `ã = a ⊙ m`, with `m_j = 1/(1 − p)` with probability 1 − p, else 0
 //! - backward: `d_a = d_ã ⊙ m`
 //!
-//! The mask `m` is what forward caches for backward. Masks are drawn from their own seeded
-//! stream (`rng::stream::DROPOUT`), one 32-bit uniform number per unit, in row-major order,
-//! so a run is reproducible and independent of the thread count.
+//! The mask `m` is what forward caches for backward. Each row of a mask (one sample, one layer)
+//! is drawn from its own RNG, seeded by a per-step key, the layer and the row
+//! ([`draw_row`]), one 32-bit uniform number per unit: rows can be drawn on any thread in any
+//! order, so a run is reproducible, independent of the thread count, and resumable without
+//! saving any dropout state.
 
 use crate::kernels::Real;
 use crate::rng::Rng;
@@ -35,6 +37,25 @@ pub fn draw_mask<T: Real>(p: f64, rng: &mut Rng, mask: &mut [T]) {
             keep
         };
     }
+}
+
+/// Draw row `row` of layer input `layer`'s mask for the step whose key is `key`.
+pub fn draw_row<T: Real>(p: f64, key: u64, layer: usize, row: usize, mask: &mut [T]) {
+    let id = ((layer as u64) << 32) | row as u64;
+    let mut rng = Rng::new(
+        key ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        crate::rng::stream::DROPOUT,
+    );
+    draw_mask(p, &mut rng, mask);
+}
+
+/// The key of step `iteration` of a run seeded with `seed`.
+pub fn step_key(seed: u64, iteration: usize) -> u64 {
+    Rng::new(
+        seed ^ (iteration as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93),
+        crate::rng::stream::DROPOUT,
+    )
+    .next_u64()
 }
 
 /// `ã = a ⊙ m`.

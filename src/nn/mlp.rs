@@ -75,12 +75,15 @@ impl<T: Real> Workspace<T> {
         self.drop_p.get(l).is_some_and(|&p| p > 0.0)
     }
 
-    /// Draw fresh dropout masks for the first `batch` samples (a no-op without dropout).
-    pub fn draw_masks(&mut self, rng: &mut Rng, batch: usize) {
+    /// Draw the dropout masks of the first `batch` samples for the step with key `key` (see
+    /// [`dropout::draw_row`]); a no-op without dropout.
+    pub fn draw_masks(&mut self, key: u64, batch: usize) {
         for (l, mask) in self.masks.iter_mut().enumerate() {
             if self.drop_p[l] > 0.0 {
                 let width = mask.len() / self.capacity;
-                dropout::draw_mask(self.drop_p[l], rng, &mut mask[..batch * width]);
+                for (r, row) in mask[..batch * width].chunks_exact_mut(width).enumerate() {
+                    dropout::draw_row(self.drop_p[l], key, l, r, row);
+                }
             }
         }
     }
