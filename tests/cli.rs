@@ -198,6 +198,44 @@ fn a_validation_split_draws_the_curves_and_the_test_set_is_used_once() {
     assert!(stderr_of(&refused).contains("--validation"));
 }
 
+/// A preset supplies every setting it names; flags typed as well win over it.
+#[test]
+fn a_preset_supplies_its_settings_and_typed_flags_override_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("run"));
+    common::write_dataset(&data, 300, 50, 2);
+    mnist_mlp()
+        .args([
+            "train",
+            "--preset",
+            "fast",
+            "--hidden",
+            "32",
+            "--iterations",
+            "40",
+            "--quiet",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let train = &read_json(&out.join("config.json"))["train"];
+    assert_eq!(train["hidden"], serde_json::json!([32]), "typed --hidden wins");
+    assert_eq!(train["iterations"], 40, "typed --iterations wins");
+    assert_eq!(train["optimizer"], "sgd");
+    assert_eq!(train["dropout"], 0.3, "from studies/presets/fast.toml");
+    assert_eq!(train["max_norm"], 3.0);
+    assert_eq!(train["schedule"], "onecycle:0.3");
+    assert_eq!(train["augment"], "rotate=8,scale=0.1,elastic=30:5");
+    let bad = mnist_mlp()
+        .args(["train", "--preset", "fastest"])
+        .assert()
+        .failure();
+    assert!(stderr_of(&bad).contains("fast") && stderr_of(&bad).contains("best"));
+}
+
 #[test]
 fn invalid_flags_are_rejected_naming_the_flag() {
     let cases: &[(&[&str], &str)] = &[

@@ -55,7 +55,9 @@ mod tests {
         for p in [Preset::Fast, Preset::Best] {
             let cfg = p.config().unwrap();
             cfg.validate().unwrap();
-            assert!(cfg.iterations > 0);
+            assert_eq!(cfg.hidden, vec![800, 800]);
+            assert!(cfg.dropout > 0.0 && cfg.max_norm.is_some() && !cfg.augment.is_identity());
         }
+        assert!(Preset::Best.config().unwrap().iterations > Preset::Fast.config().unwrap().iterations);
     }
 }
