@@ -134,16 +134,18 @@ pub fn predict_scores(engine: &Engine, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, 
 }
 
 /// Loss, accuracy and confusion matrix over a whole split, in chunks of the workspace size.
+/// The first layer skips zero pixels ([`Engine::prepare`]).
 pub fn evaluate(engine: &Engine, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, split: &Split) -> Evaluation {
     let k = mlp.classes();
     let mut confusion = vec![vec![0u64; k]; k];
     let mut loss_sum = 0.0;
     let mut labels = Vec::with_capacity(ws.capacity);
     let indices: Vec<u32> = (0..split.len() as u32).collect();
+    let prepared = engine.prepare(mlp);
     for chunk in indices.chunks(ws.capacity) {
         let n = chunk.len();
         split.gather(chunk, ws.input_mut(n), &mut labels);
-        engine.forward(mlp, ws, n);
+        engine.forward_prepared(mlp, ws, n, prepared.as_ref());
         let logits = &mut ws.acts.last_mut().expect("layers")[..n * k];
         loss_sum += loss::softmax_cross_entropy(logits, &labels, k);
         for (row, &y) in ws.output(n).chunks_exact(k).zip(&labels) {

@@ -145,6 +145,40 @@ fn the_fused_forward_pass_matches_the_reference() {
     }
 }
 
+/// The forward pass of a prepared model skips pixels that are zero in a whole block of rows; on
+/// inputs that are mostly exact zeros (like MNIST's) it must give the dense pass's logits.
+#[test]
+fn the_forward_pass_that_skips_zero_pixels_matches_the_dense_one() {
+    let Some((fast, _)) = fused_and_reference() else {
+        return;
+    };
+    for sizes in SHAPES {
+        for batch in [1, 5, 7, 64, 100] {
+            let (mlp, mut x, _) = setup(sizes, Activation::Relu, batch, 11);
+            // 80% of the pixels exactly zero, and one whole column zero in every row.
+            let mut rng = Rng::new(12, 0);
+            for v in x.iter_mut() {
+                if rng.next_f64() < 0.8 {
+                    *v = 0.0;
+                }
+            }
+            for row in x.chunks_exact_mut(sizes[0]) {
+                row[0] = 0.0;
+            }
+            let prepared = fast.prepare(&mlp).expect("the AVX2 engine prepares");
+            let mut outs = Vec::new();
+            for p in [None, Some(&prepared)] {
+                let mut ws = Workspace::new(sizes, batch);
+                ws.input_mut(batch).copy_from_slice(&x);
+                fast.forward_prepared(&mlp, &mut ws, batch, p);
+                outs.push(ws.output(batch).to_vec());
+            }
+            let d = max_rel(&outs[0], &outs[1]);
+            assert!(d < TOL, "{sizes:?} batch {batch}: logits differ by {d:e}");
+        }
+    }
+}
+
 #[test]
 fn fused_training_steps_match_the_reference_update_rule() {
     let Some((fast, reference)) = fused_and_reference() else {

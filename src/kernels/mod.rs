@@ -10,7 +10,7 @@ pub mod avx2;
 pub mod engine;
 pub mod pool;
 
-pub use engine::{Backend, Engine, StepParams};
+pub use engine::{Backend, Engine, Prepared, StepParams};
 
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
