@@ -1,12 +1,13 @@
 //! GFLOP/s of each AVX2 kernel on the seed network's layer shapes, one thread.
-//! `cargo run --release --example kernel_breakdown`
+//! `cargo run --release --example kernel_breakdown [BATCH]` (default 64)
 #[cfg(target_arch = "x86_64")]
 fn main() {
     use mnist_mlp::kernels::avx2::{self, Act};
     use mnist_mlp::optim::{L2Mode, Optimizer};
     use std::time::Instant;
     assert!(avx2::available());
-    let b = 64;
+    let b: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(64);
+    let reps = (12_800 / b).max(4);
     let time = |f: &mut dyn FnMut()| {
         for _ in 0..20 {
             f();
@@ -14,10 +15,10 @@ fn main() {
         let mut best = f64::MAX;
         for _ in 0..5 {
             let t = Instant::now();
-            for _ in 0..200 {
+            for _ in 0..reps {
                 f();
             }
-            best = best.min(t.elapsed().as_secs_f64() / 200.0);
+            best = best.min(t.elapsed().as_secs_f64() / reps as f64);
         }
         best
     };
@@ -55,6 +56,25 @@ fn main() {
                 i,
                 d.as_ptr(),
                 o,
+                1,
+                a.as_ptr(),
+                w.as_mut_ptr(),
+                v.as_mut_ptr(),
+                std::ptr::null_mut(),
+                0..o,
+                &up,
+            )
+        });
+        // The same with d_z packed transposed, (O, B + 16), as the engine does at large batches.
+        let ld_t = b + 16;
+        let d_t = vec![0.001f32; o * ld_t];
+        let t_dw_t = time(&mut || unsafe {
+            avx2::weight_grad_update(
+                b,
+                i,
+                d_t.as_ptr(),
+                1,
+                ld_t,
                 a.as_ptr(),
                 w.as_mut_ptr(),
                 v.as_mut_ptr(),
@@ -64,13 +84,14 @@ fn main() {
             )
         });
         println!(
-            "{i:>4}→{o:<4} forward {:>6.1} µs {:>5.1} GF/s | d_a {:>6.1} µs {:>5.1} GF/s | d_w+update {:>6.1} µs {:>5.1} GF/s",
+            "{i:>4}→{o:<4} forward {:>6.1} µs {:>5.1} GF/s | d_a {:>6.1} µs {:>5.1} GF/s | d_w+update {:>6.1} µs {:>5.1} GF/s, packed d_z {:>5.1} GF/s",
             t_fwd * 1e6,
             flops / t_fwd / 1e9,
             t_da * 1e6,
             flops / t_da / 1e9,
             t_dw * 1e6,
-            flops / t_dw / 1e9
+            flops / t_dw / 1e9,
+            flops / t_dw_t / 1e9
         );
         total += t_fwd + t_dw + if i == 784 { 0.0 } else { t_da };
     }

@@ -251,6 +251,14 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     pub fn to_config(&self) -> crate::Result<TrainConfig> {
+        let cfg = self.to_config_unchecked()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The options as typed, parsed but not yet validated as a whole: a preset or a checkpoint
+    /// supplies the rest before validation.
+    fn to_config_unchecked(&self) -> crate::Result<TrainConfig> {
         let hidden = self
             .hidden
             .split(',')
@@ -294,7 +302,6 @@ impl TrainArgs {
             dataset: self.dataset,
             data_dir: self.data_dir.clone(),
         };
-        cfg.validate()?;
         Ok(cfg)
     }
 }
@@ -572,7 +579,7 @@ fn resume_config(
 ) -> Result<(TrainConfig, crate::checkpoint::Checkpoint)> {
     let ck = crate::checkpoint::load(dir)?;
     let saved = ck.state.config.train.clone();
-    let requested = args.to_config()?;
+    let requested = args.to_config_unchecked()?;
     let (a, b) = (serde_json::to_value(&saved)?, serde_json::to_value(&requested)?);
     for key in given {
         if key == "threads" {
@@ -595,6 +602,7 @@ fn resume_config(
     if given.iter().any(|g| g == "threads") {
         cfg.threads = requested.threads;
     }
+    cfg.validate()?;
     Ok((cfg, ck))
 }
 
@@ -606,7 +614,7 @@ fn preset_config(
     given: &[String],
 ) -> Result<TrainConfig> {
     let mut cfg = serde_json::to_value(preset.config()?)?;
-    let requested = serde_json::to_value(args.to_config()?)?;
+    let requested = serde_json::to_value(args.to_config_unchecked()?)?;
     let obj = cfg.as_object_mut().expect("a config is an object");
     for key in given.iter().map(String::as_str).chain(["threads"]) {
         if let Some(v) = requested.get(key) {
@@ -614,7 +622,8 @@ fn preset_config(
         }
     }
     let cfg: TrainConfig = serde_json::from_value(cfg)?;
-    cfg.validate()?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!(e).context(format!("with --preset {preset}")))?;
     Ok(cfg)
 }
 

@@ -352,9 +352,6 @@ impl TrainConfig {
         if !self.augment.is_identity() {
             lines.push(("augment", self.augment.to_string()));
         }
-        if !self.augment.is_identity() {
-            lines.push(("augment", self.augment.to_string()));
-        }
         if self.validation > 0 {
             lines.push(("validation", format!("last {} training images", self.validation)));
         }

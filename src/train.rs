@@ -1,5 +1,6 @@
-//! The training loop: draw a batch, forward, loss, backward, momentum step; evaluate on the test
-//! set every `eval_every` iterations; write the run's files.
+//! The training loop: draw a batch (distorted, with `--augment`), forward, loss, backward,
+//! update; evaluate on the test set (or the validation split) every `eval_every` iterations;
+//! write the run's files.
 
 use crate::checkpoint::{Checkpoint, DataShape, State};
 use crate::config::{ModelSpec, RunConfig, TrainConfig};
@@ -168,7 +169,16 @@ impl<'a> Trainer<'a> {
         if cfg.batch_size > train.len() {
             return Err(Error::flag(
                 "--batch-size",
-                format!("{} exceeds the {} training images", cfg.batch_size, train.len()),
+                if cfg.validation > 0 {
+                    format!(
+                        "{} exceeds the {} training images left after holding out {} for --validation",
+                        cfg.batch_size,
+                        train.len(),
+                        cfg.validation
+                    )
+                } else {
+                    format!("{} exceeds the {} training images", cfg.batch_size, train.len())
+                },
             ));
         }
         let sizes = cfg.layer_sizes(data.input_size(), crate::data::mnist::CLASSES);

@@ -229,6 +229,19 @@ fn a_preset_supplies_its_settings_and_typed_flags_override_them() {
     assert_eq!(train["max_norm"], 3.0);
     assert_eq!(train["schedule"], "onecycle:0.3");
     assert_eq!(train["augment"], "rotate=8,scale=0.1,elastic=30:5");
+    // Typed flags are checked against the preset's settings, not the defaults: 9,000 warm-up
+    // steps are too many for the default 8,000 iterations but fine for the preset's 10,000.
+    let warm = tmp.path().join("warm");
+    let ok = mnist_mlp()
+        .args(["train", "--preset", "fast", "--hidden", "16", "--warmup", "9000"])
+        .args(["--batch-size", "8", "--augment", "none", "--eval-every", "10000"])
+        .args(["--checkpoint-every", "0", "--out"])
+        .arg(&warm)
+        .arg("--data-dir")
+        .arg(&data)
+        .assert()
+        .success();
+    assert!(stderr_of(&ok).contains("9000 iterations"), "{}", stderr_of(&ok));
     let bad = mnist_mlp()
         .args(["train", "--preset", "fastest"])
         .assert()

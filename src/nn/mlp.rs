@@ -28,6 +28,9 @@ pub struct Workspace<T> {
     pub(crate) d_z: Vec<T>,
     /// (B, max width): `d_a` of the layer below, which becomes its `d_z` in place.
     pub(crate) d_a: Vec<T>,
+    /// (max width, B): scratch for the fused kernels, which read `d_z` transposed at large
+    /// batches (`kernels::engine`).
+    pub(crate) d_t: Vec<T>,
     /// Dropout probability of each layer's input (index 0: the pixels; l: a^l); all 0 in a
     /// workspace made by [`Workspace::new`], which is what evaluation uses.
     pub drop_p: Vec<f64>,
@@ -64,6 +67,7 @@ impl<T: Real> Workspace<T> {
             acts: sizes.iter().map(|&s| vec![T::ZERO; capacity * s]).collect(),
             d_z: vec![T::ZERO; capacity * widest],
             d_a: vec![T::ZERO; capacity * widest],
+            d_t: Vec::new(),
             masks: (0..n_layers).map(buffer).collect(),
             dropped: (0..n_layers).map(buffer).collect(),
             drop_p,

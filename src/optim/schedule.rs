@@ -11,9 +11,9 @@ pub enum Schedule {
     Step { gamma: f64, every: usize },
     /// `α_t = α · ½ (1 + cos(π t / T))`, from α at t = 0 down towards 0 at t = T.
     Cosine,
-    /// One-cycle (Smith & Topin 2018, as PyTorch's `OneCycleLR` with its defaults): from α/25
-    /// up to α over the first `pct` of the run, then down to α/(25·10⁴) at t = T, both halves
-    /// cosine-shaped.
+    /// One-cycle (Smith & Topin 2018, after PyTorch's `OneCycleLR` with its defaults): from
+    /// α/25 up to α over the first `pct` of the run, then down to α/(25·10⁴) at t = T, both
+    /// halves cosine-shaped. (PyTorch's phases end one step earlier, at pct·T − 1 and T − 1.)
     OneCycle { pct: f64 },
 }
 
@@ -22,8 +22,10 @@ fn cos_between(from: f64, to: f64, p: f64) -> f64 {
     to + (from - to) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
 }
 
-/// `schedule` after a linear warm-up: α·(t+1)/warmup for the first `warmup` iterations, then the
-/// schedule run over the remaining `total − warmup` iterations as if they were the whole run.
+/// `schedule` after a linear warm-up: for the first `warmup` iterations the rate climbs linearly
+/// to the schedule's own starting rate (α for constant, step and cosine; α/25 for one-cycle, so
+/// that the two join without a jump), then the schedule runs over the remaining
+/// `total − warmup` iterations as if they were the whole run.
 ///
 /// ```
 /// use mnist_mlp::optim::{Schedule, schedule::with_warmup};
@@ -31,12 +33,16 @@ fn cos_between(from: f64, to: f64, p: f64) -> f64 {
 /// assert_eq!(with_warmup(Schedule::Cosine, 0.1, 4, 3, 104), 0.1);
 /// assert_eq!(with_warmup(Schedule::Cosine, 0.1, 4, 4, 104), 0.1);
 /// assert!((with_warmup(Schedule::Cosine, 0.1, 4, 54, 104) - 0.05).abs() < 1e-15);
+/// let one_cycle = Schedule::OneCycle { pct: 0.3 };
+/// assert!((with_warmup(one_cycle, 1.0, 4, 3, 104) - 0.04).abs() < 1e-15);
+/// assert!((with_warmup(one_cycle, 1.0, 4, 4, 104) - 0.04).abs() < 1e-15);
 /// ```
 pub fn with_warmup(schedule: Schedule, base: f64, warmup: usize, t: usize, total: usize) -> f64 {
+    let rest = total.saturating_sub(warmup);
     if t < warmup {
-        base * (t + 1) as f64 / warmup as f64
+        schedule.lr_at(base, 0, rest) * (t + 1) as f64 / warmup as f64
     } else {
-        schedule.lr_at(base, t - warmup, total.saturating_sub(warmup))
+        schedule.lr_at(base, t - warmup, rest)
     }
 }
 
