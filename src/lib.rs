@@ -1,8 +1,9 @@
 //! mnist-mlp: multilayer perceptrons for MNIST-style digit images, with backpropagation written
-//! out by hand after the equations of the seed report (§2.1), trained by momentum SGD.
+//! out by hand after the equations of the seed report (§2.1), trained by the report's momentum
+//! SGD or by Nesterov, Adam or AdamW.
 //!
 //! Data flows one way: [`data`] reads IDX files → [`train`] draws batches and runs
-//! [`nn::Mlp`] forward and backward, and [`optim::Sgd`] updates the parameters → [`model`]
+//! [`nn::Mlp`] forward and backward, and [`optim::Optimizer`] updates the parameters → [`model`]
 //! writes `model.safetensors` and `config.json` → [`eval`] reads them back.
 
 pub mod bench;
