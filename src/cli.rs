@@ -186,7 +186,7 @@ pub struct TrainArgs {
     /// Training iterations (minibatch updates).
     #[arg(long, default_value_t = defaults().iterations)]
     pub iterations: usize,
-    /// Learning-rate schedule: constant, cosine, onecycle[:PCT], or step:GAMMA:EVERY (the seed's
+    /// Learning-rate schedule: constant, cosine, onecycle, onecycle:PCT, or step:GAMMA:EVERY (the seed's
     /// is step:0.85:250).
     #[arg(long, default_value_t = defaults().schedule)]
     pub schedule: Schedule,
@@ -208,7 +208,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = defaults().validation)]
     pub validation: usize,
     /// Random distortion of each training image as it is drawn: none, or any of
-    /// shift=PIXELS, rotate=DEGREES, scale=FRACTION, shear=DEGREES, elastic=ALPHA[:SIGMA]
+    /// shift=PIXELS, rotate=DEGREES, scale=FRACTION, shear=DEGREES, elastic=ALPHA or ALPHA:SIGMA
     /// (Simard et al. 2003 used elastic=34:4), comma-separated.
     #[arg(long, value_name = "SPEC", default_value_t = defaults().augment)]
     pub augment: crate::data::augment::Augment,

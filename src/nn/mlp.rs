@@ -20,7 +20,7 @@ pub struct Mlp<T> {
 #[derive(Clone, Debug)]
 pub struct Workspace<T> {
     pub capacity: usize,
-    /// `acts[0]` = x (B, 784), the input the caller fills; `acts[l]` (B, sizes[l]) = a^{l+1}
+    /// `acts[0]` = x (B, 784), the input the caller fills; `acts[l]` (B, `sizes[l]`) = a^{l+1}
     /// after forward — cached for backward. The last one holds the logits z^L after
     /// [`Mlp::forward`] and the probabilities ŷ after the loss.
     pub acts: Vec<Vec<T>>,
@@ -34,10 +34,10 @@ pub struct Workspace<T> {
     /// Dropout probability of each layer's input (index 0: the pixels; l: a^l); all 0 in a
     /// workspace made by [`Workspace::new`], which is what evaluation uses.
     pub drop_p: Vec<f64>,
-    /// For each layer input with dropout: the mask m (B, sizes[l]), drawn by
+    /// For each layer input with dropout: the mask m (B, `sizes[l]`), drawn by
     /// [`Workspace::draw_masks`] and cached for backward; empty otherwise.
     pub masks: Vec<Vec<T>>,
-    /// For each layer input with dropout: `ã = a ⊙ m` (B, sizes[l]), what layer l reads;
+    /// For each layer input with dropout: `ã = a ⊙ m` (B, `sizes[l]`), what layer l reads;
     /// empty otherwise.
     pub dropped: Vec<Vec<T>>,
 }
@@ -92,7 +92,7 @@ impl<T: Real> Workspace<T> {
         }
     }
 
-    /// What layer `l` reads, (B, sizes[l]): `ã^l` with dropout, else `a^l`.
+    /// What layer `l` reads, (B, `sizes[l]`): `ã^l` with dropout, else `a^l`.
     pub fn layer_input(&self, l: usize, batch: usize) -> &[T] {
         let buf = if self.drops(l) {
             &self.dropped[l]
