@@ -56,14 +56,28 @@ pub struct Checkpoint {
     pub velocity: Vec<f32>,
     /// Adam's s; empty for the other update rules.
     pub second: Vec<f32>,
+    /// With `--keep-best`: the parameters of the best evaluation so far; else empty.
+    pub best: Vec<f32>,
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-pub fn save(dir: &Path, state: &State, params: &[f32], velocity: &[f32], second: &[f32]) -> Result<()> {
-    let (p, v, s) = (f32_bytes(params), f32_bytes(velocity), f32_bytes(second));
+pub fn save(
+    dir: &Path,
+    state: &State,
+    params: &[f32],
+    velocity: &[f32],
+    second: &[f32],
+    best: &[f32],
+) -> Result<()> {
+    let (p, v, s, b) = (
+        f32_bytes(params),
+        f32_bytes(velocity),
+        f32_bytes(second),
+        f32_bytes(best),
+    );
     let mut views = vec![
         (
             "params",
@@ -74,11 +88,13 @@ pub fn save(dir: &Path, state: &State, params: &[f32], velocity: &[f32], second:
             TensorView::new(Dtype::F32, vec![velocity.len()], &v).expect("shape matches"),
         ),
     ];
-    if !second.is_empty() {
-        views.push((
-            "second",
-            TensorView::new(Dtype::F32, vec![second.len()], &s).expect("shape matches"),
-        ));
+    for (name, values, bytes) in [("second", second, &s), ("best", best, &b)] {
+        if !values.is_empty() {
+            views.push((
+                name,
+                TensorView::new(Dtype::F32, vec![values.len()], bytes).expect("shape matches"),
+            ));
+        }
     }
     let json = serde_json::to_string(state).expect("the state serialises");
     let bytes = safetensors::serialize(views, Some(HashMap::from([("state".to_string(), json)])))
@@ -128,11 +144,14 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
             .collect())
     };
     let (params, velocity) = (read("params")?, read("velocity")?);
-    let second = if tensors.names().contains(&"second") {
-        read("second")?
-    } else {
-        Vec::new()
+    let optional = |name: &str| -> Result<Vec<f32>> {
+        if tensors.names().contains(&name) {
+            read(name)
+        } else {
+            Ok(Vec::new())
+        }
     };
+    let (second, best) = (optional("second")?, optional("best")?);
     let sizes = &state.config.model.layer_sizes;
     let expected: usize = sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
     if params.len() != expected
@@ -150,5 +169,6 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
         params,
         velocity,
         second,
+        best,
     })
 }

@@ -207,6 +207,10 @@ pub struct TrainArgs {
     /// them, and the test set is evaluated once, at the end.
     #[arg(long, value_name = "N", default_value_t = defaults().validation)]
     pub validation: usize,
+    /// With --validation: keep the parameters of the evaluation with the best validation
+    /// accuracy, and test and save those instead of the last.
+    #[arg(long)]
+    pub keep_best: bool,
     /// Random distortion of each training image as it is drawn: none, or any of
     /// shift=PIXELS, rotate=DEGREES, scale=FRACTION, shear=DEGREES, elastic=ALPHA or ALPHA:SIGMA
     /// (Simard et al. 2003 used elastic=34:4), comma-separated.
@@ -294,6 +298,7 @@ impl TrainArgs {
             input_dropout: self.input_dropout,
             max_norm: self.max_norm,
             validation: self.validation,
+            keep_best: self.keep_best,
             augment: self.augment.clone(),
             seed: self.seed,
             eval_every: self.eval_every,

@@ -105,6 +105,10 @@ pub struct TrainConfig {
     /// learning curves are then measured on it, and the test set is used once, at the end.
     #[serde(default)]
     pub validation: usize,
+    /// With a validation split: keep the parameters of the evaluation with the best validation
+    /// accuracy (the first, on ties) instead of the last, and test and save those.
+    #[serde(default)]
+    pub keep_best: bool,
     /// Random distortion of every training image as it is drawn (`none` = off).
     #[serde(default)]
     pub augment: Augment,
@@ -168,6 +172,7 @@ impl Default for TrainConfig {
             input_dropout: 0.0,
             max_norm: None,
             validation: 0,
+            keep_best: false,
             augment: Augment::default(),
             seed: 0,
             eval_every: 250,
@@ -253,6 +258,12 @@ impl TrainConfig {
             ));
         }
         self.augment.validate()?;
+        if self.keep_best && self.validation == 0 {
+            return Err(Error::flag(
+                "--keep-best",
+                "selects on the validation set, so it needs --validation N",
+            ));
+        }
         if self.batch_size == 0 {
             return Err(Error::flag("--batch-size", "must be at least 1"));
         }
@@ -353,7 +364,15 @@ impl TrainConfig {
             lines.push(("augment", self.augment.to_string()));
         }
         if self.validation > 0 {
-            lines.push(("validation", format!("last {} training images", self.validation)));
+            let keep = if self.keep_best {
+                "; the best evaluation's parameters are kept"
+            } else {
+                ""
+            };
+            lines.push((
+                "validation",
+                format!("last {} training images{keep}", self.validation),
+            ));
         }
         lines.extend([
             ("seed", self.seed.to_string()),

@@ -65,6 +65,10 @@ pub struct Summary {
     pub validation_accuracy: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_loss: Option<f64>,
+    /// With `--keep-best`: the iteration whose parameters were kept (the validation figures
+    /// above are that evaluation's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected_iteration: Option<usize>,
     pub iterations: usize,
     pub epochs: f64,
     /// Training loop only: batches, forward, backward, updates. Evaluation is not included.
@@ -393,6 +397,17 @@ fn data_shape(data: &Dataset) -> DataShape {
     }
 }
 
+/// The row with the highest accuracy, the first on ties.
+fn best_row(rows: &[MetricsRow]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, r) in rows.iter().enumerate() {
+        if best.is_none_or(|b| r.test_accuracy > rows[b].test_accuracy) {
+            best = Some(i);
+        }
+    }
+    best
+}
+
 /// [`run`] with checkpoints, resuming and early stopping.
 pub fn run_with(
     cfg: &TrainConfig,
@@ -420,7 +435,9 @@ pub fn run_with(
     let mut eval_time = Duration::ZERO;
     let mut window_loss = 0.0;
     let mut window_len = 0usize;
-    if let Some(ck) = opts.resume {
+    // With --keep-best: (index of its row in `rows`, its parameters).
+    let mut best: Option<(usize, Vec<f32>)> = None;
+    if let Some(mut ck) = opts.resume {
         let shape = data_shape(data);
         if ck.state.data != shape {
             return Err(Error::flag(
@@ -443,6 +460,9 @@ pub fn run_with(
         window_len = ck.state.window_len;
         train_time = Duration::from_secs_f64(ck.state.train_seconds);
         eval_time = Duration::from_secs_f64(ck.state.eval_seconds);
+        if cfg.keep_best && !ck.best.is_empty() {
+            best = best_row(&rows).map(|i| (i, std::mem::take(&mut ck.best)));
+        }
         t.restore(ck)?;
     }
     let mut last_checkpoint: Option<usize> = None;
@@ -462,7 +482,8 @@ pub fn run_with(
                 train_seconds: train_time.as_secs_f64(),
                 eval_seconds: eval_time.as_secs_f64(),
             };
-            crate::checkpoint::save(out, &state, &t.mlp.params, &t.velocity, &t.second)?;
+            let best_params = best.as_ref().map(|b| &b.1[..]).unwrap_or(&[]);
+            crate::checkpoint::save(out, &state, &t.mlp.params, &t.velocity, &t.second, best_params)?;
             last_checkpoint = Some(t.iteration);
         }};
     }
@@ -529,6 +550,15 @@ pub fn run_with(
                 _ => {}
             }
             rows.push(row);
+            if cfg.keep_best && best_row(&rows) == Some(rows.len() - 1) {
+                match &mut best {
+                    Some(b) => {
+                        b.0 = rows.len() - 1;
+                        b.1.copy_from_slice(&t.mlp.params);
+                    }
+                    None => best = Some((rows.len() - 1, t.mlp.params.clone())),
+                }
+            }
             let header = if cfg.validation > 0 {
                 METRICS_HEADER_VALIDATION
             } else {
@@ -561,8 +591,15 @@ pub fn run_with(
     if let Some(bar) = &bar {
         bar.set_position(total as u64);
     }
+    let mut last = rows.last().expect("the final iteration always evaluates");
+    let final_lr = last.lr;
+    let mut selected_iteration = None;
+    if let Some((i, params)) = best {
+        t.mlp.params = params;
+        last = &rows[i];
+        selected_iteration = Some(last.iteration);
+    }
     model::save(out, &run_config, &t.mlp)?;
-    let last = rows.last().expect("the final iteration always evaluates");
     // With a validation set, the test set is evaluated here, once.
     let (test, validation) = if t.validation.is_some() {
         let started = Instant::now();
@@ -578,12 +615,13 @@ pub fn run_with(
         test_loss: test.1,
         validation_accuracy: validation.map(|v| v.0),
         validation_loss: validation.map(|v| v.1),
+        selected_iteration,
         iterations: total,
         epochs: t.epochs(),
         train_seconds,
         eval_seconds: eval_time.as_secs_f64(),
         samples_per_second: (total * cfg.batch_size) as f64 / train_seconds.max(1e-9),
-        final_lr: last.lr,
+        final_lr,
         threads: cfg.threads,
         kernels: t.engine.backend.name().to_string(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -595,4 +633,23 @@ pub fn run_with(
         std::fs::remove_file(&ck).map_err(|e| Error::io(&ck, e))?;
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_row_is_the_first_with_the_highest_accuracy() {
+        let row = |test_accuracy| MetricsRow {
+            iteration: 0,
+            lr: 0.1,
+            train_loss: 1.0,
+            test_loss: 1.0,
+            test_accuracy,
+        };
+        let rows: Vec<MetricsRow> = [0.5, 0.7, 0.7, 0.6].into_iter().map(row).collect();
+        assert_eq!(best_row(&rows), Some(1));
+        assert_eq!(best_row(&[]), None);
+    }
 }

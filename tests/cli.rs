@@ -193,6 +193,79 @@ fn a_validation_split_draws_the_curves_and_the_test_set_is_used_once() {
     let ev: serde_json::Value = serde_json::from_slice(&eval.get_output().stdout).unwrap();
     assert_eq!(ev["accuracy"].as_f64().unwrap(), test);
     assert_eq!(ev["count"], 200);
+    // --keep-best keeps the parameters of the evaluation with the best validation accuracy:
+    // the summary names it, its validation figures are that row's, and the saved model is it.
+    let best = tmp.path().join("best");
+    let a = train(
+        &data,
+        &best,
+        &[
+            "--validation",
+            "250",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.05",
+            "--eval-every",
+            "20",
+            "--keep-best",
+        ],
+    )
+    .success();
+    let summary = read_json(&best.join("summary.json"));
+    let csv = std::fs::read_to_string(best.join("metrics.csv")).unwrap();
+    let rows: Vec<(u64, f64)> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), f[4].parse().unwrap())
+        })
+        .collect();
+    let top = rows.iter().map(|r| r.1).fold(f64::MIN, f64::max);
+    let first_top = rows.iter().find(|r| r.1 == top).unwrap();
+    assert_eq!(
+        summary["selected_iteration"],
+        first_top.0,
+        "{csv}\n{}",
+        stderr_of(&a)
+    );
+    assert_eq!(summary["validation_accuracy"].as_f64().unwrap(), top);
+    let eval = mnist_mlp()
+        .args(["eval", "--json", "--model"])
+        .arg(&best)
+        .assert()
+        .success();
+    let ev: serde_json::Value = serde_json::from_slice(&eval.get_output().stdout).unwrap();
+    assert_eq!(ev["accuracy"], summary["test_accuracy"]);
+    // These digits are easy: every evaluation scores 100%, so the first (iteration 20) is kept,
+    // and the saved model must be, byte for byte, that of a run stopped at iteration 20.
+    assert_eq!(summary["selected_iteration"], 20);
+    let short = tmp.path().join("short");
+    train(
+        &data,
+        &short,
+        &[
+            "--validation",
+            "250",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.05",
+            "--eval-every",
+            "20",
+            "--iterations",
+            "20",
+        ],
+    )
+    .success();
+    assert!(
+        std::fs::read(short.join("model.safetensors")).unwrap()
+            == std::fs::read(best.join("model.safetensors")).unwrap(),
+        "the kept parameters are not iteration 20's"
+    );
+    let refused = train(&data, &tmp.path().join("nokeep"), &["--keep-best"]).failure();
+    assert!(stderr_of(&refused).contains("--keep-best"));
     // All 1000 training images cannot be held out.
     let refused = train(&data, &tmp.path().join("none"), &["--validation", "1000"]).failure();
     assert!(stderr_of(&refused).contains("--validation"));

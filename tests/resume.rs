@@ -44,7 +44,8 @@ fn a_run_stopped_part_way_and_resumed_ends_byte_identical() {
 }
 
 /// Adam's second moment, the dropout masks and image distortions (keyed by the step), the
-/// warm-up and schedule position and the validation split must all survive a checkpoint.
+/// warm-up and schedule position, the validation split and the best parameters so far
+/// (`--keep-best`) must all survive a checkpoint.
 #[test]
 fn adam_with_dropout_max_norm_and_validation_resumes_byte_identical() {
     stop_resume_and_compare(&[
@@ -66,6 +67,7 @@ fn adam_with_dropout_max_norm_and_validation_resumes_byte_identical() {
         "100",
         "--augment",
         "shift=2,rotate=10,elastic=34:4",
+        "--keep-best",
     ]);
 }
 
