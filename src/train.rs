@@ -435,8 +435,8 @@ pub fn run_with(
     let mut eval_time = Duration::ZERO;
     let mut window_loss = 0.0;
     let mut window_len = 0usize;
-    // With --keep-best: (index of its row in `rows`, its parameters).
-    let mut best: Option<(usize, Vec<f32>)> = None;
+    // With --keep-best: the parameters of the evaluation `best_row(&rows)`.
+    let mut best: Option<Vec<f32>> = None;
     if let Some(mut ck) = opts.resume {
         let shape = data_shape(data);
         if ck.state.data != shape {
@@ -461,7 +461,7 @@ pub fn run_with(
         train_time = Duration::from_secs_f64(ck.state.train_seconds);
         eval_time = Duration::from_secs_f64(ck.state.eval_seconds);
         if cfg.keep_best && !ck.best.is_empty() {
-            best = best_row(&rows).map(|i| (i, std::mem::take(&mut ck.best)));
+            best = Some(std::mem::take(&mut ck.best));
         }
         t.restore(ck)?;
     }
@@ -482,7 +482,7 @@ pub fn run_with(
                 train_seconds: train_time.as_secs_f64(),
                 eval_seconds: eval_time.as_secs_f64(),
             };
-            let best_params = best.as_ref().map(|b| &b.1[..]).unwrap_or(&[]);
+            let best_params = best.as_deref().unwrap_or(&[]);
             crate::checkpoint::save(out, &state, &t.mlp.params, &t.velocity, &t.second, best_params)?;
             last_checkpoint = Some(t.iteration);
         }};
@@ -552,11 +552,8 @@ pub fn run_with(
             rows.push(row);
             if cfg.keep_best && best_row(&rows) == Some(rows.len() - 1) {
                 match &mut best {
-                    Some(b) => {
-                        b.0 = rows.len() - 1;
-                        b.1.copy_from_slice(&t.mlp.params);
-                    }
-                    None => best = Some((rows.len() - 1, t.mlp.params.clone())),
+                    Some(b) => b.copy_from_slice(&t.mlp.params),
+                    None => best = Some(t.mlp.params.clone()),
                 }
             }
             let header = if cfg.validation > 0 {
@@ -594,9 +591,9 @@ pub fn run_with(
     let mut last = rows.last().expect("the final iteration always evaluates");
     let final_lr = last.lr;
     let mut selected_iteration = None;
-    if let Some((i, params)) = best {
+    if let Some(params) = best {
         t.mlp.params = params;
-        last = &rows[i];
+        last = &rows[best_row(&rows).expect("a kept model has its row")];
         selected_iteration = Some(last.iteration);
     }
     model::save(out, &run_config, &t.mlp)?;

@@ -307,6 +307,35 @@ pub unsafe fn matmul_nt(
     }
 }
 
+/// One step p of the broadcast kernels: load NV vectors from `row` (the last masked when
+/// `MASKED`), broadcast the scalar `x[i·x_row]` for each of MR rows, and accumulate their
+/// products into `acc`.
+#[inline(always)]
+unsafe fn broadcast_step<const MR: usize, const NV: usize, const MASKED: bool>(
+    acc: &mut [[__m256; NV]; MR],
+    x: *const f32,
+    x_row: usize,
+    row: *const f32,
+    last: __m256i,
+) {
+    unsafe {
+        let mut rv = [_mm256_setzero_ps(); NV];
+        for j in 0..NV {
+            rv[j] = if MASKED && j == NV - 1 {
+                _mm256_maskload_ps(row.add(8 * j), last)
+            } else {
+                _mm256_loadu_ps(row.add(8 * j))
+            };
+        }
+        for i in 0..MR {
+            let xv = _mm256_broadcast_ss(&*x.add(i * x_row));
+            for j in 0..NV {
+                acc[i][j] = _mm256_fmadd_ps(xv, rv[j], acc[i][j]);
+            }
+        }
+    }
+}
+
 /// The shared inner loop of both broadcast kernels: over `k` steps p, broadcast the scalar
 /// `x[p·x_step + i·x_row]` for each of MR rows and multiply it into NV vectors read from row p
 /// of `rows` (`ld` apart), the last one masked when `MASKED`. Returns the MR×NV accumulators.
@@ -323,21 +352,7 @@ unsafe fn broadcast_product<const MR: usize, const NV: usize, const MASKED: bool
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); NV]; MR];
         for p in 0..k {
-            let row = rows.add(p * ld);
-            let mut rv = [_mm256_setzero_ps(); NV];
-            for j in 0..NV {
-                rv[j] = if MASKED && j == NV - 1 {
-                    _mm256_maskload_ps(row.add(8 * j), last)
-                } else {
-                    _mm256_loadu_ps(row.add(8 * j))
-                };
-            }
-            for i in 0..MR {
-                let xv = _mm256_broadcast_ss(&*x.add(p * x_step + i * x_row));
-                for j in 0..NV {
-                    acc[i][j] = _mm256_fmadd_ps(xv, rv[j], acc[i][j]);
-                }
-            }
+            broadcast_step::<MR, NV, MASKED>(&mut acc, x.add(p * x_step), x_row, rows.add(p * ld), last);
         }
         acc
     }
@@ -664,24 +679,11 @@ unsafe fn sparse_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     last: __m256i,
 ) {
     unsafe {
+        // The same step as the dense broadcast kernels, over the listed rows of Wᵀ only.
         let mut acc = [[_mm256_setzero_ps(); NV]; MR];
         for &p in list {
             let p = p as usize;
-            let row = wt.add(p * ldwt);
-            let mut rv = [_mm256_setzero_ps(); NV];
-            for j in 0..NV {
-                rv[j] = if MASKED && j == NV - 1 {
-                    _mm256_maskload_ps(row.add(8 * j), last)
-                } else {
-                    _mm256_loadu_ps(row.add(8 * j))
-                };
-            }
-            for i in 0..MR {
-                let xv = _mm256_broadcast_ss(&*x.add(i * ldx + p));
-                for j in 0..NV {
-                    acc[i][j] = _mm256_fmadd_ps(xv, rv[j], acc[i][j]);
-                }
-            }
+            broadcast_step::<MR, NV, MASKED>(&mut acc, x.add(p), ldx, wt.add(p * ldwt), last);
         }
         for i in 0..MR {
             for j in 0..NV {
