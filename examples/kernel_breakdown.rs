@@ -58,6 +58,7 @@ fn main() {
                 o,
                 1,
                 a.as_ptr(),
+                avx2::PanelLayout::rows(i),
                 w.as_mut_ptr(),
                 v.as_mut_ptr(),
                 std::ptr::null_mut(),
@@ -68,6 +69,9 @@ fn main() {
         // The same with d_z packed transposed, (O, B + 16), as the engine does at large batches.
         let ld_t = b + 16;
         let d_t = vec![0.001f32; o * ld_t];
+        // … and the layer input packed in column panels, as the engine does.
+        let mut a_packed = vec![0f32; b * i.next_multiple_of(avx2::PANEL)];
+        unsafe { avx2::pack_panels(b, i, a.as_ptr(), 0..i, a_packed.as_mut_ptr()) };
         let t_dw_t = time(&mut || unsafe {
             avx2::weight_grad_update(
                 b,
@@ -75,7 +79,8 @@ fn main() {
                 d_t.as_ptr(),
                 1,
                 ld_t,
-                a.as_ptr(),
+                a_packed.as_ptr(),
+                avx2::PanelLayout::packed(b),
                 w.as_mut_ptr(),
                 v.as_mut_ptr(),
                 std::ptr::null_mut(),
@@ -84,7 +89,7 @@ fn main() {
             )
         });
         println!(
-            "{i:>4}→{o:<4} forward {:>6.1} µs {:>5.1} GF/s | d_a {:>6.1} µs {:>5.1} GF/s | d_w+update {:>6.1} µs {:>5.1} GF/s, packed d_z {:>5.1} GF/s",
+            "{i:>4}→{o:<4} forward {:>6.1} µs {:>5.1} GF/s | d_a {:>6.1} µs {:>5.1} GF/s | d_w+update {:>6.1} µs {:>5.1} GF/s, packed d_z and a {:>5.1} GF/s",
             t_fwd * 1e6,
             flops / t_fwd / 1e9,
             t_da * 1e6,
@@ -93,7 +98,7 @@ fn main() {
             flops / t_dw / 1e9,
             flops / t_dw_t / 1e9
         );
-        total += t_fwd + t_dw + if i == 784 { 0.0 } else { t_da };
+        total += t_fwd + t_dw_t + if i == 784 { 0.0 } else { t_da };
     }
     println!("sum of the step's kernels: {:.3} ms", total * 1e3);
 }

@@ -374,6 +374,16 @@ unsafe fn nn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     last: __m256i,
 ) {
     unsafe {
+        // The epilogue's rows of a and out, requested now so that they arrive while the sums
+        // are formed (a tile covers one short run of each row, which the hardware prefetcher
+        // does not anticipate).
+        for i in 0..MR {
+            for p in [a, out as *const f32] {
+                let row = p.add(i * ldo);
+                _mm_prefetch::<_MM_HINT_T0>(row as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(row.add(8 * NV - 1) as *const i8);
+            }
+        }
         // acc[i][j] = Σ_p d[i, p] · w[p, 8j…]
         let acc = broadcast_product::<MR, NV, MASKED>(k, d, 1, ldd, w, ldw, last);
         for i in 0..MR {
@@ -471,11 +481,21 @@ unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     last: __m256i,
 ) {
     unsafe {
+        // The epilogue's rows of W and its state, requested now so that they arrive while the
+        // sums are formed: at large batches a tile covers a short run of each row, too short
+        // for the hardware prefetcher to follow.
+        let adam = up.method.has_second_moment();
+        for i in 0..MR {
+            for p in [w, v, if adam { s } else { w }] {
+                let row = p.add(i * ldw);
+                _mm_prefetch::<_MM_HINT_T0>(row as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(row.add(8 * NV - 1) as *const i8);
+            }
+        }
         // acc[i][j] = Σ_b d[b, i] · a[b, 8j…]
         let acc = broadcast_product::<MR, NV, MASKED>(batch, d, d_step, d_row, a, lda, last);
         let set = _mm256_set1_ps;
         let (alpha, mu, lambda) = (set(up.lr), set(up.momentum), set(up.l2));
-        let adam = up.method.has_second_moment();
         for i in 0..MR {
             for j in 0..NV {
                 let off = i * ldw + 8 * j;
@@ -532,11 +552,76 @@ unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     }
 }
 
+/// Columns per panel of the weight-gradient kernel, the width of its tiles.
+pub const PANEL: usize = 8 * TN_NV;
+
+/// How the weight-gradient kernel finds element (b, c) of `a`: at
+/// `a[(c / PANEL)·panel + b·ld + c % PANEL]`.
+#[derive(Clone, Copy, Debug)]
+pub struct PanelLayout {
+    pub ld: usize,
+    pub panel: usize,
+}
+
+impl PanelLayout {
+    /// `a` as stored, (B, I).
+    pub fn rows(i_dim: usize) -> PanelLayout {
+        PanelLayout {
+            ld: i_dim,
+            panel: PANEL,
+        }
+    }
+
+    /// `a` packed by [`pack_panels`] for a batch of `batch`: each panel of [`PANEL`] columns
+    /// is a contiguous (B, PANEL) block.
+    pub fn packed(batch: usize) -> PanelLayout {
+        PanelLayout {
+            ld: PANEL,
+            panel: PANEL * batch,
+        }
+    }
+}
+
+/// Copy columns `cols` (from and to multiples of [`PANEL`], or to `i_dim`) of `a` (B, I) into
+/// `out` in the layout [`PanelLayout::packed`]; a last, narrower panel is padded with zeros.
+/// The weight-gradient kernel then reads each panel as one contiguous stream instead of one
+/// cache line every I floats, which the hardware prefetcher follows poorly.
+#[target_feature(enable = "avx2")]
+pub unsafe fn pack_panels(
+    batch: usize,
+    i_dim: usize,
+    a: *const f32,
+    cols: std::ops::Range<usize>,
+    out: *mut f32,
+) {
+    unsafe {
+        assert!(cols.start.is_multiple_of(PANEL) && cols.end <= i_dim);
+        let mut c = cols.start;
+        while c < cols.end {
+            let width = (cols.end - c).min(PANEL);
+            let dst = out.add((c / PANEL) * PANEL * batch);
+            for b in 0..batch {
+                let (src, row) = (a.add(b * i_dim + c), dst.add(b * PANEL));
+                if width == PANEL {
+                    _mm256_storeu_ps(row, _mm256_loadu_ps(src));
+                    _mm256_storeu_ps(row.add(8), _mm256_loadu_ps(src.add(8)));
+                } else {
+                    for j in 0..PANEL {
+                        *row.add(j) = if j < width { *src.add(j) } else { 0.0 };
+                    }
+                }
+            }
+            c += width;
+        }
+    }
+}
+
 /// For rows `rows` of W (O, I): `d_w = d_zᵀ a` over `batch` samples, then the update of those
 /// rows of `w` and `v` (leading dimension `i_dim`). `d` is d_z, its element (b, o) at
 /// `d[b·d_step + o·d_row]`: `(O, 1)` as stored (B, O), or `(1, B)` packed as (O, B), which
-/// large batches read faster (six contiguous streams instead of a stride of O floats); the sums
-/// are the same, in the same order. `a` is (B, I).
+/// large batches read faster (six contiguous streams instead of a stride of O floats). `a` is
+/// (B, I) as stored or packed in panels, as `layout` says. The sums are the same, in the same
+/// order, whatever the layouts.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn weight_grad_update(
     batch: usize,
@@ -545,6 +630,7 @@ pub unsafe fn weight_grad_update(
     d_step: usize,
     d_row: usize,
     a: *const f32,
+    layout: PanelLayout,
     w: *mut f32,
     v: *mut f32,
     s: *mut f32,
@@ -559,7 +645,7 @@ pub unsafe fn weight_grad_update(
         // update's loads of W and v miss the cache; rows outer over the whole width streams all
         // of `a` once per row tile, which only fits L2 for small batches.) At batch 64 the block
         // is the whole width.
-        let step = 8 * TN_NV;
+        let step = PANEL;
         let block = ((L2_BUDGET / (4 * batch.max(1))) / step * step).max(step);
         let mut c0 = 0;
         while c0 < i_dim {
@@ -572,13 +658,14 @@ pub unsafe fn weight_grad_update(
                     let width = (c_end - c).min(step);
                     let (nv, masked, last) = panel(width);
                     let off = r * i_dim + c;
-                    let (dp, ap, wp, vp) = (d.add(r * d_row), a.add(c), w.add(off), v.add(off));
+                    let ap = a.add((c / PANEL) * layout.panel);
+                    let (dp, wp, vp) = (d.add(r * d_row), w.add(off), v.add(off));
                     // Only Adam reads and writes `s`; for the others it may be null.
                     let sp = if s.is_null() { s } else { s.add(off) };
                     macro_rules! go {
                         ($mr:literal, $nv:literal, $masked:literal) => {
                             tn_tile::<$mr, $nv, $masked>(
-                                batch, dp, d_step, d_row, ap, i_dim, wp, vp, sp, i_dim, up, last,
+                                batch, dp, d_step, d_row, ap, layout.ld, wp, vp, sp, i_dim, up, last,
                             )
                         };
                     }

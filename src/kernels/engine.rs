@@ -378,12 +378,28 @@ impl Engine {
         } else {
             std::ptr::null_mut()
         });
+        // The layer input packed in column panels for the weight-gradient kernel.
+        let widest_input = mlp.sizes[..n_layers].iter().max().copied().unwrap_or(0);
+        let packed_len = batch * widest_input.next_multiple_of(avx2::PANEL);
+        if ws.packed.len() < packed_len {
+            ws.packed.resize(packed_len, 0.0);
+        }
+        let packed = Shared(ws.packed.as_mut_ptr());
+        const { assert!(8 * avx2::NN_NV == avx2::PANEL) };
         for l in (0..n_layers).rev() {
             let layer = mlp.layers[l].clone();
             let (i, o) = (layer.fan_in, layer.fan_out);
             // a^l for f', and what the layer read (ã^l with dropout) for d_w.
             let a = ws.acts[l][..batch * i].as_ptr() as usize;
             let input = ws.layer_input(l, batch).as_ptr() as usize;
+            // SAFETY (both uses): thread t writes only the panels of columns `cols`, a range
+            // split at multiples of the panel width; the input is read-only here.
+            let pack = |cols: std::ops::Range<usize>| unsafe {
+                avx2::pack_panels(batch, i, input as *const f32, cols, packed.ptr())
+            };
+            if l == 0 {
+                self.par(|t, n| pack(split(i, n, t, avx2::PANEL)));
+            }
             let mask = ws.drops(l).then(|| ws.masks[l][..batch * i].as_ptr() as usize);
             let d_z = ws.d_z[..batch * o].as_ptr() as usize;
             // d_a = d_z W ⊙ f'(a) (⊙ m with dropout), before W changes.
@@ -394,6 +410,7 @@ impl Engine {
                     if cols.is_empty() {
                         return;
                     }
+                    pack(cols.clone());
                     // SAFETY: thread t writes columns `cols` of d_a only; W is not written in
                     // this region.
                     unsafe {
@@ -441,10 +458,15 @@ impl Engine {
                 }
                 // SAFETY: thread t writes rows `rows` of d_t only; d_z is read-only here.
                 unsafe {
+                    // Eight samples at a time, so that each row of d_t is written eight
+                    // contiguous floats at a time while the eight rows of d_z stay in L1.
                     let d = d_z as *const f32;
-                    for b in 0..batch {
+                    for b0 in (0..batch).step_by(8) {
+                        let b1 = (b0 + 8).min(batch);
                         for r in rows.clone() {
-                            *d_t.ptr().add(r * ld_t + b) = *d.add(b * o + r);
+                            for b in b0..b1 {
+                                *d_t.ptr().add(r * ld_t + b) = *d.add(b * o + r);
+                            }
                         }
                     }
                 }
@@ -458,7 +480,8 @@ impl Engine {
                         d_t.ptr() as *const f32,
                         1,
                         ld_t,
-                        input as *const f32,
+                        packed.ptr() as *const f32,
+                        avx2::PanelLayout::packed(batch),
                         params.ptr().add(layer.w),
                         vel.ptr().add(layer.w),
                         sec_w,
@@ -472,16 +495,25 @@ impl Engine {
                         );
                         max_norm::rows(w, i, c as f32);
                     }
+                    // d_b = Σ_s d_z[s, r], summed over s in order for each r, reading rows of
+                    // d_z (a column at a time would stride O floats per sample).
                     let d = d_z as *const f32;
                     let mut unused = 0.0f32;
-                    for r in rows {
-                        let mut d_b = 0.0f32;
+                    const CHUNK: usize = 64;
+                    for r0 in rows.clone().step_by(CHUNK) {
+                        let width = (rows.end - r0).min(CHUNK);
+                        let mut d_b = [0.0f32; CHUNK];
                         for s in 0..batch {
-                            d_b += *d.add(s * o + r);
+                            let row = std::slice::from_raw_parts(d.add(s * o + r0), width);
+                            for (acc, &x) in d_b.iter_mut().zip(row) {
+                                *acc += x;
+                            }
                         }
-                        let j = layer.b + r;
-                        let s = if adam { &mut *sec.ptr().add(j) } else { &mut unused };
-                        up.apply(&mut *params.ptr().add(j), d_b, &mut *vel.ptr().add(j), s, false);
+                        for (k, &g) in d_b[..width].iter().enumerate() {
+                            let j = layer.b + r0 + k;
+                            let s = if adam { &mut *sec.ptr().add(j) } else { &mut unused };
+                            up.apply(&mut *params.ptr().add(j), g, &mut *vel.ptr().add(j), s, false);
+                        }
                     }
                 }
             });

@@ -31,6 +31,9 @@ pub struct Workspace<T> {
     /// (max width, B): scratch for the fused kernels, which read `d_z` transposed at large
     /// batches (`kernels::engine`).
     pub(crate) d_t: Vec<T>,
+    /// (B, max width) in column panels: scratch for the fused kernels, which read each layer's
+    /// input packed so when forming weight gradients (`kernels::engine`).
+    pub(crate) packed: Vec<T>,
     /// Dropout probability of each layer's input (index 0: the pixels; l: a^l); all 0 in a
     /// workspace made by [`Workspace::new`], which is what evaluation uses.
     pub drop_p: Vec<f64>,
@@ -68,6 +71,7 @@ impl<T: Real> Workspace<T> {
             d_z: vec![T::ZERO; capacity * widest],
             d_a: vec![T::ZERO; capacity * widest],
             d_t: Vec::new(),
+            packed: Vec::new(),
             masks: (0..n_layers).map(buffer).collect(),
             dropped: (0..n_layers).map(buffer).collect(),
             drop_p,
