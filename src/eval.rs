@@ -139,16 +139,19 @@ pub fn evaluate(engine: &Engine, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, split:
     let k = mlp.classes();
     let mut confusion = vec![vec![0u64; k]; k];
     let mut loss_sum = 0.0;
-    let mut labels = Vec::with_capacity(ws.capacity);
-    let indices: Vec<u32> = (0..split.len() as u32).collect();
     let prepared = engine.prepare(mlp);
-    for chunk in indices.chunks(ws.capacity) {
-        let n = chunk.len();
-        split.gather(chunk, ws.input_mut(n), &mut labels);
+    let ppi = split.images.pixels_per_image();
+    for start in (0..split.len()).step_by(ws.capacity.max(1)) {
+        let n = (split.len() - start).min(ws.capacity);
+        let labels = &split.labels[start..start + n];
+        engine.bytes_to_unit(
+            &split.images.pixels[start * ppi..(start + n) * ppi],
+            ws.input_mut(n),
+        );
         engine.forward_prepared(mlp, ws, n, prepared.as_ref());
         let logits = &mut ws.acts.last_mut().expect("layers")[..n * k];
-        loss_sum += loss::softmax_cross_entropy(logits, &labels, k);
-        for (row, &y) in ws.output(n).chunks_exact(k).zip(&labels) {
+        loss_sum += loss::softmax_cross_entropy(logits, labels, k);
+        for (row, &y) in ws.output(n).chunks_exact(k).zip(labels) {
             confusion[y as usize][argmax(row)] += 1;
         }
     }

@@ -752,25 +752,31 @@ pub unsafe fn nonzero_columns(
     }
 }
 
-/// Product tile over a list of rows of `wt`: `acc[i][j] = Σ_{p ∈ list} x[i, p] · wt[p, 8j…]`,
-/// then stored into `out` (MR rows, NV vectors, the last masked when `MASKED`).
+/// Product tile over a list of rows of a panel of Wᵀ (`wt`, rows [`PANEL`] floats apart):
+/// `acc[i][j] = Σ_{p ∈ list} x[i, p] · wt[p, 8j…]`, then stored into `out` (MR rows, NV
+/// vectors, the last masked when `MASKED`).
 #[inline(always)]
 unsafe fn sparse_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     list: &[u16],
     x: *const f32,
     ldx: usize,
     wt: *const f32,
-    ldwt: usize,
     out: *mut f32,
     ldo: usize,
     last: __m256i,
 ) {
     unsafe {
+        // The rows of `out` this tile stores, requested while the sums are formed.
+        for i in 0..MR {
+            let row = out.add(i * ldo) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(row);
+            _mm_prefetch::<_MM_HINT_T0>(row.add(4 * (8 * NV - 1)));
+        }
         // The same step as the dense broadcast kernels, over the listed rows of Wᵀ only.
         let mut acc = [[_mm256_setzero_ps(); NV]; MR];
         for &p in list {
             let p = p as usize;
-            broadcast_step::<MR, NV, MASKED>(&mut acc, x.add(p), ldx, wt.add(p * ldwt), last);
+            broadcast_step::<MR, NV, MASKED>(&mut acc, x.add(p), ldx, wt.add(p * PANEL), last);
         }
         for i in 0..MR {
             for j in 0..NV {
@@ -785,37 +791,41 @@ unsafe fn sparse_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     }
 }
 
-/// `out[r, c] = Σ_p x[r, p] · wt[p, c]` for rows `0..m` and columns `cols`, skipping the
-/// columns p of `x` that are zero in a whole block of [`NN_MR`] rows (the lists of
-/// [`nonzero_columns`] with `mr = NN_MR`). For inputs that are mostly exact zeros, as MNIST's
-/// pixels are (81%), this skips most of the first layer's work; `wt` is Wᵀ, (I, O).
+/// `out[r, c] = Σ_p x[r, p] · wt[p, c]` for rows `0..m` (of `i_dim` values) and all `o`
+/// columns, skipping the columns p of `x` that are zero in a whole block of [`NN_MR`] rows
+/// (the lists of [`nonzero_columns`] with `mr = NN_MR`). For inputs that are mostly exact zeros, as MNIST's
+/// pixels are (81%), this skips most of the first layer's work. `wt` is Wᵀ, (I, O), in panels
+/// of [`PANEL`] columns, each a contiguous (I, PANEL) block (the last padded with zeros), so
+/// that the listed rows of a panel lie close together.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn matmul_sparse_rows(
     m: usize,
+    i_dim: usize,
     x: *const f32,
     ldx: usize,
     wt: *const f32,
-    ldwt: usize,
+    o: usize,
     out: *mut f32,
     ldo: usize,
-    cols: std::ops::Range<usize>,
     idx: &[u16],
     starts: &[usize],
 ) {
     unsafe {
         const MR: usize = NN_MR;
-        let mut c = cols.start;
-        // Column panels outer: a panel of Wᵀ (I × 16 floats) stays in cache for every row.
-        while c < cols.end {
-            let width = (cols.end - c).min(8 * NN_NV);
+        const { assert!(PANEL == 8 * NN_NV) };
+        let mut c = 0;
+        // Column panels outer: a panel of Wᵀ (I × PANEL floats) stays in cache for every row.
+        while c < o {
+            let width = (o - c).min(PANEL);
             let (nv, masked, last) = panel(width);
+            let wp = wt.add((c / PANEL) * i_dim * PANEL);
             for (b, r) in (0..m).step_by(MR).enumerate() {
                 let mr = (m - r).min(MR);
                 let list = &idx[starts[b]..starts[b + 1]];
-                let (xp, wp, op) = (x.add(r * ldx), wt.add(c), out.add(r * ldo + c));
+                let (xp, op) = (x.add(r * ldx), out.add(r * ldo + c));
                 macro_rules! go {
                     ($mr:literal, $nv:literal, $masked:literal) => {
-                        sparse_tile::<$mr, $nv, $masked>(list, xp, ldx, wp, ldwt, op, ldo, last)
+                        sparse_tile::<$mr, $nv, $masked>(list, xp, ldx, wp, op, ldo, last)
                     };
                 }
                 for_tile_shape!(go, mr, nv, masked);

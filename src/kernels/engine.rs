@@ -50,13 +50,21 @@ pub struct Engine {
 }
 
 /// What the forward pass can prepare once per model for many evaluations: the first layer's
-/// Wᵀ, (I, O), for the product that skips zero pixels (`avx2::matmul_sparse_rows`). It is a
-/// copy: it goes stale when the model's parameters change, so prepare again after training.
+/// Wᵀ, (I, O), in panels of `avx2::PANEL` columns, for the product that skips zero pixels
+/// (`avx2::matmul_sparse_rows`). It is a copy: it goes stale when the model's parameters
+/// change, so prepare again after training.
 pub struct Prepared {
     /// (fan_in, fan_out) of the first layer it was made from.
     shape: (usize, usize),
+    /// Panel q holds columns `q·PANEL…` of Wᵀ as a contiguous (I, PANEL) block, the last one
+    /// padded with zeros.
     first_t: Vec<f32>,
 }
+
+/// Columns per panel of [`Prepared`]'s Wᵀ: the sparse kernel's tile width.
+const PREPARED_PANEL: usize = 16;
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(PREPARED_PANEL == super::avx2::PANEL && PREPARED_PANEL == 8 * super::avx2::NN_NV);
 
 /// One step's hyper-parameters.
 #[derive(Clone, Copy, Debug)]
@@ -126,6 +134,22 @@ impl Engine {
         self.pool.run(&f);
     }
 
+    /// `out[j] = bytes[j] / 255` (as `data::Split::gather` converts pixels), spread over the
+    /// engine's threads: for whole evaluation chunks, where one thread would leave the others
+    /// waiting.
+    pub fn bytes_to_unit(&self, bytes: &[u8], out: &mut [f32]) {
+        assert_eq!(bytes.len(), out.len());
+        let dst = Shared(out.as_mut_ptr());
+        self.pool.run(&|t, n| {
+            let part = split(bytes.len(), n, t, 64);
+            // SAFETY: thread t writes only `part` of `out`, which has the length of `bytes`.
+            let out = unsafe { std::slice::from_raw_parts_mut(dst.ptr().add(part.start), part.len()) };
+            for (v, &p) in out.iter_mut().zip(&bytes[part]) {
+                *v = p as f32 * (1.0 / 255.0);
+            }
+        });
+    }
+
     /// A parallel region of AVX2 kernels: `f(t, threads)` on every thread, with denormals
     /// flushed to zero while it runs.
     #[cfg(target_arch = "x86_64")]
@@ -177,14 +201,24 @@ impl Engine {
         if self.backend != Backend::Avx2 || layer.fan_in > 1 << 16 {
             return None;
         }
+        const PANEL: usize = PREPARED_PANEL;
         let (i, o) = (layer.fan_in, layer.fan_out);
         let w = &mlp.params[layer.w_range()];
-        let mut first_t = vec![0.0f32; i * o];
-        for (r, row) in w.chunks_exact(i).enumerate() {
-            for (c, &v) in row.iter().enumerate() {
-                first_t[c * o + r] = v;
+        let panels = o.div_ceil(PANEL);
+        let mut first_t = vec![0.0f32; panels * i * PANEL];
+        let out = Shared(first_t.as_mut_ptr());
+        self.pool.run(&|t, n| {
+            for q in split(panels, n, t, 1) {
+                // SAFETY: thread t writes only its panels q of `first_t`.
+                let panel =
+                    unsafe { std::slice::from_raw_parts_mut(out.ptr().add(q * i * PANEL), i * PANEL) };
+                for c in q * PANEL..((q + 1) * PANEL).min(o) {
+                    for (p, &v) in w[c * i..(c + 1) * i].iter().enumerate() {
+                        panel[p * PANEL + c % PANEL] = v;
+                    }
+                }
             }
-        }
+        });
         Some(Prepared {
             shape: (i, o),
             first_t,
@@ -249,16 +283,10 @@ impl Engine {
                 )
             });
             let z = Shared(ws.acts[l + 1][..batch * o].as_mut_ptr());
-            // The first layer of a prepared model: which pixels each block of rows uses.
-            let sparse = prepared.filter(|_| l == 0).map(|p| {
+            // The first layer of a prepared model skips zero pixels.
+            let sparse = prepared.filter(|_| l == 0).inspect(|p| {
                 assert_eq!(p.shape, (i, o), "prepared for a first layer of another shape");
-                assert_eq!(p.first_t.len(), i * o);
-                let (mut idx, mut starts) = (Vec::new(), Vec::new());
-                // SAFETY: the input holds batch × i floats.
-                unsafe {
-                    avx2::nonzero_columns(batch, i, a as *const f32, i, avx2::NN_MR, &mut idx, &mut starts)
-                };
-                (p, idx, starts)
+                assert_eq!(p.first_t.len(), o.div_ceil(PREPARED_PANEL) * i * PREPARED_PANEL);
             });
             let w = &mlp.params[layer.w_range()];
             let b = &mlp.params[layer.b_range()];
@@ -268,30 +296,41 @@ impl Engine {
                 avx2::Act::Identity
             };
             self.par(|t, n| {
-                let cols = split(o, n, t, 8);
-                if cols.is_empty() {
+                // Dense: each thread its columns of every row. Sparse: each thread its rows, in
+                // blocks of six that share one list of non-zero pixels, which it finds itself.
+                let (rows, cols) = match sparse {
+                    Some(_) => (split(batch, n, t, avx2::NN_MR), 0..o),
+                    None => (0..batch, split(o, n, t, 8)),
+                };
+                if rows.is_empty() || cols.is_empty() {
                     return;
                 }
-                // SAFETY: thread t writes only columns `cols` of z and of ã; reads stay inside a,
-                // w, b and the mask.
+                // SAFETY: thread t writes only rows `rows` × columns `cols` of z and of ã;
+                // reads stay inside a, w, b, the prepared Wᵀ and the mask.
                 unsafe {
                     let a = a as *const f32;
-                    match &sparse {
-                        Some((p, idx, starts)) => avx2::matmul_sparse_rows(
-                            batch,
-                            a,
-                            i,
-                            p.first_t.as_ptr(),
-                            o,
-                            z.ptr(),
-                            o,
-                            cols.clone(),
-                            idx,
-                            starts,
-                        ),
+                    match sparse {
+                        Some(p) => {
+                            let (mut idx, mut starts) = (Vec::new(), Vec::new());
+                            let a = a.add(rows.start * i);
+                            avx2::nonzero_columns(rows.len(), i, a, i, avx2::NN_MR, &mut idx, &mut starts);
+                            let out = z.ptr().add(rows.start * o);
+                            avx2::matmul_sparse_rows(
+                                rows.len(),
+                                i,
+                                a,
+                                i,
+                                p.first_t.as_ptr(),
+                                o,
+                                out,
+                                o,
+                                &idx,
+                                &starts,
+                            );
+                        }
                         None => avx2::matmul_nt(batch, i, a, i, w.as_ptr(), i, cols.clone(), z.ptr(), o),
                     }
-                    for r in 0..batch {
+                    for r in rows {
                         let row = r * o + cols.start;
                         avx2::bias_act_row(z.ptr().add(row), b.as_ptr().add(cols.start), cols.len(), act);
                         if let Some((mask, dropped)) = &drop_next {
