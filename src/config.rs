@@ -175,7 +175,7 @@ impl Default for TrainConfig {
             keep_best: false,
             augment: Augment::default(),
             seed: 0,
-            eval_every: 250,
+            eval_every: 500,
             threads: available_threads(),
             kernels: Kernels::Auto,
             dataset: DatasetKind::Mnist,

@@ -511,7 +511,7 @@ fn help_documents_every_train_flag_with_its_default() {
         ("--iterations", "8000"),
         ("--schedule", "constant"),
         ("--seed", "0"),
-        ("--eval-every", "250"),
+        ("--eval-every", "500"),
         ("--dataset", "mnist"),
     ] {
         assert!(out.contains(flag), "{flag} not in --help");
