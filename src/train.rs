@@ -245,7 +245,12 @@ impl<'a> Trainer<'a> {
         let lr = self.lr();
         let idx = self.batches.next_batch(b);
         if self.augmenters.is_empty() {
-            self.train.gather(idx, self.ws.input_mut(b), &mut self.labels);
+            let (pixels, ppi) = (&self.train.images.pixels, self.train.images.pixels_per_image());
+            self.engine
+                .images_to_unit(pixels, ppi, |j| idx[j] as usize, self.ws.input_mut(b));
+            self.labels.clear();
+            self.labels
+                .extend(idx.iter().map(|&i| self.train.labels[i as usize]));
         } else {
             augment_batch(
                 &self.engine,

@@ -292,3 +292,35 @@ fn the_engine_gives_the_same_bits_with_one_two_or_three_threads() {
         "parameters depend on the thread count"
     );
 }
+
+#[test]
+fn images_are_converted_on_the_engine_threads_as_split_gather_converts_them() {
+    use mnist_mlp::data::Split;
+    use mnist_mlp::data::idx::Images;
+    let mut rng = Rng::new(11, 0);
+    let (count, ppi) = (23, 13);
+    let split = Split {
+        images: Images {
+            count,
+            rows: 1,
+            cols: ppi,
+            pixels: (0..count * ppi).map(|_| rng.below(256) as u8).collect(),
+        },
+        labels: (0..count).map(|_| rng.below(10) as u8).collect(),
+    };
+    // Repeats and any order, as a shuffled batch draws them; more rows than threads, and fewer.
+    let idx: Vec<u32> = [22, 0, 5, 5, 17, 3, 9].to_vec();
+    let mut expected = vec![0f32; idx.len() * ppi];
+    let mut labels = Vec::new();
+    split.gather(&idx, &mut expected, &mut labels);
+    for threads in [1, 2, 3, 8] {
+        let engine = Engine::new(threads, Backend::detect());
+        let mut out = vec![f32::NAN; idx.len() * ppi];
+        engine.images_to_unit(&split.images.pixels, ppi, |j| idx[j] as usize, &mut out);
+        assert_eq!(
+            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{threads} threads"
+        );
+    }
+}

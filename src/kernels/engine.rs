@@ -134,18 +134,27 @@ impl Engine {
         self.pool.run(&f);
     }
 
-    /// `out[j] = bytes[j] / 255` (as `data::Split::gather` converts pixels), spread over the
-    /// engine's threads: for whole evaluation chunks, where one thread would leave the others
-    /// waiting.
-    pub fn bytes_to_unit(&self, bytes: &[u8], out: &mut [f32]) {
-        assert_eq!(bytes.len(), out.len());
+    /// Images as f32 = byte / 255 (as `data::Split::gather` converts pixels), spread over the
+    /// engine's threads so that none waits while one converts: row j of `out` (`ppi` values)
+    /// is image `image(j)` of `pixels` (`ppi` bytes each).
+    pub fn images_to_unit(
+        &self,
+        pixels: &[u8],
+        ppi: usize,
+        image: impl Fn(usize) -> usize + Sync,
+        out: &mut [f32],
+    ) {
+        assert!(ppi > 0 && out.len().is_multiple_of(ppi));
+        let rows = out.len() / ppi;
         let dst = Shared(out.as_mut_ptr());
         self.pool.run(&|t, n| {
-            let part = split(bytes.len(), n, t, 64);
-            // SAFETY: thread t writes only `part` of `out`, which has the length of `bytes`.
-            let out = unsafe { std::slice::from_raw_parts_mut(dst.ptr().add(part.start), part.len()) };
-            for (v, &p) in out.iter_mut().zip(&bytes[part]) {
-                *v = p as f32 * (1.0 / 255.0);
+            for j in split(rows, n, t, 1) {
+                let src = &pixels[image(j) * ppi..(image(j) + 1) * ppi];
+                // SAFETY: thread t writes only its rows j of `out`, which holds `rows` rows.
+                let row = unsafe { std::slice::from_raw_parts_mut(dst.ptr().add(j * ppi), ppi) };
+                for (v, &p) in row.iter_mut().zip(src) {
+                    *v = p as f32 * (1.0 / 255.0);
+                }
             }
         });
     }
