@@ -1,13 +1,14 @@
 //! f32 micro-kernels for x86-64 with AVX2 and FMA, selected at run time.
 //!
-//! Three shapes of matrix product occur in a training step, and each gets a kernel that reads
-//! the operands in the layout they already have, so nothing is packed or transposed:
-//! - forward, `z = a Wᵀ`: both operands are contiguous along the contraction → [`dot_tile`]
+//! Three shapes of matrix product occur in a training step, and each gets a kernel suited to
+//! the layout of its operands:
+//! - forward, `z = a Wᵀ`: both operands are contiguous along the contraction → `dot_tile`
 //!   keeps 4×3 vector accumulators and sums each horizontally at the end;
-//! - input gradient, `d_a = d_z W`: [`nn_tile`] broadcasts `d_z` and streams rows of `W`;
-//! - weight gradient, `d_w = d_zᵀ a` (contraction over the batch): [`tn_tile`] broadcasts
-//!   `d_z` and streams rows of `a`, and applies the momentum update in its epilogue, so the
-//!   gradient is never written to memory.
+//! - input gradient, `d_a = d_z W`: `nn_tile` broadcasts `d_z` and streams rows of `W`;
+//! - weight gradient, `d_w = d_zᵀ a` (contraction over the batch): `tn_tile` broadcasts
+//!   `d_z` (copied transposed by the engine) and streams `a` (copied into column panels by
+//!   [`pack_panels`]), and applies the update in its epilogue, so the gradient is never
+//!   written to memory.
 //!
 //! Every output element is reduced in a fixed order that does not depend on the thread split,
 //! so results are bit-identical for any number of threads.
