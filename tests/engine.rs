@@ -119,7 +119,15 @@ fn fused_and_reference() -> Option<(Engine, Engine)> {
     Some((Engine::new(2, Backend::Avx2), Engine::new(1, Backend::Reference)))
 }
 
-const SHAPES: [&[usize]; 3] = [&[37, 29, 13, 10], &[784, 50, 25, 10], &[9, 3, 10]];
+/// Tile edges everywhere; MNIST's input; a minimal network; and layers large enough that every
+/// product of a batch of 64 or more is shared between threads (the engine runs small ones on
+/// one thread).
+const SHAPES: [&[usize]; 4] = [
+    &[37, 29, 13, 10],
+    &[784, 50, 25, 10],
+    &[9, 3, 10],
+    &[300, 200, 150, 20],
+];
 const ACTIVATIONS: [Activation; 3] = [Activation::Sigmoid, Activation::Relu, Activation::Tanh];
 
 #[test]
@@ -186,7 +194,8 @@ fn fused_training_steps_match_the_reference_update_rule() {
     };
     for sizes in SHAPES {
         for act in ACTIVATIONS {
-            for batch in [5, 64] {
+            // 130: large enough for the weight-gradient kernel's packed inputs.
+            for batch in [5, 64, 130] {
                 let (lf, pf) = train(&fast, sizes, act, batch, 4);
                 let (lr, pr) = train(&reference, sizes, act, batch, 4);
                 let d = max_rel(&pf, &pr);
@@ -232,7 +241,9 @@ fn every_update_rule_dropout_and_max_norm_match_the_reference_when_fused() {
         max_norm: Some(0.5),
     });
     for (k, v) in variants.into_iter().enumerate() {
-        for sizes in SHAPES {
+        // Not the widest shape: at this batch it adds no new kernel path, and with Adam, which
+        // divides by √ŝ, its 300-wide sums' rounding reaches 2.3e-5 on gradients near zero.
+        for sizes in &SHAPES[..3] {
             for act in ACTIVATIONS {
                 let (lf, pf) = train_variant(&fast, sizes, act, 13, 4, v);
                 let (lr, pr) = train_variant(&reference, sizes, act, 13, 4, v);
@@ -274,23 +285,16 @@ fn masks_drawn_on_the_engines_threads_are_the_serial_ones() {
 #[test]
 fn the_engine_gives_the_same_bits_with_one_two_or_three_threads() {
     let backend = Backend::detect();
-    let runs: Vec<Vec<f32>> = [1, 2, 3]
-        .iter()
-        .map(|&t| {
-            train(
-                &Engine::new(t, backend),
-                &[784, 50, 25, 10],
-                Activation::Relu,
-                64,
-                3,
-            )
-            .1
-        })
-        .collect();
-    assert!(
-        runs[0] == runs[1] && runs[1] == runs[2],
-        "parameters depend on the thread count"
-    );
+    for (sizes, batch) in [(&[784, 50, 25, 10][..], 64), (&[300, 200, 150, 20][..], 130)] {
+        let runs: Vec<Vec<f32>> = [1, 2, 3]
+            .iter()
+            .map(|&t| train(&Engine::new(t, backend), sizes, Activation::Relu, batch, 3).1)
+            .collect();
+        assert!(
+            runs[0] == runs[1] && runs[1] == runs[2],
+            "{sizes:?} batch {batch}: parameters depend on the thread count"
+        );
+    }
 }
 
 #[test]

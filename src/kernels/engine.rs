@@ -61,6 +61,16 @@ pub struct Prepared {
     first_t: Vec<f32>,
 }
 
+/// Products smaller than this many multiply-adds run on one thread ([`Engine::par_sized`]).
+const SHARED_MACS: usize = 256 * 1024;
+
+/// Batches from this size on have each layer's input packed in column panels for the
+/// weight-gradient kernel. Smaller batches read it as stored: their inputs are still in each
+/// core's cache from the forward pass, whereas panels written by the other core would have to
+/// cross between cores again, and on this machine's slower placements that costs more than
+/// packing saves.
+const PACK_MIN_BATCH: usize = 128;
+
 /// Columns per panel of [`Prepared`]'s Wᵀ: the sparse kernel's tile width.
 const PREPARED_PANEL: usize = 16;
 #[cfg(target_arch = "x86_64")]
@@ -165,6 +175,20 @@ impl Engine {
     fn par(&self, f: impl Fn(usize, usize) + Sync) {
         self.pool
             .run(&|t, n| super::avx2::with_flushed_denormals(|| f(t, n)));
+    }
+
+    /// [`Engine::par`] for work of `macs` multiply-adds: below [`SHARED_MACS`], `f(0, 1)` on
+    /// this thread alone. The results are the same (every output element is reduced the same
+    /// way whatever the split); what is saved is waking the other threads and moving the
+    /// operands between cores, which costs more than such small products (the last layers of
+    /// the seed network at batch 64) gain from a second core.
+    #[cfg(target_arch = "x86_64")]
+    fn par_sized(&self, macs: usize, f: impl Fn(usize, usize) + Sync) {
+        if macs < SHARED_MACS {
+            super::avx2::with_flushed_denormals(|| f(0, 1));
+        } else {
+            self.par(f);
+        }
     }
 
     /// Draw the dropout masks for the first `batch` samples, as [`Workspace::draw_masks`] does
@@ -304,7 +328,7 @@ impl Engine {
             } else {
                 avx2::Act::Identity
             };
-            self.par(|t, n| {
+            self.par_sized(batch * i * o, |t, n| {
                 // Dense: each thread its columns of every row. Sparse: each thread its rows, in
                 // blocks of six that share one list of non-zero pixels, which it finds itself.
                 let (rows, cols) = match sparse {
@@ -427,9 +451,10 @@ impl Engine {
             std::ptr::null_mut()
         });
         // The layer input packed in column panels for the weight-gradient kernel.
+        let packing = batch >= PACK_MIN_BATCH;
         let widest_input = mlp.sizes[..n_layers].iter().max().copied().unwrap_or(0);
         let packed_len = batch * widest_input.next_multiple_of(avx2::PANEL);
-        if ws.packed.len() < packed_len {
+        if packing && ws.packed.len() < packed_len {
             ws.packed.resize(packed_len, 0.0);
         }
         let packed = Shared(ws.packed.as_mut_ptr());
@@ -443,9 +468,11 @@ impl Engine {
             // SAFETY (both uses): thread t writes only the panels of columns `cols`, a range
             // split at multiples of the panel width; the input is read-only here.
             let pack = |cols: std::ops::Range<usize>| unsafe {
-                avx2::pack_panels(batch, i, input as *const f32, cols, packed.ptr())
+                if packing {
+                    avx2::pack_panels(batch, i, input as *const f32, cols, packed.ptr())
+                }
             };
-            if l == 0 {
+            if l == 0 && packing {
                 self.par(|t, n| pack(split(i, n, t, avx2::PANEL)));
             }
             let mask = ws.drops(l).then(|| ws.masks[l][..batch * i].as_ptr() as usize);
@@ -453,7 +480,7 @@ impl Engine {
             // d_a = d_z W ⊙ f'(a) (⊙ m with dropout), before W changes.
             if l > 0 {
                 let d_a = Shared(ws.d_a[..batch * i].as_mut_ptr());
-                self.par(|t, n| {
+                self.par_sized(batch * i * o, |t, n| {
                     let cols = split(i, n, t, 8 * avx2::NN_NV);
                     if cols.is_empty() {
                         return;
@@ -499,7 +526,7 @@ impl Engine {
                 ws.d_t.resize(ld_t * o, 0.0);
             }
             let d_t = Shared(ws.d_t.as_mut_ptr());
-            self.par(|t, n| {
+            self.par_sized(batch * i * o, |t, n| {
                 let rows = split(o, n, t, avx2::TN_MR);
                 if rows.is_empty() {
                     return;
@@ -528,8 +555,12 @@ impl Engine {
                         d_t.ptr() as *const f32,
                         1,
                         ld_t,
-                        packed.ptr() as *const f32,
-                        avx2::PanelLayout::packed(batch),
+                        if packing { packed.ptr() } else { input as *mut f32 },
+                        if packing {
+                            avx2::PanelLayout::packed(batch)
+                        } else {
+                            avx2::PanelLayout::rows(i)
+                        },
                         params.ptr().add(layer.w),
                         vel.ptr().add(layer.w),
                         sec_w,
