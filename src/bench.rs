@@ -60,8 +60,52 @@ pub struct BenchReport {
     pub gemm_peak_gflops: Vec<(usize, f64)>,
     pub steps: Vec<StepFigure>,
     pub eval: Vec<EvalFigure>,
+    /// Round trips of a value between two threads, ns, before and after the timings (empty
+    /// when only one thread is timed): how far apart the cores this run got are. Every
+    /// multi-threaded step moves thousands of cache lines between its cores, so its figures
+    /// fall when this grows (on a virtual machine it can change from one minute to the next).
+    pub core_round_trip_ns: Vec<f64>,
     /// Peak resident memory of this process, MiB.
     pub peak_memory_mib: Option<f64>,
+}
+
+/// Nanoseconds for a value to go from this thread to another one and back, through one atomic
+/// (the mean over many round trips, about 0.1 s at most). None with fewer than two cores.
+pub fn core_round_trip_ns() -> Option<f64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return None;
+    }
+    const STOP: u64 = u64::MAX;
+    let flag = AtomicU64::new(0);
+    let mut trips = 0u64;
+    let mut seconds = 0.0;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Answer each odd value v with v + 1, until told to stop.
+            let mut expect = 1;
+            loop {
+                match flag.load(Ordering::Acquire) {
+                    STOP => return,
+                    v if v == expect => {
+                        flag.store(v + 1, Ordering::Release);
+                        expect += 2;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let started = Instant::now();
+        while trips < 200_000 && (!trips.is_multiple_of(64) || started.elapsed().as_secs_f64() < 0.1) {
+            let v = 2 * trips + 1;
+            flag.store(v, Ordering::Release);
+            while flag.load(Ordering::Acquire) != v + 1 {}
+            trips += 1;
+        }
+        seconds = started.elapsed().as_secs_f64();
+        flag.store(STOP, Ordering::Release);
+    });
+    Some(seconds / trips as f64 * 1e9)
 }
 
 /// Best-of-`reps` GFLOP/s of a 1024³ sgemm in this process (its thread count is fixed by
@@ -205,6 +249,16 @@ pub fn run(
 ) -> Result<BenchReport> {
     let backend: Backend = kernels.resolve()?;
     let fps = flops_per_sample(&SIZES);
+    let mut round_trips = Vec::new();
+    let mut round_trip = |when: &str, progress: &mut dyn FnMut(&str)| {
+        if threads.iter().any(|&t| t > 1)
+            && let Some(ns) = core_round_trip_ns()
+        {
+            progress(&format!("core to core round trip  {ns:>5.0} ns  ({when})"));
+            round_trips.push(ns);
+        }
+    };
+    round_trip("before the timings", &mut progress);
     let fma: Vec<(usize, f64)> = threads
         .iter()
         .filter_map(|&t| fma_peak(t).map(|p| (t, p)))
@@ -264,6 +318,7 @@ pub fn run(
             images_per_second: 1e7 / ms,
         });
     }
+    round_trip("after the timings", &mut progress);
     Ok(BenchReport {
         cpu: crate::study::Machine::detect().cpu,
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -272,6 +327,7 @@ pub fn run(
         gemm_peak_gflops: peaks,
         steps,
         eval,
+        core_round_trip_ns: round_trips,
         peak_memory_mib: peak_memory_mib(),
     })
 }
@@ -283,5 +339,13 @@ mod tests {
         let f = super::flops_per_sample(&super::SIZES);
         // 2·543,000 + 2·543,000 + 2·(543,000 − 392,000)
         assert_eq!(f, 2_474_000.0);
+    }
+
+    #[test]
+    fn a_round_trip_between_cores_takes_a_measurable_time_and_ends() {
+        if let Some(ns) = super::core_round_trip_ns() {
+            // Returning at all means the other thread answered every trip and stopped.
+            assert!(ns.is_finite() && ns > 1.0 && ns < 1e7, "{ns} ns");
+        }
     }
 }
