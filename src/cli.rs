@@ -57,6 +57,10 @@ pub struct BenchArgs {
     /// Print the figures as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Only measure how long a value takes to go to another core and back, print it in
+    /// nanoseconds, and exit (for scripts that label their timings with it).
+    #[arg(long)]
+    pub round_trip: bool,
     /// Internal: print this process's GEMM peak and exit (run with MATMUL_NUM_THREADS set).
     #[arg(long, hide = true)]
     pub gemm_peak_only: bool,
@@ -413,6 +417,12 @@ pub fn run() -> Result<()> {
 fn cmd_bench(args: &BenchArgs) -> Result<()> {
     if args.gemm_peak_only {
         println!("{}", crate::bench::gemm_peak());
+        return Ok(());
+    }
+    if args.round_trip {
+        let ns = crate::bench::core_round_trip_ns()
+            .ok_or_else(|| Error::flag("--round-trip", "needs at least two cores; this machine has one"))?;
+        println!("{ns:.0}");
         return Ok(());
     }
     if let Some(b) = args.batch.iter().find(|&&b| b == 0) {

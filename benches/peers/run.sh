@@ -131,12 +131,20 @@ for t in $THREADS; do
     for b in $BATCH; do
         for ((r = 1; r <= REPEATS; r++)); do
             line="threads $t, batch $b, round $r/$REPEATS:"
+            # How far apart the cores are right now (a virtual machine's can move): ns for a
+            # value to go to another core and back. Multi-threaded runs slow down when it grows.
+            rt=null
+            if ((t > 1)); then
+                rt="$("$BIN" bench --round-trip 2>/dev/null || echo null)"
+                line+=" (core round trip ${rt} ns)"
+            fi
             for impl in "${impls[@]}"; do
                 if [[ $impl == ours ]]; then
                     rec="$(run_ours "$t" "$b" "$r")"
                 else
                     rec="$(run_peer "$impl" "$t" "$b")"
                 fi
+                rec="$("$VPY" -c 'import json,sys; r=json.loads(sys.argv[1]); r["core_round_trip_ns"]=json.loads(sys.argv[2]); print(json.dumps(r))' "$rec" "$rt")"
                 echo "$rec" >>"$RAW"
                 secs="$("$VPY" -c 'import json,sys; print("%.2f" % json.loads(sys.argv[1])["train_seconds"])' "$rec")"
                 line+=" $impl ${secs} s"
@@ -194,6 +202,13 @@ for s in summary:
     ratio = "" if s["ratio_vs_ours"] is None else f"{s['ratio_vs_ours']:.2f}x"
     print(f"{s['impl']:<8} {s['threads']:>7} {s['batch']:>5} {s['runs']:>4} {s['best_seconds']:>9.3f} "
           f"{s['median_seconds']:>9.3f} {s['samples_per_second']:>10.0f} {ratio:>9}")
+for (t, b) in sorted({(r["threads"], r["batch"]) for r in runs}):
+    trips = [r.get("core_round_trip_ns") for r in runs
+             if r["impl"] == "ours" and r["threads"] == t and r["batch"] == b]
+    if any(x is not None for x in trips):
+        print(f"threads {t}, batch {b}: core round trip before each round: "
+              + ", ".join("?" if x is None else f"{x} ns" for x in trips)
+              + " (cores far apart slow multi-threaded runs down)")
 versions = sorted({f"{s['impl']} {s['version']}" for s in summary if s["version"]})
 print(f"\npeer/ours = median seconds of that implementation / median seconds of ours "
       f"(how many times faster ours is). Versions: {', '.join(versions)}.")
