@@ -521,3 +521,23 @@ fn help_documents_every_train_flag_with_its_default() {
         );
     }
 }
+
+#[test]
+fn bench_round_trip_prints_nanoseconds_alone() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return;
+    }
+    let out = mnist_mlp()
+        .args(["bench", "--round-trip"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let ns: f64 = text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a number: {text:?}"));
+    assert!(ns >= 1.0 && ns < 1e7, "{ns} ns");
+}
