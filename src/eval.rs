@@ -144,7 +144,9 @@ pub fn evaluate(engine: &Engine, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, split:
     for start in (0..split.len()).step_by(ws.capacity.max(1)) {
         let n = (split.len() - start).min(ws.capacity);
         let labels = &split.labels[start..start + n];
-        engine.images_to_unit(&split.images.pixels, ppi, |j| start + j, ws.input_mut(n));
+        engine.fill_rows(ws.input_mut(n), ppi, |_, j, row| {
+            split.image_to_unit(start + j, row)
+        });
         engine.forward_prepared(mlp, ws, n, prepared.as_ref());
         let logits = &mut ws.acts.last_mut().expect("layers")[..n * k];
         loss_sum += loss::softmax_cross_entropy(logits, labels, k);

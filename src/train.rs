@@ -244,13 +244,11 @@ impl<'a> Trainer<'a> {
         let b = self.cfg.batch_size;
         let lr = self.lr();
         let idx = self.batches.next_batch(b);
+        let x = self.ws.input_mut(b);
         if self.augmenters.is_empty() {
-            let (pixels, ppi) = (&self.train.images.pixels, self.train.images.pixels_per_image());
+            let (train, ppi) = (&self.train, self.train.images.pixels_per_image());
             self.engine
-                .images_to_unit(pixels, ppi, |j| idx[j] as usize, self.ws.input_mut(b));
-            self.labels.clear();
-            self.labels
-                .extend(idx.iter().map(|&i| self.train.labels[i as usize]));
+                .fill_rows(x, ppi, |_, j, row| train.image_to_unit(idx[j] as usize, row));
         } else {
             augment_batch(
                 &self.engine,
@@ -259,10 +257,10 @@ impl<'a> Trainer<'a> {
                 idx,
                 self.cfg.seed,
                 self.iteration,
-                self.ws.input_mut(b),
-                &mut self.labels,
+                x,
             );
         }
+        self.train.gather_labels(idx, &mut self.labels);
         let key = crate::nn::dropout::step_key(self.cfg.seed, self.iteration);
         self.engine.draw_masks(&mut self.ws, key, b);
         let p = StepParams {
@@ -337,7 +335,6 @@ impl<'a> Trainer<'a> {
 /// Fill `x` (B, 784) with randomly distorted copies of images `idx`, spread over the engine's
 /// threads. Sample j of iteration t draws from its own RNG, seeded by (seed, t·B + j), so the
 /// result does not depend on the thread count and a resumed run needs no augmentation state.
-#[allow(clippy::too_many_arguments)]
 fn augment_batch(
     engine: &Engine,
     augmenters: &[std::sync::Mutex<Augmenter>],
@@ -346,31 +343,14 @@ fn augment_batch(
     seed: u64,
     iteration: usize,
     x: &mut [f32],
-    labels: &mut Vec<u8>,
 ) {
     let b = idx.len();
-    let n = engine.threads();
-    let mut parts = Vec::with_capacity(n);
-    let mut rest = x;
-    for t in 0..n {
-        let range = crate::kernels::pool::split(b, n, t, 1);
-        let (head, tail) = rest.split_at_mut(range.len() * PIXELS);
-        parts.push(std::sync::Mutex::new((range.start, head)));
-        rest = tail;
-    }
-    engine.parallel(|t, _| {
-        let mut part = parts[t].lock().expect("not poisoned");
+    engine.fill_rows(x, PIXELS, |t, j, out| {
         let mut augmenter = augmenters[t].lock().expect("not poisoned");
-        let first = part.0;
-        for (k, out) in part.1.chunks_exact_mut(PIXELS).enumerate() {
-            let j = first + k;
-            let draw = (iteration * b + j) as u64;
-            let mut rng = Rng::new(seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15), stream::AUGMENT);
-            augmenter.apply(train.images.image(idx[j] as usize), &mut rng, out);
-        }
+        let draw = (iteration * b + j) as u64;
+        let mut rng = Rng::new(seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15), stream::AUGMENT);
+        augmenter.apply(train.images.image(idx[j] as usize), &mut rng, out);
     });
-    labels.clear();
-    labels.extend(idx.iter().map(|&i| train.labels[i as usize]));
 }
 
 /// What a run does besides training: checkpoints, resuming, stopping early.

@@ -298,7 +298,7 @@ fn the_engine_gives_the_same_bits_with_one_two_or_three_threads() {
 }
 
 #[test]
-fn images_are_converted_on_the_engine_threads_as_split_gather_converts_them() {
+fn images_converted_row_by_row_on_the_engine_threads_match_split_gather() {
     use mnist_mlp::data::Split;
     use mnist_mlp::data::idx::Images;
     let mut rng = Rng::new(11, 0);
@@ -320,7 +320,9 @@ fn images_are_converted_on_the_engine_threads_as_split_gather_converts_them() {
     for threads in [1, 2, 3, 8] {
         let engine = Engine::new(threads, Backend::detect());
         let mut out = vec![f32::NAN; idx.len() * ppi];
-        engine.images_to_unit(&split.images.pixels, ppi, |j| idx[j] as usize, &mut out);
+        engine.fill_rows(&mut out, ppi, |_, j, row| {
+            split.image_to_unit(idx[j] as usize, row)
+        });
         assert_eq!(
             out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),

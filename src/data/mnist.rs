@@ -65,13 +65,25 @@ impl Split {
     pub fn gather(&self, indices: &[u32], x: &mut [f32], labels: &mut Vec<u8>) {
         let n = self.images.pixels_per_image();
         assert_eq!(x.len(), indices.len() * n);
-        labels.clear();
         for (row, &i) in x.chunks_exact_mut(n).zip(indices) {
-            for (v, &p) in row.iter_mut().zip(self.images.image(i as usize)) {
-                *v = p as f32 * (1.0 / 255.0);
-            }
-            labels.push(self.labels[i as usize]);
+            self.image_to_unit(i as usize, row);
         }
+        self.gather_labels(indices, labels);
+    }
+
+    /// Image `i` as f32 = byte / 255 into `row` (rows·cols values).
+    pub fn image_to_unit(&self, i: usize, row: &mut [f32]) {
+        let image = self.images.image(i);
+        assert_eq!(row.len(), image.len());
+        for (v, &p) in row.iter_mut().zip(image) {
+            *v = p as f32 * (1.0 / 255.0);
+        }
+    }
+
+    /// The labels of images `indices`, in order, replacing the contents of `labels`.
+    pub fn gather_labels(&self, indices: &[u32], labels: &mut Vec<u8>) {
+        labels.clear();
+        labels.extend(indices.iter().map(|&i| self.labels[i as usize]));
     }
 }
 

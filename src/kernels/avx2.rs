@@ -553,8 +553,10 @@ unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     }
 }
 
-/// Columns per panel of the weight-gradient kernel, the width of its tiles.
+/// Columns per panel of the weight-gradient kernel, the width of its tiles (and of the
+/// broadcast kernels', which the engine relies on when it packs in the `d_a` region).
 pub const PANEL: usize = 8 * TN_NV;
+const _: () = assert!(PANEL == 8 * NN_NV);
 
 /// How the weight-gradient kernel finds element (b, c) of `a`: at
 /// `a[(c / PANEL)·panel + b·ld + c % PANEL]`.
@@ -794,10 +796,10 @@ unsafe fn sparse_tile<const MR: usize, const NV: usize, const MASKED: bool>(
 
 /// `out[r, c] = Σ_p x[r, p] · wt[p, c]` for rows `0..m` (of `i_dim` values) and all `o`
 /// columns, skipping the columns p of `x` that are zero in a whole block of [`NN_MR`] rows
-/// (the lists of [`nonzero_columns`] with `mr = NN_MR`). For inputs that are mostly exact zeros, as MNIST's
-/// pixels are (81%), this skips most of the first layer's work. `wt` is Wᵀ, (I, O), in panels
-/// of [`PANEL`] columns, each a contiguous (I, PANEL) block (the last padded with zeros), so
-/// that the listed rows of a panel lie close together.
+/// (the lists of [`nonzero_columns`] with `mr = NN_MR`). For inputs that are mostly exact
+/// zeros, as MNIST's pixels are (81%), this skips most of the first layer's work. `wt` is Wᵀ,
+/// (I, O), in panels of [`PANEL`] columns, each a contiguous (I, PANEL) block (the last padded
+/// with zeros), so that the listed rows of a panel lie close together.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn matmul_sparse_rows(
     m: usize,
@@ -813,7 +815,6 @@ pub unsafe fn matmul_sparse_rows(
 ) {
     unsafe {
         const MR: usize = NN_MR;
-        const { assert!(PANEL == 8 * NN_NV) };
         let mut c = 0;
         // Column panels outer: a panel of Wᵀ (I × PANEL floats) stays in cache for every row.
         while c < o {

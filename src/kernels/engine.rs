@@ -74,7 +74,7 @@ const PACK_MIN_BATCH: usize = 128;
 /// Columns per panel of [`Prepared`]'s Wᵀ: the sparse kernel's tile width.
 const PREPARED_PANEL: usize = 16;
 #[cfg(target_arch = "x86_64")]
-const _: () = assert!(PREPARED_PANEL == super::avx2::PANEL && PREPARED_PANEL == 8 * super::avx2::NN_NV);
+const _: () = assert!(PREPARED_PANEL == super::avx2::PANEL);
 
 /// One step's hyper-parameters.
 #[derive(Clone, Copy, Debug)]
@@ -144,27 +144,19 @@ impl Engine {
         self.pool.run(&f);
     }
 
-    /// Images as f32 = byte / 255 (as `data::Split::gather` converts pixels), spread over the
-    /// engine's threads so that none waits while one converts: row j of `out` (`ppi` values)
-    /// is image `image(j)` of `pixels` (`ppi` bytes each).
-    pub fn images_to_unit(
-        &self,
-        pixels: &[u8],
-        ppi: usize,
-        image: impl Fn(usize) -> usize + Sync,
-        out: &mut [f32],
-    ) {
-        assert!(ppi > 0 && out.len().is_multiple_of(ppi));
-        let rows = out.len() / ppi;
+    /// Fill the rows of `out` (`width` values each) on the engine's threads: `f(t, j, row)` for
+    /// row j on thread t, each thread taking a contiguous run of rows. For the work around a
+    /// step that is done row by row, such as preparing a batch, so that no thread waits while
+    /// one does it alone.
+    pub fn fill_rows(&self, out: &mut [f32], width: usize, f: impl Fn(usize, usize, &mut [f32]) + Sync) {
+        assert!(width > 0 && out.len().is_multiple_of(width));
+        let rows = out.len() / width;
         let dst = Shared(out.as_mut_ptr());
         self.pool.run(&|t, n| {
             for j in split(rows, n, t, 1) {
-                let src = &pixels[image(j) * ppi..(image(j) + 1) * ppi];
                 // SAFETY: thread t writes only its rows j of `out`, which holds `rows` rows.
-                let row = unsafe { std::slice::from_raw_parts_mut(dst.ptr().add(j * ppi), ppi) };
-                for (v, &p) in row.iter_mut().zip(src) {
-                    *v = p as f32 * (1.0 / 255.0);
-                }
+                let row = unsafe { std::slice::from_raw_parts_mut(dst.ptr().add(j * width), width) };
+                f(t, j, row);
             }
         });
     }
@@ -458,7 +450,6 @@ impl Engine {
             ws.packed.resize(packed_len, 0.0);
         }
         let packed = Shared(ws.packed.as_mut_ptr());
-        const { assert!(8 * avx2::NN_NV == avx2::PANEL) };
         for l in (0..n_layers).rev() {
             let layer = mlp.layers[l].clone();
             let (i, o) = (layer.fan_in, layer.fan_out);
