@@ -51,7 +51,7 @@ pub struct BenchArgs {
     /// Thread counts to time.
     #[arg(long, value_delimiter = ',', default_values_t = default_bench_threads())]
     pub threads: Vec<usize>,
-    /// Step implementation: auto, avx2 or reference.
+    /// Step implementation: auto, avx2, avx512 or reference.
     #[arg(long, default_value_t = Kernels::Auto)]
     pub kernels: Kernels,
     /// Print the figures as JSON on stdout.
@@ -229,7 +229,9 @@ pub struct TrainArgs {
     /// Threads for the matrix products (default: all cores).
     #[arg(long, default_value_t = available_threads())]
     pub threads: usize,
-    /// Step implementation: auto (fused AVX2 kernels where available), avx2, or reference.
+    /// Step implementation: auto (fused AVX2 kernels where available, their products in
+    /// 512-bit registers where AVX-512 is), avx2, avx512 (the same bits as avx2), or
+    /// reference.
     #[arg(long, default_value_t = defaults().kernels)]
     pub kernels: Kernels,
     /// Data set: mnist or fashion-mnist. Chooses the cache (without --data-dir) and the class

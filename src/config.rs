@@ -30,9 +30,13 @@ crate::named_enum!(Reduction, "loss reduction", {
 /// rounding, and so the exact bits of a model, differ between them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernels {
-    /// The fused AVX2 kernels where the CPU has AVX2 and FMA, else the reference code.
+    /// The fused kernels where the CPU has AVX2 and FMA (with 512-bit registers where it also
+    /// has AVX-512), else the reference code.
     Auto,
     Avx2,
+    /// `Avx2`'s kernels, the three matrix products of a step in 512-bit registers: the same
+    /// bits.
+    Avx512,
     Reference,
 }
 
@@ -42,10 +46,15 @@ impl Kernels {
         match self {
             Kernels::Auto => Ok(Backend::detect()),
             Kernels::Reference => Ok(Backend::Reference),
-            Kernels::Avx2 if Backend::detect() == Backend::Avx2 => Ok(Backend::Avx2),
+            Kernels::Avx2 if Backend::Avx2.available() => Ok(Backend::Avx2),
             Kernels::Avx2 => Err(Error::flag(
                 "--kernels",
                 "avx2 needs an x86-64 CPU with AVX2 and FMA; use auto or reference",
+            )),
+            Kernels::Avx512 if Backend::Avx512.available() => Ok(Backend::Avx512),
+            Kernels::Avx512 => Err(Error::flag(
+                "--kernels",
+                "avx512 needs an x86-64 CPU with AVX2, FMA, AVX-512F and AVX-512DQ; use auto, avx2 or reference",
             )),
         }
     }
@@ -54,6 +63,7 @@ impl Kernels {
 crate::named_enum!(Kernels, "kernels", {
     Kernels::Auto => "auto",
     Kernels::Avx2 => "avx2",
+    Kernels::Avx512 => "avx512",
     Kernels::Reference => "reference",
 });
 

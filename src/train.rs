@@ -77,7 +77,7 @@ pub struct Summary {
     pub samples_per_second: f64,
     pub final_lr: f64,
     pub threads: usize,
-    /// The step implementation that ran (`avx2-fma` or `reference`).
+    /// The step implementation that ran (`avx512-fma`, `avx2-fma` or `reference`).
     pub kernels: String,
     pub tool_version: String,
 }

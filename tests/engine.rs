@@ -1,6 +1,7 @@
 //! The fused AVX2 engine against the readable reference code (`nn` + `optim`), on networks whose
 //! sizes exercise every edge case of the kernels' tiles, for every activation, update rule,
-//! dropout and max-norm; and the engine's results independent of its thread count, bit for bit.
+//! dropout and max-norm; the engine's results independent of its thread count, bit for bit;
+//! and its 512-bit kernels bit-identical to its 256-bit ones.
 
 use mnist_mlp::kernels::{Backend, Engine, StepParams};
 use mnist_mlp::nn::{Activation, Init, Mlp, Workspace};
@@ -112,7 +113,7 @@ fn train_variant(
 /// The fused engine (2 threads) and the reference one, or `None` (with a note) on CPUs without
 /// AVX2/FMA, where the fused engine is never used.
 fn fused_and_reference() -> Option<(Engine, Engine)> {
-    if Backend::detect() != Backend::Avx2 {
+    if !Backend::Avx2.available() {
         eprintln!("skipped: this CPU has no AVX2/FMA, so the fused engine is never used here");
         return None;
     }
@@ -264,6 +265,69 @@ fn every_update_rule_dropout_and_max_norm_match_the_reference_when_fused() {
                     assert!(max_rel(&plain, &pr) > 1e-4, "variant {k} made no difference");
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn the_512_bit_kernels_give_the_256_bit_kernels_bits() {
+    if !Backend::Avx512.available() {
+        eprintln!("skipped: this CPU has no AVX-512F/DQ, so the 512-bit kernels are never used here");
+        return;
+    }
+    let mut variants = Vec::new();
+    for method in [Method::Sgd, Method::Nesterov, Method::Adam, Method::AdamW] {
+        variants.push(Variant {
+            opt: Optimizer { method, ..SGD.opt },
+            ..SGD
+        });
+    }
+    variants.push(Variant {
+        opt: Optimizer {
+            method: Method::Adam,
+            ..SGD.opt
+        },
+        dropout: (0.1, 0.3),
+        max_norm: Some(0.5),
+    });
+    // Batches below and above the size from which the layer inputs are packed in panels; every
+    // shape has widths that leave partial tiles of both kernels.
+    for threads in [1, 2] {
+        let (wide, narrow) = (
+            Engine::new(threads, Backend::Avx512),
+            Engine::new(threads, Backend::Avx2),
+        );
+        for (k, &v) in variants.iter().enumerate() {
+            for sizes in SHAPES {
+                for batch in [5, 64, 130] {
+                    let act = ACTIVATIONS[(k + batch) % 3];
+                    let (lw, pw) = train_variant(&wide, sizes, act, batch, 3, v);
+                    let (ln, pn) = train_variant(&narrow, sizes, act, batch, 3, v);
+                    let same =
+                        pw.len() == pn.len() && pw.iter().zip(&pn).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "variant {k}, {sizes:?} {act} batch {batch}, {threads} threads: other bits"
+                    );
+                    assert_eq!(lw, ln, "variant {k}, {sizes:?} batch {batch}: losses");
+                }
+            }
+        }
+        // The evaluation's forward pass (which also takes the first layer's sparse path).
+        let (mlp, x, _) = setup(SHAPES[3], Activation::Relu, 37, 3);
+        let logits = |engine: &Engine, prepared: bool| {
+            let mut ws = Workspace::new(SHAPES[3], 37);
+            ws.input_mut(37).copy_from_slice(&x);
+            let p = if prepared { engine.prepare(&mlp) } else { None };
+            engine.forward_prepared(&mlp, &mut ws, 37, p.as_ref());
+            ws.output(37).iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        for prepared in [false, true] {
+            assert_eq!(
+                logits(&wide, prepared),
+                logits(&narrow, prepared),
+                "forward, prepared: {prepared}"
+            );
         }
     }
 }

@@ -84,7 +84,7 @@ unsafe fn panel(width: usize) -> (usize, bool, __m256i) {
 
 /// Lanes `0..n` set (n ≤ 8).
 #[inline(always)]
-unsafe fn mask(n: usize) -> __m256i {
+pub(crate) unsafe fn mask(n: usize) -> __m256i {
     unsafe {
         _mm256_cmpgt_epi32(
             _mm256_set1_epi32(n as i32),
@@ -94,7 +94,7 @@ unsafe fn mask(n: usize) -> __m256i {
 }
 
 #[inline(always)]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(crate) unsafe fn hsum(v: __m256) -> f32 {
     unsafe {
         let lo = _mm256_castps256_ps128(v);
         let hi = _mm256_extractf128_ps(v, 1);
@@ -451,7 +451,7 @@ pub unsafe fn matmul_nn_dact(
 
 /// Bytes of an operand block we aim to keep in a core's L2 (1 MB on the machines we measured;
 /// a quarter leaves room for the other operands).
-const L2_BUDGET: usize = 256 << 10;
+pub(crate) const L2_BUDGET: usize = 256 << 10;
 
 /// Tile shapes of the broadcast kernels: rows × vectors of 8 columns.
 pub const NN_MR: usize = 6;

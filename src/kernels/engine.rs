@@ -1,7 +1,8 @@
 //! The training step and the forward pass as the machine runs them: the same equations as
 //! `nn::Mlp::forward`, `nn::Mlp::backward` and `optim::Optimizer::step` (plus dropout and the
-//! max-norm constraint), split across threads and, on
-//! CPUs with AVX2 and FMA, computed by the fused kernels of `avx2`:
+//! max-norm constraint), split across threads and, on CPUs with AVX2 and FMA, computed by the
+//! fused kernels of `avx2` (the three products in 512-bit registers by `avx512` where the CPU
+//! has AVX-512, with the same bits):
 //!
 //! - forward: `z = a Wᵀ`, then `a' = f(z + b)` in one pass over each output row;
 //! - backward: `d_a = d_z W` with `⊙ f'(a)` applied as the result is stored;
@@ -22,6 +23,9 @@ use crate::optim::{Optimizer, max_norm};
 pub enum Backend {
     /// AVX2 + FMA kernels with fused element-wise work.
     Avx2,
+    /// The same, with the three matrix-product kernels of a training step in 512-bit
+    /// registers (`avx512`): the same results, bit for bit, in half the instructions.
+    Avx512,
     /// The readable `nn`/`optim` code, with `matrixmultiply` for the products.
     Reference,
 }
@@ -30,7 +34,9 @@ impl Backend {
     /// The fastest backend this CPU supports.
     pub fn detect() -> Backend {
         #[cfg(target_arch = "x86_64")]
-        if super::avx2::available() {
+        if super::avx512::available() {
+            return Backend::Avx512;
+        } else if super::avx2::available() {
             return Backend::Avx2;
         }
         Backend::Reference
@@ -39,8 +45,26 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Avx2 => "avx2-fma",
+            Backend::Avx512 => "avx512-fma",
             Backend::Reference => "reference",
         }
+    }
+
+    /// Whether this backend runs the fused kernels (`avx2`, and `avx512` for three of them).
+    pub fn fused(self) -> bool {
+        self != Backend::Reference
+    }
+
+    /// Whether this CPU can run this backend.
+    pub fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return match self {
+            Backend::Avx2 => super::avx2::available(),
+            Backend::Avx512 => super::avx512::available(),
+            Backend::Reference => true,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        return self == Backend::Reference;
     }
 }
 
@@ -116,15 +140,11 @@ fn act_code(a: Activation) -> super::avx2::Act {
 
 impl Engine {
     pub fn new(threads: usize, backend: Backend) -> Engine {
-        if backend == Backend::Avx2 {
-            #[cfg(target_arch = "x86_64")]
-            assert!(
-                super::avx2::available(),
-                "the AVX2 backend needs a CPU with AVX2 and FMA"
-            );
-            #[cfg(not(target_arch = "x86_64"))]
-            panic!("the AVX2 backend needs an x86-64 CPU");
-        }
+        assert!(
+            backend.available(),
+            "this CPU cannot run the {} kernels",
+            backend.name()
+        );
         // The reference backend parallelises inside `matrixmultiply`; idle pool workers would
         // only spin against it.
         let threads = if backend == Backend::Reference { 1 } else { threads };
@@ -223,7 +243,7 @@ impl Engine {
     pub fn prepare(&self, mlp: &Mlp<f32>) -> Option<Prepared> {
         let layer = &mlp.layers[0];
         // Pixel indices are kept as u16.
-        if self.backend != Backend::Avx2 || layer.fan_in > 1 << 16 {
+        if !self.backend.fused() || layer.fan_in > 1 << 16 {
             return None;
         }
         const PANEL: usize = PREPARED_PANEL;
@@ -264,9 +284,9 @@ impl Engine {
         match self.backend {
             Backend::Reference => mlp.forward(ws, batch),
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => self.forward_avx2(mlp, ws, batch, prepared),
+            Backend::Avx2 | Backend::Avx512 => self.forward_avx2(mlp, ws, batch, prepared),
             #[cfg(not(target_arch = "x86_64"))]
-            Backend::Avx2 => unreachable!(),
+            Backend::Avx2 | Backend::Avx512 => unreachable!(),
         }
     }
 
@@ -320,6 +340,11 @@ impl Engine {
             } else {
                 avx2::Act::Identity
             };
+            let matmul_nt = if self.backend == Backend::Avx512 {
+                super::avx512::matmul_nt
+            } else {
+                avx2::matmul_nt
+            };
             self.par_sized(batch * i * o, |t, n| {
                 // Dense: each thread its columns of every row. Sparse: each thread its rows, in
                 // blocks of six that share one list of non-zero pixels, which it finds itself.
@@ -353,7 +378,7 @@ impl Engine {
                                 &starts,
                             );
                         }
-                        None => avx2::matmul_nt(batch, i, a, i, w.as_ptr(), i, cols.clone(), z.ptr(), o),
+                        None => matmul_nt(batch, i, a, i, w.as_ptr(), i, cols.clone(), z.ptr(), o),
                     }
                     for r in rows {
                         let row = r * o + cols.start;
@@ -406,9 +431,11 @@ impl Engine {
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => self.backward_update_avx2(mlp, velocity, second, ws, labels, p),
+            Backend::Avx2 | Backend::Avx512 => {
+                self.backward_update_avx2(mlp, velocity, second, ws, labels, p)
+            }
             #[cfg(not(target_arch = "x86_64"))]
-            Backend::Avx2 => unreachable!(),
+            Backend::Avx2 | Backend::Avx512 => unreachable!(),
         }
         loss
     }
@@ -450,6 +477,17 @@ impl Engine {
             ws.packed.resize(packed_len, 0.0);
         }
         let packed = Shared(ws.packed.as_mut_ptr());
+        let wide = self.backend == Backend::Avx512;
+        let matmul_nn_dact = if wide {
+            super::avx512::matmul_nn_dact
+        } else {
+            avx2::matmul_nn_dact
+        };
+        let weight_grad_update = if wide {
+            super::avx512::weight_grad_update
+        } else {
+            avx2::weight_grad_update
+        };
         for l in (0..n_layers).rev() {
             let layer = mlp.layers[l].clone();
             let (i, o) = (layer.fan_in, layer.fan_out);
@@ -481,7 +519,7 @@ impl Engine {
                     // this region.
                     unsafe {
                         let w = params.ptr().add(layer.w) as *const f32;
-                        avx2::matmul_nn_dact(
+                        matmul_nn_dact(
                             batch,
                             o,
                             d_z as *const f32,
@@ -540,7 +578,7 @@ impl Engine {
                 // only; d_z and a are read-only here.
                 unsafe {
                     let sec_w = if adam { sec.ptr().add(layer.w) } else { sec.ptr() };
-                    avx2::weight_grad_update(
+                    weight_grad_update(
                         batch,
                         i,
                         d_t.ptr() as *const f32,
