@@ -64,6 +64,8 @@ pub struct BenchReport {
     /// when only one thread is timed): how far apart the cores this run got are. Every
     /// multi-threaded step moves thousands of cache lines between its cores, so its figures
     /// fall when this grows (on a virtual machine it can change from one minute to the next).
+    /// A normal figure does not clear the run: a busy neighbour on the same physical core
+    /// slows it without changing this.
     pub core_round_trip_ns: Vec<f64>,
     /// Peak resident memory of this process, MiB.
     pub peak_memory_mib: Option<f64>,

@@ -208,7 +208,7 @@ for (t, b) in sorted({(r["threads"], r["batch"]) for r in runs}):
     if any(x is not None for x in trips):
         print(f"threads {t}, batch {b}: core round trip before each round: "
               + ", ".join("?" if x is None else f"{x} ns" for x in trips)
-              + " (cores far apart slow multi-threaded runs down)")
+              + " (cores far apart slow multi-threaded runs down; a busy neighbour on the same core does too, unseen here)")
 versions = sorted({f"{s['impl']} {s['version']}" for s in summary if s["version"]})
 print(f"\npeer/ours = median seconds of that implementation / median seconds of ours "
       f"(how many times faster ours is). Versions: {', '.join(versions)}.")
