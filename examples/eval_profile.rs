@@ -4,6 +4,7 @@
 //!
 //!   cargo run --release --example eval_profile -- MODEL_DIR [THREADS] [REPEATS]
 //!
+//! `KERNELS=avx2|avx512` picks the kernels (default: the fastest this CPU has).
 //! `CHUNK=N` sets the images per forward pass (default: `train`'s). `SPARSITY=1` first prints,
 //! for each layer, the non-zero inputs per image and the union over blocks of 1, 2, 4 and 6
 //! images (the first layer's sparse product works per block of six).
@@ -22,7 +23,12 @@ fn main() {
     let repeats: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(30).max(1);
     let loaded = mnist_mlp::model::load(dir).expect("a model directory");
     let data = Dataset::open(None, DatasetKind::Mnist, false).expect("the MNIST cache");
-    let engine = Engine::new(threads, Backend::detect());
+    let backend = match std::env::var("KERNELS").as_deref() {
+        Ok("avx2") => Backend::Avx2,
+        Ok("avx512") => Backend::Avx512,
+        _ => Backend::detect(),
+    };
+    let engine = Engine::new(threads, backend);
     let chunk = std::env::var("CHUNK")
         .ok()
         .and_then(|s| s.parse().ok())
