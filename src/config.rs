@@ -34,8 +34,7 @@ pub enum Kernels {
     /// has AVX-512), else the reference code.
     Auto,
     Avx2,
-    /// `Avx2`'s kernels, the three matrix products of a step in 512-bit registers: the same
-    /// bits.
+    /// `Avx2`'s kernels, the matrix products in 512-bit registers: the same bits.
     Avx512,
     Reference,
 }

@@ -1,7 +1,7 @@
 //! The training step and the forward pass as the machine runs them: the same equations as
 //! `nn::Mlp::forward`, `nn::Mlp::backward` and `optim::Optimizer::step` (plus dropout and the
 //! max-norm constraint), split across threads and, on CPUs with AVX2 and FMA, computed by the
-//! fused kernels of `avx2` (the three products in 512-bit registers by `avx512` where the CPU
+//! fused kernels of `avx2` (the matrix products in 512-bit registers by `avx512` where the CPU
 //! has AVX-512, with the same bits):
 //!
 //! - forward: `z = a Wᵀ`, then `a' = f(z + b)` in one pass over each output row;
@@ -23,8 +23,9 @@ use crate::optim::{Optimizer, max_norm};
 pub enum Backend {
     /// AVX2 + FMA kernels with fused element-wise work.
     Avx2,
-    /// The same, with the three matrix-product kernels of a training step in 512-bit
-    /// registers (`avx512`): the same results, bit for bit, in half the instructions.
+    /// The same, with the matrix-product kernels (the step's three and the evaluation's sparse
+    /// one) in 512-bit registers (`avx512`): the same results, bit for bit, in half the
+    /// instructions.
     Avx512,
     /// The readable `nn`/`optim` code, with `matrixmultiply` for the products.
     Reference,
@@ -50,7 +51,7 @@ impl Backend {
         }
     }
 
-    /// Whether this backend runs the fused kernels (`avx2`, and `avx512` for three of them).
+    /// Whether this backend runs the fused kernels (`avx2`, and `avx512` for the products).
     pub fn fused(self) -> bool {
         self != Backend::Reference
     }
@@ -340,10 +341,16 @@ impl Engine {
             } else {
                 avx2::Act::Identity
             };
-            let matmul_nt = if self.backend == Backend::Avx512 {
+            let wide = self.backend == Backend::Avx512;
+            let matmul_nt = if wide {
                 super::avx512::matmul_nt
             } else {
                 avx2::matmul_nt
+            };
+            let matmul_sparse_rows = if wide {
+                super::avx512::matmul_sparse_rows
+            } else {
+                avx2::matmul_sparse_rows
             };
             self.par_sized(batch * i * o, |t, n| {
                 // Dense: each thread its columns of every row. Sparse: each thread its rows, in
@@ -365,7 +372,7 @@ impl Engine {
                             let a = a.add(rows.start * i);
                             avx2::nonzero_columns(rows.len(), i, a, i, avx2::NN_MR, &mut idx, &mut starts);
                             let out = z.ptr().add(rows.start * o);
-                            avx2::matmul_sparse_rows(
+                            matmul_sparse_rows(
                                 rows.len(),
                                 i,
                                 a,
