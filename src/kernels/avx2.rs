@@ -308,6 +308,23 @@ pub unsafe fn matmul_nt(
     }
 }
 
+/// Request into L1 the first and the last float of a run of `width` floats in each of MR rows
+/// (`ld` apart) from each of `bases`: the rows a tile's epilogue reads or writes, asked for
+/// before the tile forms its sums so that they arrive meanwhile (a tile covers one short run
+/// of each row, which the hardware prefetcher does not anticipate).
+#[inline(always)]
+pub(crate) unsafe fn prefetch_rows<const MR: usize>(bases: &[*const f32], ld: usize, width: usize) {
+    unsafe {
+        for i in 0..MR {
+            for p in bases {
+                let row = p.add(i * ld);
+                _mm_prefetch::<_MM_HINT_T0>(row as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(row.add(width - 1) as *const i8);
+            }
+        }
+    }
+}
+
 /// One step p of the broadcast kernels: load NV vectors from `row` (the last masked when
 /// `MASKED`), broadcast the scalar `x[i·x_row]` for each of MR rows, and accumulate their
 /// products into `acc`.
@@ -375,16 +392,8 @@ unsafe fn nn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     last: __m256i,
 ) {
     unsafe {
-        // The epilogue's rows of a and out, requested now so that they arrive while the sums
-        // are formed (a tile covers one short run of each row, which the hardware prefetcher
-        // does not anticipate).
-        for i in 0..MR {
-            for p in [a, out as *const f32] {
-                let row = p.add(i * ldo);
-                _mm_prefetch::<_MM_HINT_T0>(row as *const i8);
-                _mm_prefetch::<_MM_HINT_T0>(row.add(8 * NV - 1) as *const i8);
-            }
-        }
+        // The epilogue's rows of a and out.
+        prefetch_rows::<MR>(&[a, out], ldo, 8 * NV);
         // acc[i][j] = Σ_p d[i, p] · w[p, 8j…]
         let acc = broadcast_product::<MR, NV, MASKED>(k, d, 1, ldd, w, ldw, last);
         for i in 0..MR {
@@ -486,13 +495,7 @@ unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
         // sums are formed: at large batches a tile covers a short run of each row, too short
         // for the hardware prefetcher to follow.
         let adam = up.method.has_second_moment();
-        for i in 0..MR {
-            for p in [w, v, if adam { s } else { w }] {
-                let row = p.add(i * ldw);
-                _mm_prefetch::<_MM_HINT_T0>(row as *const i8);
-                _mm_prefetch::<_MM_HINT_T0>(row.add(8 * NV - 1) as *const i8);
-            }
-        }
+        prefetch_rows::<MR>(&[w, v, if adam { s } else { w }], ldw, 8 * NV);
         // acc[i][j] = Σ_b d[b, i] · a[b, 8j…]
         let acc = broadcast_product::<MR, NV, MASKED>(batch, d, d_step, d_row, a, lda, last);
         let set = _mm256_set1_ps;
@@ -770,11 +773,7 @@ unsafe fn sparse_tile<const MR: usize, const NV: usize, const MASKED: bool>(
 ) {
     unsafe {
         // The rows of `out` this tile stores, requested while the sums are formed.
-        for i in 0..MR {
-            let row = out.add(i * ldo) as *const i8;
-            _mm_prefetch::<_MM_HINT_T0>(row);
-            _mm_prefetch::<_MM_HINT_T0>(row.add(4 * (8 * NV - 1)));
-        }
+        prefetch_rows::<MR>(&[out], ldo, 8 * NV);
         // The same step as the dense broadcast kernels, over the listed rows of Wᵀ only.
         let mut acc = [[_mm256_setzero_ps(); NV]; MR];
         for &p in list {

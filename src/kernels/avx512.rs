@@ -23,7 +23,7 @@
     clippy::missing_safety_doc,
     clippy::needless_range_loop
 )]
-use super::avx2::{Act, PANEL, PanelLayout, Update};
+use super::avx2::{Act, PANEL, PanelLayout, Update, prefetch_rows};
 use crate::optim::Method;
 use std::arch::x86_64::*;
 
@@ -67,6 +67,37 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq") && super::avx2::available()
 }
 
+/// One step of the broadcast tiles, avx2's `broadcast_step` with zmm vectors: load NV vectors,
+/// vector j from `row + j·stride` (the last masked when `MASKED`), broadcast `x[i·x_row]` for
+/// each of MR rows, and accumulate the products into `acc`.
+#[inline(always)]
+unsafe fn broadcast_step<const MR: usize, const NV: usize, const MASKED: bool>(
+    acc: &mut [[__m512; NV]; MR],
+    x: *const f32,
+    x_row: usize,
+    row: *const f32,
+    stride: usize,
+    last: __mmask16,
+) {
+    unsafe {
+        let mut rv = [_mm512_setzero_ps(); NV];
+        for j in 0..NV {
+            let p = row.add(j * stride);
+            rv[j] = if MASKED && j == NV - 1 {
+                _mm512_maskz_loadu_ps(last, p)
+            } else {
+                _mm512_loadu_ps(p)
+            };
+        }
+        for i in 0..MR {
+            let xv = _mm512_set1_ps(*x.add(i * x_row));
+            for j in 0..NV {
+                acc[i][j] = _mm512_fmadd_ps(xv, rv[j], acc[i][j]);
+            }
+        }
+    }
+}
+
 /// avx2's `tn_tile` with NV zmm vectors of 16 columns: `d_w[o, c] = Σ_b d[b, o] · a[b, c]`,
 /// then the update of `w`, `v` (and `s` for Adam). Vector j of the tile reads `a` from the
 /// panel `j·a_panel` floats on, so packed panels of 16 columns work as they are.
@@ -89,31 +120,11 @@ unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     unsafe {
         // The epilogue's rows, requested now (as in avx2).
         let adam = up.method.has_second_moment();
-        for i in 0..MR {
-            for p in [w, v, if adam { s } else { w }] {
-                let row = p.add(i * ldw);
-                _mm_prefetch::<_MM_HINT_T0>(row as *const i8);
-                _mm_prefetch::<_MM_HINT_T0>(row.add(16 * NV - 1) as *const i8);
-            }
-        }
+        prefetch_rows::<MR>(&[w, v, if adam { s } else { w }], ldw, 16 * NV);
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
         for b in 0..batch {
-            let mut rv = [_mm512_setzero_ps(); NV];
-            for j in 0..NV {
-                let row = a.add(j * a_panel + b * lda);
-                rv[j] = if MASKED && j == NV - 1 {
-                    _mm512_maskz_loadu_ps(last, row)
-                } else {
-                    _mm512_loadu_ps(row)
-                };
-            }
-            let x = d.add(b * d_step);
-            for i in 0..MR {
-                let xv = _mm512_set1_ps(*x.add(i * d_row));
-                for j in 0..NV {
-                    acc[i][j] = _mm512_fmadd_ps(xv, rv[j], acc[i][j]);
-                }
-            }
+            let (x, row) = (d.add(b * d_step), a.add(b * lda));
+            broadcast_step::<MR, NV, MASKED>(&mut acc, x, d_row, row, a_panel, last);
         }
         let set = _mm512_set1_ps;
         let (alpha, mu, lambda) = (set(up.lr), set(up.momentum), set(up.l2));
@@ -389,30 +400,10 @@ unsafe fn nn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     last: __mmask16,
 ) {
     unsafe {
-        for i in 0..MR {
-            for p in [a, out as *const f32] {
-                let row = p.add(i * ldo);
-                _mm_prefetch::<_MM_HINT_T0>(row as *const i8);
-                _mm_prefetch::<_MM_HINT_T0>(row.add(16 * NV - 1) as *const i8);
-            }
-        }
+        prefetch_rows::<MR>(&[a, out], ldo, 16 * NV);
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
         for p in 0..k {
-            let mut rv = [_mm512_setzero_ps(); NV];
-            for j in 0..NV {
-                let row = w.add(p * ldw + 16 * j);
-                rv[j] = if MASKED && j == NV - 1 {
-                    _mm512_maskz_loadu_ps(last, row)
-                } else {
-                    _mm512_loadu_ps(row)
-                };
-            }
-            for i in 0..MR {
-                let xv = _mm512_set1_ps(*d.add(i * ldd + p));
-                for j in 0..NV {
-                    acc[i][j] = _mm512_fmadd_ps(xv, rv[j], acc[i][j]);
-                }
-            }
+            broadcast_step::<MR, NV, MASKED>(&mut acc, d.add(p), ldd, w.add(p * ldw), 16, last);
         }
         for i in 0..MR {
             for j in 0..NV {
@@ -488,25 +479,11 @@ unsafe fn sparse_tile<const MR: usize, const NV: usize, const MASKED: bool>(
     last: __mmask16,
 ) {
     unsafe {
-        for i in 0..MR {
-            let row = out.add(i * ldo) as *const i8;
-            _mm_prefetch::<_MM_HINT_T0>(row);
-            _mm_prefetch::<_MM_HINT_T0>(row.add(4 * (16 * NV - 1)));
-        }
+        prefetch_rows::<MR>(&[out], ldo, 16 * NV);
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
         for &p in list {
             let p = p as usize;
-            // The panels are padded with zeros, so their rows can be read whole.
-            let mut rv = [_mm512_setzero_ps(); NV];
-            for j in 0..NV {
-                rv[j] = _mm512_loadu_ps(wt.add(j * panel + p * PANEL));
-            }
-            for i in 0..MR {
-                let xv = _mm512_set1_ps(*x.add(i * ldx + p));
-                for j in 0..NV {
-                    acc[i][j] = _mm512_fmadd_ps(xv, rv[j], acc[i][j]);
-                }
-            }
+            broadcast_step::<MR, NV, MASKED>(&mut acc, x.add(p), ldx, wt.add(p * PANEL), panel, last);
         }
         for i in 0..MR {
             for j in 0..NV {
