@@ -10,17 +10,7 @@ fn main() {
     assert!(avx2::available());
     let wide = std::env::var("KERNELS").as_deref() == Ok("avx512");
     assert!(!wide || avx512::available(), "this CPU has no AVX-512F/DQ");
-    let matmul_nt = if wide { avx512::matmul_nt } else { avx2::matmul_nt };
-    let matmul_nn_dact = if wide {
-        avx512::matmul_nn_dact
-    } else {
-        avx2::matmul_nn_dact
-    };
-    let weight_grad_update = if wide {
-        avx512::weight_grad_update
-    } else {
-        avx2::weight_grad_update
-    };
+    let products = avx512::Products::new(wide);
     let b: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(64);
     let reps = (12_800 / b).max(4);
     let time = |f: &mut dyn FnMut()| {
@@ -46,10 +36,11 @@ fn main() {
         let d = vec![0.001f32; b * o];
         let mut d_a = vec![0f32; b * i];
         let flops = 2.0 * (b * i * o) as f64;
-        let t_fwd =
-            time(&mut || unsafe { matmul_nt(b, i, a.as_ptr(), i, w.as_ptr(), i, 0..o, z.as_mut_ptr(), o) });
+        let t_fwd = time(&mut || unsafe {
+            (products.matmul_nt)(b, i, a.as_ptr(), i, w.as_ptr(), i, 0..o, z.as_mut_ptr(), o)
+        });
         let t_da = time(&mut || unsafe {
-            matmul_nn_dact(
+            (products.matmul_nn_dact)(
                 b,
                 o,
                 d.as_ptr(),
@@ -65,7 +56,7 @@ fn main() {
         });
         let up: avx2::Update = Optimizer::sgd(0.9, 0.0, L2Mode::PerSample).update(0.0, 1, b);
         let t_dw = time(&mut || unsafe {
-            weight_grad_update(
+            (products.weight_grad_update)(
                 b,
                 i,
                 d.as_ptr(),
@@ -87,7 +78,7 @@ fn main() {
         let mut a_packed = vec![0f32; b * i.next_multiple_of(avx2::PANEL)];
         unsafe { avx2::pack_panels(b, i, a.as_ptr(), 0..i, a_packed.as_mut_ptr()) };
         let t_dw_t = time(&mut || unsafe {
-            weight_grad_update(
+            (products.weight_grad_update)(
                 b,
                 i,
                 d_t.as_ptr(),

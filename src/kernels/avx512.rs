@@ -26,6 +26,7 @@
 use super::avx2::{Act, PANEL, PanelLayout, Update, prefetch_rows};
 use crate::optim::Method;
 use std::arch::x86_64::*;
+use std::ops::Range;
 
 /// Calls the local macro `$go!(MR, NV, MASKED)` with the compile-time tile shape matching the
 /// run-time `mr` (1..=6 rows), `nv` (1..=2 vectors of 16) and `masked` (last vector partial).
@@ -61,6 +62,67 @@ fn lanes(width: usize) -> (usize, bool, __mmask16) {
         u16::MAX
     };
     (width.div_ceil(16), masked, last)
+}
+
+/// The matrix-product kernels of one width: avx2's, or this module's in their place (the
+/// same arguments and the same results).
+#[derive(Clone, Copy)]
+// Each field's type is a kernel's signature, spelled out once here.
+#[allow(clippy::type_complexity)]
+pub struct Products {
+    pub matmul_nt:
+        unsafe fn(usize, usize, *const f32, usize, *const f32, usize, Range<usize>, *mut f32, usize),
+    pub matmul_nn_dact: unsafe fn(
+        usize,
+        usize,
+        *const f32,
+        usize,
+        *const f32,
+        usize,
+        *const f32,
+        *mut f32,
+        usize,
+        Range<usize>,
+        Act,
+    ),
+    pub weight_grad_update: unsafe fn(
+        usize,
+        usize,
+        *const f32,
+        usize,
+        usize,
+        *const f32,
+        PanelLayout,
+        *mut f32,
+        *mut f32,
+        *mut f32,
+        Range<usize>,
+        &Update,
+    ),
+    pub matmul_sparse_rows:
+        unsafe fn(usize, usize, *const f32, usize, *const f32, usize, *mut f32, usize, &[u16], &[usize]),
+}
+
+impl Products {
+    /// This module's kernels if `wide` (the CPU must have them: [`available`]), else avx2's.
+    pub fn new(wide: bool) -> Products {
+        use super::avx2;
+        if wide {
+            Products {
+                matmul_nt,
+                matmul_nn_dact,
+                weight_grad_update,
+                matmul_sparse_rows,
+            }
+        } else {
+            Products {
+                matmul_nt: avx2::matmul_nt,
+                matmul_nn_dact: avx2::matmul_nn_dact,
+                weight_grad_update: avx2::weight_grad_update,
+                matmul_sparse_rows: avx2::matmul_sparse_rows,
+            }
+        }
+    }
 }
 
 pub fn available() -> bool {

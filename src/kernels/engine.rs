@@ -300,6 +300,7 @@ impl Engine {
         prepared: Option<&Prepared>,
     ) {
         use super::avx2;
+        let products = super::avx512::Products::new(self.backend == Backend::Avx512);
         assert!(batch <= ws.capacity);
         let last = mlp.layers.len() - 1;
         if ws.drops(0) {
@@ -341,17 +342,6 @@ impl Engine {
             } else {
                 avx2::Act::Identity
             };
-            let wide = self.backend == Backend::Avx512;
-            let matmul_nt = if wide {
-                super::avx512::matmul_nt
-            } else {
-                avx2::matmul_nt
-            };
-            let matmul_sparse_rows = if wide {
-                super::avx512::matmul_sparse_rows
-            } else {
-                avx2::matmul_sparse_rows
-            };
             self.par_sized(batch * i * o, |t, n| {
                 // Dense: each thread its columns of every row. Sparse: each thread its rows, in
                 // blocks of six that share one list of non-zero pixels, which it finds itself.
@@ -372,7 +362,7 @@ impl Engine {
                             let a = a.add(rows.start * i);
                             avx2::nonzero_columns(rows.len(), i, a, i, avx2::NN_MR, &mut idx, &mut starts);
                             let out = z.ptr().add(rows.start * o);
-                            matmul_sparse_rows(
+                            (products.matmul_sparse_rows)(
                                 rows.len(),
                                 i,
                                 a,
@@ -385,7 +375,7 @@ impl Engine {
                                 &starts,
                             );
                         }
-                        None => matmul_nt(batch, i, a, i, w.as_ptr(), i, cols.clone(), z.ptr(), o),
+                        None => (products.matmul_nt)(batch, i, a, i, w.as_ptr(), i, cols.clone(), z.ptr(), o),
                     }
                     for r in rows {
                         let row = r * o + cols.start;
@@ -458,6 +448,7 @@ impl Engine {
         p: StepParams,
     ) {
         use super::avx2;
+        let products = super::avx512::Products::new(self.backend == Backend::Avx512);
         let batch = labels.len();
         let k = mlp.classes();
         let n_layers = mlp.layers.len();
@@ -484,17 +475,6 @@ impl Engine {
             ws.packed.resize(packed_len, 0.0);
         }
         let packed = Shared(ws.packed.as_mut_ptr());
-        let wide = self.backend == Backend::Avx512;
-        let matmul_nn_dact = if wide {
-            super::avx512::matmul_nn_dact
-        } else {
-            avx2::matmul_nn_dact
-        };
-        let weight_grad_update = if wide {
-            super::avx512::weight_grad_update
-        } else {
-            avx2::weight_grad_update
-        };
         for l in (0..n_layers).rev() {
             let layer = mlp.layers[l].clone();
             let (i, o) = (layer.fan_in, layer.fan_out);
@@ -526,7 +506,7 @@ impl Engine {
                     // this region.
                     unsafe {
                         let w = params.ptr().add(layer.w) as *const f32;
-                        matmul_nn_dact(
+                        (products.matmul_nn_dact)(
                             batch,
                             o,
                             d_z as *const f32,
@@ -585,7 +565,7 @@ impl Engine {
                 // only; d_z and a are read-only here.
                 unsafe {
                     let sec_w = if adam { sec.ptr().add(layer.w) } else { sec.ptr() };
-                    weight_grad_update(
+                    (products.weight_grad_update)(
                         batch,
                         i,
                         d_t.ptr() as *const f32,
