@@ -7,11 +7,9 @@
 //! Prints the median ms per step of each over all blocks, and over the fastest and slowest
 //! third of blocks (by the 256-bit time): on a shared virtual machine the second is where a
 //! busy neighbour on the same core slows both.
-use mnist_mlp::bench::SIZES;
-use mnist_mlp::kernels::{Backend, Engine, StepParams};
-use mnist_mlp::nn::{Activation, Init, Mlp, Workspace};
-use mnist_mlp::optim::{L2Mode, Optimizer};
-use mnist_mlp::rng::Rng;
+use mnist_mlp::bench::SeedStep;
+use mnist_mlp::kernels::{Backend, Engine};
+use mnist_mlp::nn::Activation;
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -31,23 +29,7 @@ fn main() {
         eprintln!("this CPU has no AVX-512F/DQ: only the 256-bit kernels run here");
         return;
     }
-    let mut rng = Rng::new(7, 0);
-    let mut mlp = Mlp::<f32>::new(&SIZES, Activation::Relu);
-    mlp.init(Init::Uniform, &mut rng);
-    let mut velocity = vec![0f32; mlp.params.len()];
-    let mut grads = vec![0f32; mlp.params.len()];
-    let mut ws = Workspace::new(&SIZES, batch);
-    let x: Vec<f32> = (0..batch * SIZES[0])
-        .map(|_| rng.below(256) as f32 / 255.0)
-        .collect();
-    let labels: Vec<u8> = (0..batch).map(|_| rng.below(10) as u8).collect();
-    let p = StepParams {
-        lr: 0.001,
-        t: 1,
-        opt: Optimizer::sgd(0.9, 0.005, L2Mode::PerSample),
-        loss_scale: 1.0 / batch as f64,
-        max_norm: None,
-    };
+    let mut seed = SeedStep::new(batch, Activation::Relu);
     // (256-bit, 512-bit) ms per step of each block.
     let mut pairs = Vec::new();
     for _ in 0..blocks {
@@ -55,10 +37,7 @@ fn main() {
         for (k, backend) in [Backend::Avx2, Backend::Avx512].into_iter().enumerate() {
             // A fresh engine per block: an idle pool's spinning worker would take a core.
             let engine = Engine::new(threads, backend);
-            let mut step = || {
-                ws.input_mut(batch).copy_from_slice(&x);
-                engine.train_step(&mut mlp, &mut velocity, &mut [], &mut grads, &mut ws, &labels, p);
-            };
+            let mut step = || seed.run(&engine);
             for _ in 0..4 {
                 step();
             }

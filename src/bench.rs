@@ -160,29 +160,65 @@ pub fn fma_peak(threads: usize) -> Option<f64> {
     None
 }
 
+/// The seed network with a fixed random batch, ready to take training steps: the workload
+/// every step timing here measures.
+pub struct SeedStep {
+    mlp: Mlp<f32>,
+    velocity: Vec<f32>,
+    grads: Vec<f32>,
+    ws: Workspace<f32>,
+    x: Vec<f32>,
+    labels: Vec<u8>,
+    p: StepParams,
+}
+
+impl SeedStep {
+    pub fn new(batch: usize, act: Activation) -> SeedStep {
+        let mut rng = Rng::new(7, 0);
+        let mut mlp = Mlp::<f32>::new(&SIZES, act);
+        mlp.init(Init::Uniform, &mut rng);
+        let n = mlp.params.len();
+        let x = (0..batch * SIZES[0])
+            .map(|_| rng.below(256) as f32 / 255.0)
+            .collect();
+        let labels = (0..batch).map(|_| rng.below(10) as u8).collect();
+        SeedStep {
+            mlp,
+            velocity: vec![0.0; n],
+            grads: vec![0.0; n],
+            ws: Workspace::new(&SIZES, batch),
+            x,
+            labels,
+            p: StepParams {
+                lr: 0.01,
+                t: 1,
+                opt: Optimizer::sgd(0.9, 0.005, L2Mode::PerSample),
+                loss_scale: 1.0 / batch as f64,
+                max_norm: None,
+            },
+        }
+    }
+
+    /// One training step on `engine`, the batch copied in first as training does.
+    pub fn run(&mut self, engine: &Engine) {
+        let batch = self.labels.len();
+        self.ws.input_mut(batch).copy_from_slice(&self.x);
+        engine.train_step(
+            &mut self.mlp,
+            &mut self.velocity,
+            &mut [],
+            &mut self.grads,
+            &mut self.ws,
+            &self.labels,
+            self.p,
+        );
+    }
+}
+
 /// Seconds per training step of the seed network at `batch`, best of three timed blocks.
 pub fn time_step(engine: &Engine, batch: usize, act: Activation) -> f64 {
-    let mut rng = Rng::new(7, 0);
-    let mut mlp = Mlp::<f32>::new(&SIZES, act);
-    mlp.init(Init::Uniform, &mut rng);
-    let mut velocity = vec![0f32; mlp.params.len()];
-    let mut grads = vec![0f32; mlp.params.len()];
-    let mut ws = Workspace::new(&SIZES, batch);
-    let x: Vec<f32> = (0..batch * SIZES[0])
-        .map(|_| rng.below(256) as f32 / 255.0)
-        .collect();
-    let labels: Vec<u8> = (0..batch).map(|_| rng.below(10) as u8).collect();
-    let p = StepParams {
-        lr: 0.01,
-        t: 1,
-        opt: Optimizer::sgd(0.9, 0.005, L2Mode::PerSample),
-        loss_scale: 1.0 / batch as f64,
-        max_norm: None,
-    };
-    let mut step = || {
-        ws.input_mut(batch).copy_from_slice(&x);
-        engine.train_step(&mut mlp, &mut velocity, &mut [], &mut grads, &mut ws, &labels, p);
-    };
+    let mut seed = SeedStep::new(batch, act);
+    let mut step = || seed.run(engine);
     // About 0.3 s per block whatever the batch.
     let steps = (20_000 / batch).max(10);
     for _ in 0..steps / 4 {
