@@ -55,6 +55,35 @@ const SGD: Variant = Variant {
     max_norm: None,
 };
 
+/// Every update rule with plain SGD's other settings (plain SGD first), then dropout alone,
+/// max-norm alone, and Adam with dropout and max-norm together.
+fn variants() -> Vec<Variant> {
+    let mut variants: Vec<Variant> = [Method::Sgd, Method::Nesterov, Method::Adam, Method::AdamW]
+        .into_iter()
+        .map(|method| Variant {
+            opt: Optimizer { method, ..SGD.opt },
+            ..SGD
+        })
+        .collect();
+    variants.push(Variant {
+        dropout: (0.2, 0.5),
+        ..SGD
+    });
+    variants.push(Variant {
+        max_norm: Some(0.5),
+        ..SGD
+    });
+    variants.push(Variant {
+        opt: Optimizer {
+            method: Method::Adam,
+            ..SGD.opt
+        },
+        dropout: (0.1, 0.3),
+        max_norm: Some(0.5),
+    });
+    variants
+}
+
 /// Run `steps` training steps; returns (losses, final parameters).
 fn train(
     engine: &Engine,
@@ -218,30 +247,7 @@ fn every_update_rule_dropout_and_max_norm_match_the_reference_when_fused() {
     let Some((fast, reference)) = fused_and_reference() else {
         return;
     };
-    let mut variants = Vec::new();
-    for method in [Method::Sgd, Method::Nesterov, Method::Adam, Method::AdamW] {
-        variants.push(Variant {
-            opt: Optimizer { method, ..SGD.opt },
-            ..SGD
-        });
-    }
-    variants.push(Variant {
-        dropout: (0.2, 0.5),
-        ..SGD
-    });
-    variants.push(Variant {
-        max_norm: Some(0.5),
-        ..SGD
-    });
-    variants.push(Variant {
-        opt: Optimizer {
-            method: Method::Adam,
-            ..SGD.opt
-        },
-        dropout: (0.1, 0.3),
-        max_norm: Some(0.5),
-    });
-    for (k, v) in variants.into_iter().enumerate() {
+    for (k, v) in variants().into_iter().enumerate() {
         // Not the widest shape: at this batch it adds no new kernel path, and with Adam, which
         // divides by √ŝ, its 300-wide sums' rounding reaches 2.3e-5 on gradients near zero.
         for sizes in &SHAPES[..3] {
@@ -275,21 +281,7 @@ fn the_512_bit_kernels_give_the_256_bit_kernels_bits() {
         eprintln!("skipped: this CPU has no AVX-512F/DQ, so the 512-bit kernels are never used here");
         return;
     }
-    let mut variants = Vec::new();
-    for method in [Method::Sgd, Method::Nesterov, Method::Adam, Method::AdamW] {
-        variants.push(Variant {
-            opt: Optimizer { method, ..SGD.opt },
-            ..SGD
-        });
-    }
-    variants.push(Variant {
-        opt: Optimizer {
-            method: Method::Adam,
-            ..SGD.opt
-        },
-        dropout: (0.1, 0.3),
-        max_norm: Some(0.5),
-    });
+    let variants = variants();
     // Batches below and above the size from which the layer inputs are packed in panels; every
     // shape has widths that leave partial tiles of both kernels.
     for threads in [1, 2] {
