@@ -26,8 +26,14 @@ pub struct StepFigure {
     pub batch: usize,
     pub threads: usize,
     pub kernels: String,
+    /// `"MNIST test images"` (from the cache: the first layer's products skip their blocks of
+    /// zero pixels, as in training) or `"random pixels"` (no MNIST in the cache: dense).
+    pub input: String,
     pub ms_per_step: f64,
     pub samples_per_second: f64,
+    /// The dense step's FLOPs ([`flops_per_sample`]) per second. On MNIST's images the step
+    /// does fewer (it skips zero blocks), so this is what a dense implementation would need to
+    /// match it, and it can exceed the peaks below.
     pub gflops: f64,
     /// Of the compute ceiling (FMA in registers) measured with the same thread count.
     pub percent_of_peak: f64,
@@ -160,34 +166,52 @@ pub fn fma_peak(threads: usize) -> Option<f64> {
     None
 }
 
-/// The seed network with a fixed random batch, ready to take training steps: the workload
-/// every step timing here measures.
+/// The seed network and a set of batches, ready to take training steps: the workload every
+/// step timing here measures. The batches are cut from `images` (MNIST pixels as f32, 784 per
+/// image), one after another, as training draws them, or else made of random dense pixels.
+/// The input matters: the first layer's products skip blocks of zero pixels, which MNIST's
+/// images are full of and random pixels never have.
 pub struct SeedStep {
     mlp: Mlp<f32>,
     velocity: Vec<f32>,
     grads: Vec<f32>,
     ws: Workspace<f32>,
+    /// `batches` batches of pixels, one after another.
     x: Vec<f32>,
+    batches: usize,
+    next: usize,
+    /// Whether `x` holds images (else random pixels).
+    from_images: bool,
     labels: Vec<u8>,
     p: StepParams,
 }
 
 impl SeedStep {
-    pub fn new(batch: usize, act: Activation) -> SeedStep {
+    pub fn new(batch: usize, act: Activation, images: Option<&[f32]>) -> SeedStep {
         let mut rng = Rng::new(7, 0);
         let mut mlp = Mlp::<f32>::new(&SIZES, act);
         mlp.init(Init::Uniform, &mut rng);
         let n = mlp.params.len();
-        let x = (0..batch * SIZES[0])
-            .map(|_| rng.below(256) as f32 / 255.0)
-            .collect();
+        let per_batch = batch * SIZES[0];
+        let from_images = images.is_some_and(|x| x.len() >= per_batch);
+        let x: Vec<f32> = match images {
+            // As many whole batches as the images hold, up to 8 MB of them.
+            Some(images) if from_images => {
+                let batches = (images.len() / per_batch).min((2 << 20) / per_batch).max(1);
+                images[..batches * per_batch].to_vec()
+            }
+            _ => (0..per_batch).map(|_| rng.below(256) as f32 / 255.0).collect(),
+        };
         let labels = (0..batch).map(|_| rng.below(10) as u8).collect();
         SeedStep {
             mlp,
             velocity: vec![0.0; n],
             grads: vec![0.0; n],
             ws: Workspace::new(&SIZES, batch),
+            batches: x.len() / per_batch,
             x,
+            next: 0,
+            from_images,
             labels,
             p: StepParams {
                 lr: 0.01,
@@ -199,10 +223,18 @@ impl SeedStep {
         }
     }
 
-    /// One training step on `engine`, the batch copied in first as training does.
+    /// Whether the batches are MNIST images (else random dense pixels).
+    pub fn on_images(&self) -> bool {
+        self.from_images
+    }
+
+    /// One training step on `engine`, the next batch copied in first as training does.
     pub fn run(&mut self, engine: &Engine) {
         let batch = self.labels.len();
-        self.ws.input_mut(batch).copy_from_slice(&self.x);
+        let per_batch = batch * SIZES[0];
+        let x = &self.x[self.next * per_batch..(self.next + 1) * per_batch];
+        self.next = (self.next + 1) % self.batches;
+        self.ws.input_mut(batch).copy_from_slice(x);
         engine.train_step(
             &mut self.mlp,
             &mut self.velocity,
@@ -215,9 +247,10 @@ impl SeedStep {
     }
 }
 
-/// Seconds per training step of the seed network at `batch`, best of three timed blocks.
-pub fn time_step(engine: &Engine, batch: usize, act: Activation) -> f64 {
-    let mut seed = SeedStep::new(batch, act);
+/// Seconds per training step of the seed network at `batch`, best of three timed blocks, on
+/// batches cut from `images` if given (see [`SeedStep`]).
+pub fn time_step(engine: &Engine, batch: usize, act: Activation, images: Option<&[f32]>) -> f64 {
+    let mut seed = SeedStep::new(batch, act, images);
     let mut step = || seed.run(engine);
     // About 0.3 s per block whatever the batch.
     let steps = (20_000 / batch).max(10);
@@ -268,6 +301,21 @@ pub fn time_eval(engine: &Engine, test: Option<&[f32]>) -> f64 {
     best * 1e3
 }
 
+/// MNIST's 10,000 test images as f32 pixels, if the cache has them (never fetched here): the
+/// input the step and evaluation timings use when they can.
+pub fn cached_test_images() -> Option<Vec<f32>> {
+    use crate::data::{DatasetKind, mnist::Dataset};
+    Dataset::open(None, DatasetKind::Mnist, false)
+        .ok()
+        .filter(|d| d.input_size() == SIZES[0] && d.test.len() >= 10_000)
+        .map(|d| {
+            let idx: Vec<u32> = (0..10_000).collect();
+            let mut x = vec![0.0f32; 10_000 * SIZES[0]];
+            d.test.gather(&idx, &mut x, &mut Vec::new());
+            x
+        })
+}
+
 pub fn peak_memory_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -306,6 +354,18 @@ pub fn run(
             "FMA peak    registers only   threads {t}  {p:>6.1} GFLOP/s"
         ));
     }
+    let (input, eval_input) = match test_images {
+        Some(_) => ("MNIST test images", "MNIST test set"),
+        None => ("random pixels", "random pixels"),
+    };
+    progress(&format!(
+        "train steps on {input}{}",
+        if test_images.is_some() {
+            " (GFLOP/s and % count the dense step's FLOPs; the first layer skips zero blocks)"
+        } else {
+            " (dense: no zeros to skip)"
+        }
+    ));
     let mut steps = Vec::new();
     let mut eval = Vec::new();
     for &t in threads {
@@ -314,12 +374,13 @@ pub fn run(
         let peak = fma.iter().chain(&peaks).find(|p| p.0 == t).map(|p| p.1);
         let gemm = peaks.iter().find(|p| p.0 == t).map(|p| p.1);
         for &batch in batches {
-            let secs = time_step(&engine, batch, Activation::Relu);
+            let secs = time_step(&engine, batch, Activation::Relu, test_images);
             let gflops = fps * batch as f64 / secs / 1e9;
             let fig = StepFigure {
                 batch,
                 threads: t,
                 kernels: backend.name().into(),
+                input: input.into(),
                 ms_per_step: secs * 1e3,
                 samples_per_second: batch as f64 / secs,
                 gflops,
@@ -340,18 +401,14 @@ pub fn run(
             steps.push(fig);
         }
         let ms = time_eval(&engine, test_images);
-        let input = if test_images.is_some() {
-            "MNIST test set"
-        } else {
-            "random pixels"
-        };
         progress(&format!(
-            "evaluation  10,000 images  threads {t}  {ms:>7.1} ms  {:>9.0} images/s  ({input})",
-            1e7 / ms
+            "evaluation  10,000 images  threads {t}  {ms:>7.1} ms  {:>9.0} images/s  ({})",
+            1e7 / ms,
+            eval_input
         ));
         eval.push(EvalFigure {
             threads: t,
-            input: input.into(),
+            input: eval_input.into(),
             ms_per_10000_images: ms,
             images_per_second: 1e7 / ms,
         });

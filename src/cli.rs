@@ -454,15 +454,7 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
         peaks.push((t, peak));
     }
     // The evaluation is timed on MNIST's test set when the cache has it (never fetched here).
-    let test: Option<Vec<f32>> = Dataset::open(None, crate::data::DatasetKind::Mnist, false)
-        .ok()
-        .filter(|d| d.input_size() == 784 && d.test.len() >= 10_000)
-        .map(|d| {
-            let idx: Vec<u32> = (0..10_000).collect();
-            let mut x = vec![0.0f32; 10_000 * 784];
-            d.test.gather(&idx, &mut x, &mut Vec::new());
-            x
-        });
+    let test = crate::bench::cached_test_images();
     let report = crate::bench::run(
         &args.batch,
         &args.threads,

@@ -200,10 +200,69 @@ pub unsafe fn bias_act_row(x: *mut f32, bias: *const f32, n: usize, act: Act) {
     }
 }
 
-/// Forward tile: `out[r][c] = Σ_p a[r, p] · w[c, p]` for MR rows of `a` and NR rows of `w`,
-/// both contiguous along p (length k).
+/// One block of the forward tile: columns `p…p+8` (`MASKED`: only the lanes of `m`) of MR
+/// rows of `a` times the same columns of NR rows of `w`, added into `acc`.
 #[inline(always)]
-unsafe fn dot_tile<const MR: usize, const NR: usize>(
+unsafe fn dot_step<const MR: usize, const NR: usize, const MASKED: bool>(
+    acc: &mut [[__m256; NR]; MR],
+    a: *const f32,
+    lda: usize,
+    w: *const f32,
+    ldw: usize,
+    p: usize,
+    m: __m256i,
+) {
+    unsafe {
+        let mut wv = [_mm256_setzero_ps(); NR];
+        for j in 0..NR {
+            let q = w.add(j * ldw + p);
+            wv[j] = if MASKED {
+                _mm256_maskload_ps(q, m)
+            } else {
+                _mm256_loadu_ps(q)
+            };
+        }
+        for i in 0..MR {
+            let q = a.add(i * lda + p);
+            let av = if MASKED {
+                _mm256_maskload_ps(q, m)
+            } else {
+                _mm256_loadu_ps(q)
+            };
+            for j in 0..NR {
+                acc[i][j] = _mm256_fmadd_ps(av, wv[j], acc[i][j]);
+            }
+        }
+    }
+}
+
+/// Calls `$step!(p, masked)` for each block of [`NZ_BLOCK`] columns `p…` (of `k`), in
+/// increasing order, that one of the tile's `$mr` rows holds a non-zero in: the rows' words of
+/// the map `$nz` (`nz_words(k)` per row) or'ed together. Used where `SKIP`.
+macro_rules! for_nonzero_blocks {
+    ($nz:expr, $mr:expr, $k:expr, $step:ident) => {
+        let words = $crate::kernels::avx2::nz_words($k);
+        for t in 0..words {
+            let mut bits = 0u64;
+            for i in 0..$mr {
+                bits |= *$nz.add(i * words + t);
+            }
+            while bits != 0 {
+                let p = $crate::kernels::avx2::NZ_BLOCK * (64 * t + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+                $step!(p, p + $crate::kernels::avx2::NZ_BLOCK > $k);
+            }
+        }
+    };
+}
+pub(crate) use for_nonzero_blocks;
+
+/// Forward tile: `out[r][c] = Σ_p a[r, p] · w[c, p]` for MR rows of `a` and NR rows of `w`,
+/// both contiguous along p (length k). With `SKIP`, only over the blocks of 8 columns that the
+/// map `nz` (the MR rows' words of [`nonzero_blocks`]) marks: the blocks left out would add
+/// only zeros, so the sums keep their bits.
+#[inline(always)]
+unsafe fn dot_tile<const MR: usize, const NR: usize, const SKIP: bool>(
     k: usize,
     a: *const f32,
     lda: usize,
@@ -211,34 +270,30 @@ unsafe fn dot_tile<const MR: usize, const NR: usize>(
     ldw: usize,
     out: *mut f32,
     ldo: usize,
+    nz: *const u64,
 ) {
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); NR]; MR];
-        let mut p = 0;
-        while p + 8 <= k {
-            let mut wv = [_mm256_setzero_ps(); NR];
-            for j in 0..NR {
-                wv[j] = _mm256_loadu_ps(w.add(j * ldw + p));
+        let all = mask(8);
+        if SKIP {
+            macro_rules! step {
+                ($p:expr, $tail:expr) => {
+                    if $tail {
+                        dot_step::<MR, NR, true>(&mut acc, a, lda, w, ldw, $p, mask(k - $p))
+                    } else {
+                        dot_step::<MR, NR, false>(&mut acc, a, lda, w, ldw, $p, all)
+                    }
+                };
             }
-            for i in 0..MR {
-                let av = _mm256_loadu_ps(a.add(i * lda + p));
-                for j in 0..NR {
-                    acc[i][j] = _mm256_fmadd_ps(av, wv[j], acc[i][j]);
-                }
+            for_nonzero_blocks!(nz, MR, k, step);
+        } else {
+            let mut p = 0;
+            while p + 8 <= k {
+                dot_step::<MR, NR, false>(&mut acc, a, lda, w, ldw, p, all);
+                p += 8;
             }
-            p += 8;
-        }
-        if p < k {
-            let m = mask(k - p);
-            let mut wv = [_mm256_setzero_ps(); NR];
-            for j in 0..NR {
-                wv[j] = _mm256_maskload_ps(w.add(j * ldw + p), m);
-            }
-            for i in 0..MR {
-                let av = _mm256_maskload_ps(a.add(i * lda + p), m);
-                for j in 0..NR {
-                    acc[i][j] = _mm256_fmadd_ps(av, wv[j], acc[i][j]);
-                }
+            if p < k {
+                dot_step::<MR, NR, true>(&mut acc, a, lda, w, ldw, p, mask(k - p));
             }
         }
         for i in 0..MR {
@@ -249,7 +304,8 @@ unsafe fn dot_tile<const MR: usize, const NR: usize>(
     }
 }
 
-/// `out[r, c] = Σ_p a[r, p] · w[c, p]` for rows `0..m` and columns `cols` (rows of `w`).
+/// `out[r, c] = Σ_p a[r, p] · w[c, p]` for rows `0..m` and columns `cols` (rows of `w`). With
+/// `nz`, the map of `a`'s rows by [`nonzero_blocks`], blocks of zeros are skipped (same bits).
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn matmul_nt(
     m: usize,
@@ -261,6 +317,7 @@ pub unsafe fn matmul_nt(
     cols: std::ops::Range<usize>,
     out: *mut f32,
     ldo: usize,
+    nz: Option<&[u64]>,
 ) {
     unsafe {
         const MR: usize = 4;
@@ -268,6 +325,10 @@ pub unsafe fn matmul_nt(
         // Rows in blocks of ROW_BLOCK, so that the block of `a` stays in L2 while every column
         // tile passes over it (an evaluation batch of 1000 images would not).
         const ROW_BLOCK: usize = 64;
+        let words = nz_words(k);
+        if let Some(nz) = nz {
+            assert!(nz.len() >= m * words);
+        }
         let mut r0 = 0;
         while r0 < m {
             let m_end = (r0 + ROW_BLOCK).min(m);
@@ -282,7 +343,28 @@ pub unsafe fn matmul_nt(
                     let op = out.add(r * ldo + c);
                     macro_rules! go {
                         ($mr:literal, $nr:literal) => {
-                            dot_tile::<$mr, $nr>(k, ap, lda, wp, ldw, op, ldo)
+                            match nz {
+                                Some(nz) => dot_tile::<$mr, $nr, true>(
+                                    k,
+                                    ap,
+                                    lda,
+                                    wp,
+                                    ldw,
+                                    op,
+                                    ldo,
+                                    nz[r * words..].as_ptr(),
+                                ),
+                                None => dot_tile::<$mr, $nr, false>(
+                                    k,
+                                    ap,
+                                    lda,
+                                    wp,
+                                    ldw,
+                                    op,
+                                    ldo,
+                                    std::ptr::null(),
+                                ),
+                            }
                         };
                     }
                     match (mr, nr) {
@@ -305,6 +387,74 @@ pub unsafe fn matmul_nt(
             }
             r0 = m_end;
         }
+    }
+}
+
+/// Columns per bit of the map [`nonzero_blocks`] makes: one 8-lane vector.
+pub const NZ_BLOCK: usize = 8;
+
+/// Words of the map [`nonzero_blocks`] makes, per row of `k` columns.
+pub fn nz_words(k: usize) -> usize {
+    k.div_ceil(NZ_BLOCK).div_ceil(64)
+}
+
+/// The map of which blocks of [`NZ_BLOCK`] columns of each row of `x` (m × k, leading dimension
+/// `ldx`) hold a value other than zero (NaN counts as one): row r has `nz_words(k)` words from
+/// `out[r·nz_words(k)]`, and bit q of its word t stands for the columns `8(64t + q)…`.
+///
+/// The forward and weight-gradient kernels take it for the first layer, whose input (an
+/// image's pixels) is mostly zeros, and skip the blocks it leaves unmarked. Every sum they form
+/// starts at +0, and a skipped product is ±0, which would leave the sum as it was: so skipping
+/// changes no bit of any result (with finite weights; 0·∞ would have been NaN).
+#[target_feature(enable = "avx2")]
+pub unsafe fn nonzero_blocks(m: usize, k: usize, x: *const f32, ldx: usize, out: &mut Vec<u64>) {
+    unsafe {
+        let words = nz_words(k);
+        out.clear();
+        out.resize(m * words, 0);
+        let zero = _mm256_setzero_ps();
+        for r in 0..m {
+            let (row, bits) = (x.add(r * ldx), &mut out[r * words..(r + 1) * words]);
+            let mut q = 0;
+            while NZ_BLOCK * (q + 1) <= k {
+                let v = _mm256_loadu_ps(row.add(NZ_BLOCK * q));
+                if _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ)) != 0 {
+                    bits[q / 64] |= 1 << (q % 64);
+                }
+                q += 1;
+            }
+            if (NZ_BLOCK * q..k).any(|c| *row.add(c) != 0.0 || (*row.add(c)).is_nan()) {
+                bits[q / 64] |= 1 << (q % 64);
+            }
+        }
+    }
+}
+
+/// For each group of `step` columns (`step` a multiple of [`NZ_BLOCK`] that divides 512) of a
+/// (m × k) matrix with the map `nz` by [`nonzero_blocks`]: the rows in which the group holds a
+/// non-zero. Group g's list is `idx[starts[g]..starts[g + 1]]`, rows in increasing order.
+pub fn nonzero_rows(
+    nz: &[u64],
+    m: usize,
+    k: usize,
+    step: usize,
+    idx: &mut Vec<u32>,
+    starts: &mut Vec<usize>,
+) {
+    let (words, n) = (nz_words(k), step / NZ_BLOCK);
+    assert!(step.is_multiple_of(NZ_BLOCK) && n < 64 && 64 % n == 0 && nz.len() >= m * words);
+    let group = (1u64 << n) - 1;
+    idx.clear();
+    starts.clear();
+    starts.push(0);
+    for g in 0..k.div_ceil(step) {
+        let q = g * n;
+        for b in 0..m {
+            if (nz[b * words + q / 64] >> (q % 64)) & group != 0 {
+                idx.push(b as u32);
+            }
+        }
+        starts.push(idx.len());
     }
 }
 
@@ -370,6 +520,27 @@ unsafe fn broadcast_product<const MR: usize, const NV: usize, const MASKED: bool
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); NV]; MR];
         for p in 0..k {
+            broadcast_step::<MR, NV, MASKED>(&mut acc, x.add(p * x_step), x_row, rows.add(p * ld), last);
+        }
+        acc
+    }
+}
+
+/// [`broadcast_product`] over only the steps p in `list`, in its order.
+#[inline(always)]
+unsafe fn broadcast_list<const MR: usize, const NV: usize, const MASKED: bool>(
+    list: &[u32],
+    x: *const f32,
+    x_step: usize,
+    x_row: usize,
+    rows: *const f32,
+    ld: usize,
+    last: __m256i,
+) -> [[__m256; NV]; MR] {
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+        for &p in list {
+            let p = p as usize;
             broadcast_step::<MR, NV, MASKED>(&mut acc, x.add(p * x_step), x_row, rows.add(p * ld), last);
         }
         acc
@@ -474,10 +645,12 @@ pub type Update = crate::optim::Update<f32>;
 
 /// Weight-gradient tile with the update fused: for MR rows `o` of W and NV vectors of columns,
 /// `d_w[o, c] = Σ_b d[b, o] · a[b, c]` (d[b, o] at `d[b·d_step + o·d_row]`), then the update of
-/// `w` and its state `v` (and `s` for Adam; unused otherwise).
+/// `w` and its state `v` (and `s` for Adam; unused otherwise). With `SKIP`, the sums run over
+/// only the samples in `list` (those whose `a` is not zero in these columns: same bits).
 #[inline(always)]
-unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
+unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool, const SKIP: bool>(
     batch: usize,
+    list: &[u32],
     d: *const f32,
     d_step: usize,
     d_row: usize,
@@ -497,7 +670,11 @@ unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
         let adam = up.method.has_second_moment();
         prefetch_rows::<MR>(&[w, v, if adam { s } else { w }], ldw, 8 * NV);
         // acc[i][j] = Σ_b d[b, i] · a[b, 8j…]
-        let acc = broadcast_product::<MR, NV, MASKED>(batch, d, d_step, d_row, a, lda, last);
+        let acc = if SKIP {
+            broadcast_list::<MR, NV, MASKED>(list, d, d_step, d_row, a, lda, last)
+        } else {
+            broadcast_product::<MR, NV, MASKED>(batch, d, d_step, d_row, a, lda, last)
+        };
         let set = _mm256_set1_ps;
         let (alpha, mu, lambda) = (set(up.lr), set(up.momentum), set(up.l2));
         for i in 0..MR {
@@ -627,7 +804,8 @@ pub unsafe fn pack_panels(
 /// `d[b·d_step + o·d_row]`: `(O, 1)` as stored (B, O), or `(1, B)` packed as (O, B), which
 /// large batches read faster (six contiguous streams instead of a stride of O floats). `a` is
 /// (B, I) as stored or packed in panels, as `layout` says. The sums are the same, in the same
-/// order, whatever the layouts.
+/// order, whatever the layouts. With `nz`, the map of `a`'s rows by [`nonzero_blocks`], each
+/// tile sums over only the samples whose `a` is not zero in its columns (same bits).
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn weight_grad_update(
     batch: usize,
@@ -642,6 +820,7 @@ pub unsafe fn weight_grad_update(
     s: *mut f32,
     rows: std::ops::Range<usize>,
     up: &Update,
+    nz: Option<&[u64]>,
 ) {
     unsafe {
         const MR: usize = TN_MR;
@@ -653,6 +832,11 @@ pub unsafe fn weight_grad_update(
         // is the whole width.
         let step = PANEL;
         let block = ((L2_BUDGET / (4 * batch.max(1))) / step * step).max(step);
+        // Tiles start at multiples of `step`: tile columns c… read list c / step.
+        let (mut idx, mut starts) = (Vec::new(), Vec::new());
+        if let Some(nz) = nz {
+            nonzero_rows(nz, batch, i_dim, step, &mut idx, &mut starts);
+        }
         let mut c0 = 0;
         while c0 < i_dim {
             let c_end = (c0 + block).min(i_dim);
@@ -670,9 +854,29 @@ pub unsafe fn weight_grad_update(
                     let sp = if s.is_null() { s } else { s.add(off) };
                     macro_rules! go {
                         ($mr:literal, $nv:literal, $masked:literal) => {
-                            tn_tile::<$mr, $nv, $masked>(
-                                batch, dp, d_step, d_row, ap, layout.ld, wp, vp, sp, i_dim, up, last,
-                            )
+                            if nz.is_some() {
+                                let list = &idx[starts[c / step]..starts[c / step + 1]];
+                                tn_tile::<$mr, $nv, $masked, true>(
+                                    batch, list, dp, d_step, d_row, ap, layout.ld, wp, vp, sp, i_dim, up,
+                                    last,
+                                )
+                            } else {
+                                tn_tile::<$mr, $nv, $masked, false>(
+                                    batch,
+                                    &[],
+                                    dp,
+                                    d_step,
+                                    d_row,
+                                    ap,
+                                    layout.ld,
+                                    wp,
+                                    vp,
+                                    sp,
+                                    i_dim,
+                                    up,
+                                    last,
+                                )
+                            }
                         };
                     }
                     for_tile_shape!(go, mr, nv, masked);

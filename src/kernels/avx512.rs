@@ -70,8 +70,18 @@ fn lanes(width: usize) -> (usize, bool, __mmask16) {
 // Each field's type is a kernel's signature, spelled out once here.
 #[allow(clippy::type_complexity)]
 pub struct Products {
-    pub matmul_nt:
-        unsafe fn(usize, usize, *const f32, usize, *const f32, usize, Range<usize>, *mut f32, usize),
+    pub matmul_nt: unsafe fn(
+        usize,
+        usize,
+        *const f32,
+        usize,
+        *const f32,
+        usize,
+        Range<usize>,
+        *mut f32,
+        usize,
+        Option<&[u64]>,
+    ),
     pub matmul_nn_dact: unsafe fn(
         usize,
         usize,
@@ -98,6 +108,7 @@ pub struct Products {
         *mut f32,
         Range<usize>,
         &Update,
+        Option<&[u64]>,
     ),
     pub matmul_sparse_rows:
         unsafe fn(usize, usize, *const f32, usize, *const f32, usize, *mut f32, usize, &[u16], &[usize]),
@@ -162,10 +173,12 @@ unsafe fn broadcast_step<const MR: usize, const NV: usize, const MASKED: bool>(
 
 /// avx2's `tn_tile` with NV zmm vectors of 16 columns: `d_w[o, c] = Σ_b d[b, o] · a[b, c]`,
 /// then the update of `w`, `v` (and `s` for Adam). Vector j of the tile reads `a` from the
-/// panel `j·a_panel` floats on, so packed panels of 16 columns work as they are.
+/// panel `j·a_panel` floats on, so packed panels of 16 columns work as they are. With `SKIP`,
+/// over only the samples in `list`, as avx2's.
 #[inline(always)]
-unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
+unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool, const SKIP: bool>(
     batch: usize,
+    list: &[u32],
     d: *const f32,
     d_step: usize,
     d_row: usize,
@@ -184,9 +197,20 @@ unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
         let adam = up.method.has_second_moment();
         prefetch_rows::<MR>(&[w, v, if adam { s } else { w }], ldw, 16 * NV);
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-        for b in 0..batch {
-            let (x, row) = (d.add(b * d_step), a.add(b * lda));
-            broadcast_step::<MR, NV, MASKED>(&mut acc, x, d_row, row, a_panel, last);
+        macro_rules! sample {
+            ($b:expr) => {
+                let (x, row) = (d.add($b * d_step), a.add($b * lda));
+                broadcast_step::<MR, NV, MASKED>(&mut acc, x, d_row, row, a_panel, last);
+            };
+        }
+        if SKIP {
+            for &b in list {
+                sample!(b as usize);
+            }
+        } else {
+            for b in 0..batch {
+                sample!(b);
+            }
         }
         let set = _mm512_set1_ps;
         let (alpha, mu, lambda) = (set(up.lr), set(up.momentum), set(up.l2));
@@ -261,11 +285,17 @@ pub unsafe fn weight_grad_update(
     s: *mut f32,
     rows: std::ops::Range<usize>,
     up: &Update,
+    nz: Option<&[u64]>,
 ) {
     unsafe {
         const MR: usize = 6;
         const STEP: usize = 32;
         let block = ((super::avx2::L2_BUDGET / (4 * batch.max(1))) / STEP * STEP).max(STEP);
+        let step = if nz.is_some() { 16 } else { STEP };
+        let (mut idx, mut starts) = (Vec::new(), Vec::new());
+        if let Some(nz) = nz {
+            super::avx2::nonzero_rows(nz, batch, i_dim, step, &mut idx, &mut starts);
+        }
         let mut c0 = 0;
         while c0 < i_dim {
             let c_end = (c0 + block).min(i_dim);
@@ -274,16 +304,29 @@ pub unsafe fn weight_grad_update(
                 let mr = (rows.end - r).min(MR);
                 let mut c = c0;
                 while c < c_end {
-                    let width = (c_end - c).min(STEP);
+                    let width = (c_end - c).min(step);
                     let (nv, masked, last) = lanes(width);
                     let off = r * i_dim + c;
                     let ap = a.add((c / PANEL) * layout.panel);
                     let (dp, wp, vp) = (d.add(r * d_row), w.add(off), v.add(off));
                     let sp = if s.is_null() { s } else { s.add(off) };
+                    // Tiles start at multiples of STEP: tile columns c… read list c / STEP.
+                    let list = match nz {
+                        Some(_) => &idx[starts[c / step]..starts[c / step + 1]],
+                        None => &[][..],
+                    };
                     macro_rules! go {
                         ($mr:literal, $nv:literal, $masked:literal) => {
-                            tn_tile::<$mr, $nv, $masked>(
+                            if nz.is_some() {
+                                go!(@ $mr, $nv, $masked, true)
+                            } else {
+                                go!(@ $mr, $nv, $masked, false)
+                            }
+                        };
+                        (@ $mr:literal, $nv:literal, $masked:literal, $skip:literal) => {
+                            tn_tile::<$mr, $nv, $masked, $skip>(
                                 batch,
+                                list,
                                 dp,
                                 d_step,
                                 d_row,
@@ -309,11 +352,47 @@ pub unsafe fn weight_grad_update(
     }
 }
 
+/// One block of the forward tile: columns `p…p+8` (`MASKED`: only the lanes of `m`) of MR
+/// rows of `a` and of the tile's rows of `w` (`wrow(j, h)`: half h of pair j).
+#[inline(always)]
+unsafe fn dot_step<const MR: usize, const NP: usize, const MASKED: bool>(
+    acc: &mut [[__m512; NP]; MR],
+    a: *const f32,
+    lda: usize,
+    wrow: impl Fn(usize, usize) -> *const f32,
+    p: usize,
+    m: __m256i,
+) {
+    unsafe {
+        macro_rules! load {
+            ($q:expr) => {
+                if MASKED {
+                    _mm256_maskload_ps($q, m)
+                } else {
+                    _mm256_loadu_ps($q)
+                }
+            };
+        }
+        let mut wv = [_mm512_setzero_ps(); NP];
+        for j in 0..NP {
+            let (lo, hi) = (load!(wrow(j, 0).add(p)), load!(wrow(j, 1).add(p)));
+            wv[j] = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi);
+        }
+        for i in 0..MR {
+            let av = _mm512_broadcast_f32x8(load!(a.add(i * lda + p)));
+            for j in 0..NP {
+                acc[i][j] = _mm512_fmadd_ps(av, wv[j], acc[i][j]);
+            }
+        }
+    }
+}
+
 /// Forward tile, `out[r][c] = Σ_p a[r, p] · w[c, p]` for MR rows of `a` and `2·NP` rows of
 /// `w` (the last `nr` valid), each zmm holding two 8-lane accumulators that each reduce
-/// exactly as avx2's `dot_tile` does: so the same bits.
+/// exactly as avx2's `dot_tile` does: so the same bits. With `SKIP`, over only the blocks the
+/// map `nz` marks, as avx2's.
 #[inline(always)]
-unsafe fn dot_tile<const MR: usize, const NP: usize>(
+unsafe fn dot_tile<const MR: usize, const NP: usize, const SKIP: bool>(
     k: usize,
     a: *const f32,
     lda: usize,
@@ -322,41 +401,33 @@ unsafe fn dot_tile<const MR: usize, const NP: usize>(
     nr: usize,
     out: *mut f32,
     ldo: usize,
+    nz: *const u64,
 ) {
     unsafe {
         use super::avx2::{hsum, mask};
         // Row of w for half h of pair j (a missing last row repeats the one before).
         let wrow = |j: usize, h: usize| w.add((2 * j + h).min(nr - 1) * ldw);
         let mut acc = [[_mm512_setzero_ps(); NP]; MR];
-        let mut p = 0;
-        while p + 8 <= k {
-            let mut wv = [_mm512_setzero_ps(); NP];
-            for j in 0..NP {
-                let lo = _mm256_loadu_ps(wrow(j, 0).add(p));
-                let hi = _mm256_loadu_ps(wrow(j, 1).add(p));
-                wv[j] = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi);
+        let all = mask(8);
+        if SKIP {
+            macro_rules! step {
+                ($p:expr, $tail:expr) => {
+                    if $tail {
+                        dot_step::<MR, NP, true>(&mut acc, a, lda, wrow, $p, mask(k - $p))
+                    } else {
+                        dot_step::<MR, NP, false>(&mut acc, a, lda, wrow, $p, all)
+                    }
+                };
             }
-            for i in 0..MR {
-                let av = _mm512_broadcast_f32x8(_mm256_loadu_ps(a.add(i * lda + p)));
-                for j in 0..NP {
-                    acc[i][j] = _mm512_fmadd_ps(av, wv[j], acc[i][j]);
-                }
+            super::avx2::for_nonzero_blocks!(nz, MR, k, step);
+        } else {
+            let mut p = 0;
+            while p + 8 <= k {
+                dot_step::<MR, NP, false>(&mut acc, a, lda, wrow, p, all);
+                p += 8;
             }
-            p += 8;
-        }
-        if p < k {
-            let m = mask(k - p);
-            let mut wv = [_mm512_setzero_ps(); NP];
-            for j in 0..NP {
-                let lo = _mm256_maskload_ps(wrow(j, 0).add(p), m);
-                let hi = _mm256_maskload_ps(wrow(j, 1).add(p), m);
-                wv[j] = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(lo), hi);
-            }
-            for i in 0..MR {
-                let av = _mm512_broadcast_f32x8(_mm256_maskload_ps(a.add(i * lda + p), m));
-                for j in 0..NP {
-                    acc[i][j] = _mm512_fmadd_ps(av, wv[j], acc[i][j]);
-                }
+            if p < k {
+                dot_step::<MR, NP, true>(&mut acc, a, lda, wrow, p, mask(k - p));
             }
         }
         for i in 0..MR {
@@ -383,6 +454,7 @@ pub unsafe fn matmul_nt(
     cols: std::ops::Range<usize>,
     out: *mut f32,
     ldo: usize,
+    nz: Option<&[u64]>,
 ) {
     unsafe {
         // Four rows of `a` and six of `w` (12 zmm accumulators, each two of avx2's): 4×3 KB
@@ -391,6 +463,10 @@ pub unsafe fn matmul_nt(
         const MR: usize = 4;
         const NR: usize = 6;
         const ROW_BLOCK: usize = 64;
+        let words = super::avx2::nz_words(k);
+        if let Some(nz) = nz {
+            assert!(nz.len() >= m * words);
+        }
         let mut r0 = 0;
         while r0 < m {
             let m_end = (r0 + ROW_BLOCK).min(m);
@@ -405,7 +481,30 @@ pub unsafe fn matmul_nt(
                     let op = out.add(r * ldo + c);
                     macro_rules! go {
                         ($mr:literal, $np:literal) => {
-                            dot_tile::<$mr, $np>(k, ap, lda, wp, ldw, nr, op, ldo)
+                            match nz {
+                                Some(nz) => dot_tile::<$mr, $np, true>(
+                                    k,
+                                    ap,
+                                    lda,
+                                    wp,
+                                    ldw,
+                                    nr,
+                                    op,
+                                    ldo,
+                                    nz[r * words..].as_ptr(),
+                                ),
+                                None => dot_tile::<$mr, $np, false>(
+                                    k,
+                                    ap,
+                                    lda,
+                                    wp,
+                                    ldw,
+                                    nr,
+                                    op,
+                                    ldo,
+                                    std::ptr::null(),
+                                ),
+                            }
                         };
                     }
                     macro_rules! np {

@@ -72,6 +72,9 @@ impl Backend {
 pub struct Engine {
     pub backend: Backend,
     pool: Pool,
+    /// Whether the first layer's products skip blocks of zero inputs (the same bits either
+    /// way; on by default, off only to measure what it saves).
+    skip_zeros: bool,
 }
 
 /// What the forward pass can prepare once per model for many evaluations: the first layer's
@@ -152,7 +155,16 @@ impl Engine {
         Engine {
             backend,
             pool: Pool::new(threads),
+            skip_zeros: true,
         }
+    }
+
+    /// This engine with the first layer's skipping of zero blocks on or off. The results are
+    /// the same bits either way (`avx2::nonzero_blocks` says why); only the time differs, which
+    /// is what turning it off is for (`examples/kernel_ab.rs`).
+    pub fn skipping_zeros(mut self, on: bool) -> Engine {
+        self.skip_zeros = on;
+        self
     }
 
     pub fn threads(&self) -> usize {
@@ -319,9 +331,17 @@ impl Engine {
                 }
             });
         }
+        // The first layer's input (pixels, mostly zero) is mapped for its products to skip
+        // zero blocks (the same bits); a prepared model's sparse product needs no map.
+        if prepared.is_none() && self.skip_zeros {
+            let x = ws.layer_input(0, batch).as_ptr();
+            // SAFETY: x holds `batch` rows of sizes[0] floats.
+            unsafe { avx2::nonzero_blocks(batch, mlp.sizes[0], x, mlp.sizes[0], &mut ws.nonzero) };
+        }
         for (l, layer) in mlp.layers.iter().enumerate() {
             let (i, o) = (layer.fan_in, layer.fan_out);
             let a = ws.layer_input(l, batch).as_ptr() as usize;
+            let nz = (l == 0 && self.skip_zeros).then_some(&ws.nonzero[..]);
             // With dropout on this layer's output: its mask, and where ã goes.
             let drop_next = (l < last && ws.drops(l + 1)).then(|| {
                 (
@@ -375,7 +395,9 @@ impl Engine {
                                 &starts,
                             );
                         }
-                        None => (products.matmul_nt)(batch, i, a, i, w.as_ptr(), i, cols.clone(), z.ptr(), o),
+                        None => {
+                            (products.matmul_nt)(batch, i, a, i, w.as_ptr(), i, cols.clone(), z.ptr(), o, nz)
+                        }
                     }
                     for r in rows {
                         let row = r * o + cols.start;
@@ -475,7 +497,11 @@ impl Engine {
             ws.packed.resize(packed_len, 0.0);
         }
         let packed = Shared(ws.packed.as_mut_ptr());
+        // The map of the first layer's input that the forward pass made (same batch, same
+        // input: the step runs forward first).
+        let nonzero = std::mem::take(&mut ws.nonzero);
         for l in (0..n_layers).rev() {
+            let nz = (l == 0 && self.skip_zeros).then_some(&nonzero[..]);
             let layer = mlp.layers[l].clone();
             let (i, o) = (layer.fan_in, layer.fan_out);
             // a^l for f', and what the layer read (ã^l with dropout) for d_w.
@@ -582,6 +608,7 @@ impl Engine {
                         sec_w,
                         rows.clone(),
                         &up,
+                        nz,
                     );
                     if let Some(c) = p.max_norm {
                         let w = std::slice::from_raw_parts_mut(
@@ -616,5 +643,6 @@ impl Engine {
                 std::mem::swap(&mut ws.d_z, &mut ws.d_a);
             }
         }
+        ws.nonzero = nonzero;
     }
 }

@@ -34,6 +34,9 @@ pub struct Workspace<T> {
     /// (B, max width) in column panels: scratch for the fused kernels, which read each layer's
     /// input packed so when forming weight gradients (`kernels::engine`).
     pub(crate) packed: Vec<T>,
+    /// Scratch for the fused kernels: which blocks of the first layer's input are not zero, so
+    /// that its products skip the rest (`kernels::avx2::nonzero_blocks`).
+    pub(crate) nonzero: Vec<u64>,
     /// Dropout probability of each layer's input (index 0: the pixels; l: a^l); all 0 in a
     /// workspace made by [`Workspace::new`], which is what evaluation uses.
     pub drop_p: Vec<f64>,
@@ -72,6 +75,7 @@ impl<T: Real> Workspace<T> {
             d_a: vec![T::ZERO; capacity * widest],
             d_t: Vec::new(),
             packed: Vec::new(),
+            nonzero: Vec::new(),
             masks: (0..n_layers).map(buffer).collect(),
             dropped: (0..n_layers).map(buffer).collect(),
             drop_p,
