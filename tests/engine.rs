@@ -1,7 +1,9 @@
 //! The fused AVX2 engine against the readable reference code (`nn` + `optim`), on networks whose
 //! sizes exercise every edge case of the kernels' tiles, for every activation, update rule,
 //! dropout and max-norm; the engine's results independent of its thread count, bit for bit;
-//! and its 512-bit kernels bit-identical to its 256-bit ones.
+//! its 512-bit kernels bit-identical to its 256-bit ones; and its first-layer products that
+//! skip blocks of zero pixels bit-identical to the dense ones. Inputs are shaped like images
+//! (runs of ink among zeros), so every test here also goes through the skipping.
 
 use mnist_mlp::kernels::{Backend, Engine, StepParams};
 use mnist_mlp::nn::{Activation, Init, Mlp, Workspace};
