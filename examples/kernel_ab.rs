@@ -6,13 +6,14 @@
 //! - with `AB=skip`, the first layer's products over every block of pixels against skipping
 //!   the blocks of zeros (`Engine::skipping_zeros`), with the widest kernels this CPU has.
 //!
-//!     [AB=skip] cargo run --release --example kernel_ab [BATCH] [BLOCKS] [THREADS]
+//!     [AB=skip] [DATASET=fashion-mnist] cargo run --release --example kernel_ab [BATCH] [BLOCKS] [THREADS]
 //!
-//! The batches are MNIST's test images when the cache has them (random pixels otherwise, where
-//! there is nothing to skip). Prints the median ms per step of each over all blocks, and over
+//! The batches are MNIST's test images (or `DATASET`'s) when the cache has them (random pixels
+//! otherwise, where there is nothing to skip). Prints the median ms per step of each over all blocks, and over
 //! the fastest and slowest third of blocks (by the first one's time): on a shared virtual
 //! machine the second is where a busy neighbour on the same core slows both.
 use mnist_mlp::bench::SeedStep;
+use mnist_mlp::data::DatasetKind;
 use mnist_mlp::kernels::{Backend, Engine};
 use mnist_mlp::nn::Activation;
 use std::time::Instant;
@@ -50,12 +51,16 @@ fn main() {
             ["256-bit", "512-bit"],
         )
     };
-    let images = mnist_mlp::bench::cached_test_images();
+    let dataset: DatasetKind = match std::env::var("DATASET") {
+        Ok(name) => name.parse().expect("DATASET names a data set"),
+        Err(_) => DatasetKind::Mnist,
+    };
+    let images = mnist_mlp::bench::cached_test_images_of(dataset);
     let mut seed = SeedStep::new(batch, Activation::Relu, images.as_deref());
     let input = if seed.on_images() {
-        "MNIST test images"
+        format!("{dataset} test images")
     } else {
-        "random pixels"
+        "random pixels".to_string()
     };
     // (first, second) ms per step of each block.
     let mut pairs = Vec::new();

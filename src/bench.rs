@@ -304,8 +304,13 @@ pub fn time_eval(engine: &Engine, test: Option<&[f32]>) -> f64 {
 /// MNIST's 10,000 test images as f32 pixels, if the cache has them (never fetched here): the
 /// input the step and evaluation timings use when they can.
 pub fn cached_test_images() -> Option<Vec<f32>> {
-    use crate::data::{DatasetKind, mnist::Dataset};
-    Dataset::open(None, DatasetKind::Mnist, false)
+    cached_test_images_of(crate::data::DatasetKind::Mnist)
+}
+
+/// [`cached_test_images`] of another data set of 28×28 images.
+pub fn cached_test_images_of(kind: crate::data::DatasetKind) -> Option<Vec<f32>> {
+    use crate::data::mnist::Dataset;
+    Dataset::open(None, kind, false)
         .ok()
         .filter(|d| d.input_size() == SIZES[0] && d.test.len() >= 10_000)
         .map(|d| {

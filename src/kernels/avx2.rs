@@ -430,6 +430,12 @@ pub unsafe fn nonzero_blocks(m: usize, k: usize, x: *const f32, ldx: usize, out:
     }
 }
 
+/// The share of the blocks of `m` rows of `k` columns that the map `nz` marks.
+pub fn nz_share(nz: &[u64], m: usize, k: usize) -> f64 {
+    let marked: u32 = nz[..m * nz_words(k)].iter().map(|w| w.count_ones()).sum();
+    marked as f64 / (m * k.div_ceil(NZ_BLOCK)).max(1) as f64
+}
+
 /// For each group of `step` columns (`step` a multiple of [`NZ_BLOCK`] that divides 512) of a
 /// (m × k) matrix with the map `nz` by [`nonzero_blocks`]: the rows in which the group holds a
 /// non-zero. Group g's list is `idx[starts[g]..starts[g + 1]]`, rows in increasing order.
