@@ -13,6 +13,10 @@
 //! Every output element is reduced in a fixed order that does not depend on the thread split,
 //! so results are bit-identical for any number of threads.
 //!
+//! For the first layer, whose input is an image's pixels and mostly zeros, the forward and
+//! weight-gradient kernels take a map of which blocks of 8 pixels hold a non-zero
+//! ([`nonzero_blocks`]) and leave out the rest: products with 0 that would not change a bit.
+//!
 //! # Safety
 //! Every function here requires a CPU with AVX2 and FMA ([`available`]), and pointers valid
 //! for the shapes and leading dimensions it is given. Callers (`engine.rs`) derive both from

@@ -9,7 +9,10 @@
 //! - update: `d_w = d_zᵀ a` is reduced in registers and consumed at once by the update rule,
 //!   so weight gradients never reach memory; max-norm follows on the rows just updated, while
 //!   they are still in cache;
-//! - dropout: `ã = a ⊙ m` right after each row of `a` is formed, and `⊙ m` right after `d_a`.
+//! - dropout: `ã = a ⊙ m` right after each row of `a` is formed, and `⊙ m` right after `d_a`;
+//! - the first layer: its input mapped once per step by blocks of 8 pixels, so that its forward
+//!   product and weight gradient leave out the blocks of zeros (products that would add ±0 to
+//!   sums starting at +0: the same bits).
 //!
 //! On other CPUs, and for f64, the engine runs the readable code in `nn` and `optim` itself.
 //! `tests/engine.rs` checks that both paths agree.
