@@ -345,29 +345,14 @@ pub unsafe fn matmul_nt(
                     let mr = (m_end - r).min(MR);
                     let ap = a.add(r * lda);
                     let op = out.add(r * ldo + c);
+                    // The tile's rows of the map (unread without one).
+                    let np = nz.map_or(std::ptr::null(), |nz| nz[r * words..].as_ptr());
                     macro_rules! go {
                         ($mr:literal, $nr:literal) => {
-                            match nz {
-                                Some(nz) => dot_tile::<$mr, $nr, true>(
-                                    k,
-                                    ap,
-                                    lda,
-                                    wp,
-                                    ldw,
-                                    op,
-                                    ldo,
-                                    nz[r * words..].as_ptr(),
-                                ),
-                                None => dot_tile::<$mr, $nr, false>(
-                                    k,
-                                    ap,
-                                    lda,
-                                    wp,
-                                    ldw,
-                                    op,
-                                    ldo,
-                                    std::ptr::null(),
-                                ),
+                            if nz.is_some() {
+                                dot_tile::<$mr, $nr, true>(k, ap, lda, wp, ldw, op, ldo, np)
+                            } else {
+                                dot_tile::<$mr, $nr, false>(k, ap, lda, wp, ldw, op, ldo, np)
                             }
                         };
                     }
@@ -514,12 +499,13 @@ unsafe fn broadcast_step<const MR: usize, const NV: usize, const MASKED: bool>(
     }
 }
 
-/// The shared inner loop of both broadcast kernels: over `k` steps p, broadcast the scalar
-/// `x[p·x_step + i·x_row]` for each of MR rows and multiply it into NV vectors read from row p
-/// of `rows` (`ld` apart), the last one masked when `MASKED`. Returns the MR×NV accumulators.
+/// The shared inner loop of both broadcast kernels: for each step p of `steps`, in order,
+/// broadcast the scalar `x[p·x_step + i·x_row]` for each of MR rows and multiply it into NV
+/// vectors read from row p of `rows` (`ld` apart), the last one masked when `MASKED`. Returns
+/// the MR×NV accumulators. (`0..k` for every step; a list of steps to skip the others.)
 #[inline(always)]
 unsafe fn broadcast_product<const MR: usize, const NV: usize, const MASKED: bool>(
-    k: usize,
+    steps: impl Iterator<Item = usize>,
     x: *const f32,
     x_step: usize,
     x_row: usize,
@@ -529,28 +515,7 @@ unsafe fn broadcast_product<const MR: usize, const NV: usize, const MASKED: bool
 ) -> [[__m256; NV]; MR] {
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-        for p in 0..k {
-            broadcast_step::<MR, NV, MASKED>(&mut acc, x.add(p * x_step), x_row, rows.add(p * ld), last);
-        }
-        acc
-    }
-}
-
-/// [`broadcast_product`] over only the steps p in `list`, in its order.
-#[inline(always)]
-unsafe fn broadcast_list<const MR: usize, const NV: usize, const MASKED: bool>(
-    list: &[u32],
-    x: *const f32,
-    x_step: usize,
-    x_row: usize,
-    rows: *const f32,
-    ld: usize,
-    last: __m256i,
-) -> [[__m256; NV]; MR] {
-    unsafe {
-        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-        for &p in list {
-            let p = p as usize;
+        for p in steps {
             broadcast_step::<MR, NV, MASKED>(&mut acc, x.add(p * x_step), x_row, rows.add(p * ld), last);
         }
         acc
@@ -576,7 +541,7 @@ unsafe fn nn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
         // The epilogue's rows of a and out.
         prefetch_rows::<MR>(&[a, out], ldo, 8 * NV);
         // acc[i][j] = Σ_p d[i, p] · w[p, 8j…]
-        let acc = broadcast_product::<MR, NV, MASKED>(k, d, 1, ldd, w, ldw, last);
+        let acc = broadcast_product::<MR, NV, MASKED>(0..k, d, 1, ldd, w, ldw, last);
         for i in 0..MR {
             for j in 0..NV {
                 let (ap, op) = (a.add(i * ldo + 8 * j), out.add(i * ldo + 8 * j));
@@ -681,9 +646,10 @@ unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool, const SK
         prefetch_rows::<MR>(&[w, v, if adam { s } else { w }], ldw, 8 * NV);
         // acc[i][j] = Σ_b d[b, i] · a[b, 8j…]
         let acc = if SKIP {
-            broadcast_list::<MR, NV, MASKED>(list, d, d_step, d_row, a, lda, last)
+            let steps = list.iter().map(|&b| b as usize);
+            broadcast_product::<MR, NV, MASKED>(steps, d, d_step, d_row, a, lda, last)
         } else {
-            broadcast_product::<MR, NV, MASKED>(batch, d, d_step, d_row, a, lda, last)
+            broadcast_product::<MR, NV, MASKED>(0..batch, d, d_step, d_row, a, lda, last)
         };
         let set = _mm256_set1_ps;
         let (alpha, mu, lambda) = (set(up.lr), set(up.momentum), set(up.l2));

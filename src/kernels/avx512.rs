@@ -479,31 +479,14 @@ pub unsafe fn matmul_nt(
                     let mr = (m_end - r).min(MR);
                     let ap = a.add(r * lda);
                     let op = out.add(r * ldo + c);
+                    // The tile's rows of the map (unread without one).
+                    let np = nz.map_or(std::ptr::null(), |nz| nz[r * words..].as_ptr());
                     macro_rules! go {
                         ($mr:literal, $np:literal) => {
-                            match nz {
-                                Some(nz) => dot_tile::<$mr, $np, true>(
-                                    k,
-                                    ap,
-                                    lda,
-                                    wp,
-                                    ldw,
-                                    nr,
-                                    op,
-                                    ldo,
-                                    nz[r * words..].as_ptr(),
-                                ),
-                                None => dot_tile::<$mr, $np, false>(
-                                    k,
-                                    ap,
-                                    lda,
-                                    wp,
-                                    ldw,
-                                    nr,
-                                    op,
-                                    ldo,
-                                    std::ptr::null(),
-                                ),
+                            if nz.is_some() {
+                                dot_tile::<$mr, $np, true>(k, ap, lda, wp, ldw, nr, op, ldo, np)
+                            } else {
+                                dot_tile::<$mr, $np, false>(k, ap, lda, wp, ldw, nr, op, ldo, np)
                             }
                         };
                     }
