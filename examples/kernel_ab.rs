@@ -9,9 +9,9 @@
 //!     [AB=skip] [DATASET=fashion-mnist] cargo run --release --example kernel_ab [BATCH] [BLOCKS] [THREADS]
 //!
 //! The batches are MNIST's test images (or `DATASET`'s) when the cache has them (random pixels
-//! otherwise, where there is nothing to skip). Prints the median ms per step of each over all blocks, and over
-//! the fastest and slowest third of blocks (by the first one's time): on a shared virtual
-//! machine the second is where a busy neighbour on the same core slows both.
+//! otherwise, where there is nothing to skip). Prints the median ms per step of each over all
+//! blocks, and over the fastest and slowest third of blocks (by the first one's time): on a
+//! shared virtual machine the second is where a busy neighbour on the same core slows both.
 use mnist_mlp::bench::SeedStep;
 use mnist_mlp::data::DatasetKind;
 use mnist_mlp::kernels::{Backend, Engine};
