@@ -102,6 +102,16 @@ const SKIP_MAX_SHARE: f64 = 0.6;
 /// Products smaller than this many multiply-adds run on one thread ([`Engine::par_sized`]).
 const SHARED_MACS: usize = 256 * 1024;
 
+/// How many parts a product of `macs` multiply-adds is split into on `threads` threads: one below
+/// [`SHARED_MACS`], else one per [`SHARED_MACS`], at least two, at most `threads`.
+fn parts_for(macs: usize, threads: usize) -> usize {
+    if macs < SHARED_MACS || threads == 1 {
+        1
+    } else {
+        (macs / SHARED_MACS).clamp(2, threads)
+    }
+}
+
 /// Batches from this size on have each layer's input packed in column panels for the
 /// weight-gradient kernel. Smaller batches read it as stored: their inputs are still in each
 /// core's cache from the forward pass, whereas panels written by the other core would have to
@@ -220,17 +230,20 @@ impl Engine {
             .run(&|t, n| super::avx2::with_flushed_denormals(|| f(t, n)));
     }
 
-    /// [`Engine::par`] for work of `macs` multiply-adds: below [`SHARED_MACS`], `f(0, 1)` on
-    /// this thread alone. The results are the same (every output element is reduced the same
-    /// way whatever the split); what is saved is waking the other threads and moving the
-    /// operands between cores, which costs more than such small products (the last layers of
-    /// the seed network at batch 64) gain from a second core.
+    /// [`Engine::par`] for work of `macs` multiply-adds, in as many parts as it has
+    /// [`SHARED_MACS`] (at least two once it is shared, at most one per thread): below that,
+    /// `f(0, 1)` on this thread alone. The results are the same (every output element is reduced
+    /// the same way whatever the split); what is saved is waking threads and moving operands
+    /// between cores for products too small to gain from them (the last layers of the seed
+    /// network at batch 64, or a 100→10 product on a 16-core machine).
     #[cfg(target_arch = "x86_64")]
     fn par_sized(&self, macs: usize, f: impl Fn(usize, usize) + Sync) {
-        if macs < SHARED_MACS {
+        let parts = parts_for(macs, self.threads());
+        if parts == 1 {
             super::avx2::with_flushed_denormals(|| f(0, 1));
         } else {
-            self.par(f);
+            self.pool
+                .run_parts(parts, &|t, n| super::avx2::with_flushed_denormals(|| f(t, n)));
         }
     }
 
