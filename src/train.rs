@@ -477,6 +477,11 @@ pub fn run_with(
     if opts.checkpoint_every.is_some() && t.iteration == 0 {
         checkpoint!();
     }
+    // A resumed run's bar starts where the run stopped, its rate and ETA counted from there.
+    if let Some(bar) = &bar {
+        bar.set_position(t.iteration as u64);
+        bar.reset_eta();
+    }
     while t.iteration < total {
         let lr = t.lr();
         let started = Instant::now();

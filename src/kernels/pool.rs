@@ -236,7 +236,9 @@ fn worker(shared: &Shared) {
             // SAFETY: the job is open and we are counted in `active`, so the caller neither
             // returns nor rewrites the slot until we leave (see `Pool::run_parts`).
             let (job, parts) = unsafe { *shared.job.get() }.expect("a job is set before it opens");
-            let result = catch_unwind(AssertUnwindSafe(|| claim_parts(shared, unsafe { &*job.0 }, parts)));
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                claim_parts(shared, unsafe { &*job.0 }, parts)
+            }));
             if let Err(payload) = result {
                 // No more parts for anyone; the caller resumes the panic.
                 shared.next.store(usize::MAX / 2, SeqCst);
