@@ -48,11 +48,13 @@ for t in $THREADS; do
         done
     fi
 done
-printf '%s\n' "${rows[@]}" | python3 - "$OUT" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $cores cores" <<'PY'
+ROWS=$(mktemp); trap 'rm -f "$ROWS"' EXIT
+printf '%s\n' "${rows[@]}" > "$ROWS"
+python3 - "$ROWS" "$OUT" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $cores cores" <<'PY'
 import json, sys
-out, machine = sys.argv[1], sys.argv[2]
+rows, out, machine = sys.argv[1], sys.argv[2], sys.argv[3]
 ours, torch = {}, {}
-for line in sys.stdin:
+for line in open(rows):
     r = json.loads(line)
     t = r["threads"]
     if "ours" in r:
