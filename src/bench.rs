@@ -444,8 +444,10 @@ mod tests {
     #[test]
     fn a_round_trip_between_cores_takes_a_measurable_time_and_ends() {
         if let Some(ns) = super::core_round_trip_ns() {
-            // Returning at all means the other thread answered every trip and stopped.
-            assert!(ns.is_finite() && ns > 1.0 && ns < 1e7, "{ns} ns");
+            // Returning at all means the other thread answered every trip and stopped. How long
+            // a trip takes is a measurement, not a property: on a loaded machine it can take
+            // milliseconds, so only its being a positive, finite time is asserted.
+            assert!(ns.is_finite() && ns > 0.0, "{ns} ns");
         }
     }
 }

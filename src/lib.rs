@@ -15,6 +15,7 @@ pub mod error;
 pub mod eval;
 pub mod fsutil;
 pub mod kernels;
+pub mod linalg;
 pub mod model;
 pub mod nn;
 pub mod optim;

@@ -1,7 +1,7 @@
 //! Hidden-layer nonlinearities `a = f(z)`, each with its derivative written through the cached
 //! output `a`, so backward needs nothing but what forward already kept.
 
-use crate::kernels::Real;
+use crate::linalg::Real;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {

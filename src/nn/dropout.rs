@@ -11,7 +11,7 @@
 //! order, so a run is reproducible, independent of the thread count, and resumable without
 //! saving any dropout state.
 
-use crate::kernels::Real;
+use crate::linalg::Real;
 use crate::rng::Rng;
 
 /// Fill `mask` with independent draws: `1/(1 − p)` with probability `1 − p`, else 0.

@@ -1,7 +1,7 @@
 //! Weight initialisation schemes. The seed does not say which it used; the choice matters a
 //! great deal for sigmoid networks, so every common scheme is offered.
 
-use crate::kernels::Real;
+use crate::linalg::Real;
 use crate::rng::Rng;
 use std::fmt;
 use std::str::FromStr;

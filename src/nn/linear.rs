@@ -1,6 +1,6 @@
 //! The fully connected layer, `z^{l+1} = W^l a^l + b^l`, forward and backward side by side.
 
-use crate::kernels::{self, Op, Real};
+use crate::linalg::{self, Op, Real};
 
 /// Where one layer's parameters sit inside the network's flat parameter vector. Gradients and
 /// velocities use the same offsets, so one index serves all three.
@@ -33,7 +33,7 @@ impl Linear {
         let (i, o) = (self.fan_in, self.fan_out);
         let w = &params[self.w_range()];
         let b = &params[self.b_range()];
-        kernels::gemm(batch, i, o, a, Op::N, w, Op::T, T::ZERO, z);
+        linalg::gemm(batch, i, o, a, Op::N, w, Op::T, T::ZERO, z);
         for row in z[..batch * o].chunks_exact_mut(o) {
             for (z, &b) in row.iter_mut().zip(b) {
                 *z += b;
@@ -60,7 +60,7 @@ impl Linear {
     ) {
         let (i, o) = (self.fan_in, self.fan_out);
         let d_w = &mut grads[self.w..self.w + o * i];
-        kernels::gemm(o, batch, i, d_z, Op::T, a, Op::N, T::ZERO, d_w);
+        linalg::gemm(o, batch, i, d_z, Op::T, a, Op::N, T::ZERO, d_w);
         let d_b = &mut grads[self.b..self.b + o];
         d_b.fill(T::ZERO);
         for row in d_z[..batch * o].chunks_exact(o) {
@@ -70,7 +70,7 @@ impl Linear {
         }
         if let Some(d_a) = d_a {
             let w = &params[self.w_range()];
-            kernels::gemm(batch, o, i, d_z, Op::N, w, Op::N, T::ZERO, d_a);
+            linalg::gemm(batch, o, i, d_z, Op::N, w, Op::N, T::ZERO, d_a);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Softmax and cross-entropy, fused at the output: `ŷ = softmax(z)`, `E = −Σ_k y_k ln ŷ_k`,
 //! and the backward pass is the seed's `δ^L = ŷ − y`.
 
-use crate::kernels::Real;
+use crate::linalg::Real;
 
 /// Softmax of one row in place; returns `ln Σ_k e^{z_k}` for the loss.
 ///

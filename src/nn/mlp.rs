@@ -2,7 +2,7 @@
 //! output layer and softmax + cross-entropy, as in §2.1 of the seed report.
 
 use super::{Activation, Init, Linear, dropout, loss};
-use crate::kernels::Real;
+use crate::linalg::Real;
 use crate::rng::Rng;
 
 /// The network's parameters in one flat vector, `[W^1, b^1, W^2, b^2, …]`, each `W` (O, I)

@@ -2,7 +2,7 @@
 //! incoming weight vector `w_o` (a row of `W`, (O, I)) is projected back onto the ball of
 //! radius c: `w_o ← w_o · c / ‖w_o‖₂` when `‖w_o‖₂ > c`. Biases are not constrained.
 
-use crate::kernels::Real;
+use crate::linalg::Real;
 use crate::nn::Linear;
 
 /// The constraint on every layer's weights in the flat parameter vector.

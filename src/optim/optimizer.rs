@@ -5,7 +5,7 @@
 //! same expressions eight lanes at a time. `tests/optimizer.rs` pins each rule with numbers
 //! worked out by hand.
 
-use crate::kernels::Real;
+use crate::linalg::Real;
 use crate::nn::Linear;
 
 /// How the L2 term `λ w` enters the batch gradient. The seed writes the per-sample gradient as
