@@ -1,5 +1,9 @@
 //! The command line: flags → validated configuration → library calls. Nothing here computes.
 
+// The doc comments of the flags are their `--help` text, written for a terminal, where
+// `runs/<name>` is plain text and not an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
+
 use crate::config::{Kernels, Reduction, TrainConfig, available_threads};
 use crate::data::fetch::FetchOptions;
 use crate::data::{Dataset, DatasetKind};

@@ -5,6 +5,37 @@
 //! Data flows one way: [`data`] reads IDX files → [`train`] draws batches and runs
 //! [`nn::Mlp`] forward and backward, and [`optim::Optimizer`] updates the parameters → [`model`]
 //! writes `model.safetensors` and `config.json` → [`eval`] reads them back.
+//!
+//! Train a small network on images held in memory, evaluate it, save it, and read it back:
+//!
+//! ```
+//! use mnist_mlp::config::TrainConfig;
+//! use mnist_mlp::data::{idx::Images, mnist::{Dataset, Split}};
+//! use mnist_mlp::train::{self, Progress};
+//!
+//! // Ten classes of 28×28 images: class c is a bright bar in row band c.
+//! let split = |n: usize| {
+//!     let mut pixels = vec![0u8; n * 784];
+//!     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+//!     for (i, &c) in labels.iter().enumerate() {
+//!         let row = 2 + 2 * c as usize + i % 2;
+//!         pixels[i * 784 + row * 28 + 4..i * 784 + row * 28 + 24].fill(255);
+//!     }
+//!     Split { images: Images { count: n, rows: 28, cols: 28, pixels }, labels }
+//! };
+//! let data = Dataset { dir: "in memory".into(), train: split(500), test: split(100) };
+//!
+//! let cfg = TrainConfig { hidden: vec![32], iterations: 200, eval_every: 100, threads: 1,
+//!                         ..TrainConfig::default() };
+//! let out = tempfile::tempdir()?;
+//! let summary = train::run(&cfg, &data, out.path(), Progress::Quiet)?;
+//! assert!(summary.test_accuracy > 0.9, "{}", summary.test_accuracy);
+//!
+//! // The run directory is a model: config.json and model.safetensors.
+//! let model = mnist_mlp::model::load(out.path())?;
+//! assert_eq!(model.mlp.sizes, vec![784, 32, 10]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod bench;
 pub mod checkpoint;
