@@ -46,6 +46,7 @@ pub mod error;
 pub mod eval;
 pub mod fsutil;
 pub mod kernels;
+pub mod layerstats;
 pub mod linalg;
 pub mod model;
 pub mod nn;

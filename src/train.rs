@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::eval::{Evaluation, evaluate};
 use crate::fsutil::{write_atomic, write_json_atomic};
 use crate::kernels::{Engine, StepParams};
+use crate::layerstats::{self, LayerRow, Probe};
 use crate::model;
 use crate::nn::{Mlp, Workspace};
 use crate::preprocess::{PIXELS, SIDE};
@@ -315,6 +316,17 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
+    /// A probe for `layers.csv` on the first [`layerstats::PROBE_BATCH`] training images.
+    pub fn probe(&self) -> Probe {
+        let n = self.train.len().min(layerstats::PROBE_BATCH);
+        let ppi = self.train.images.pixels_per_image();
+        let mut x = vec![0.0f32; n * ppi];
+        for (i, row) in x.chunks_mut(ppi).enumerate() {
+            self.train.image_to_unit(i, row);
+        }
+        Probe::new(&self.mlp, &x, &self.train.labels[..n])
+    }
+
     /// Evaluate on the set that draws the learning curves: the validation set if there is
     /// one, else the test set.
     pub fn evaluate(&mut self) -> Evaluation {
@@ -363,6 +375,9 @@ pub struct RunOptions {
     /// Stop as if interrupted once this many iterations are done (tests use it).
     pub stop_after: Option<usize>,
 }
+
+/// Per-layer statistics of the run, written at every evaluation ([`layerstats`]).
+pub const LAYERS_FILE: &str = "layers.csv";
 
 /// Set by the Ctrl-C handler; the training loop checks it after every step.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -422,6 +437,9 @@ pub fn run_with(
     let mut window_len = 0usize;
     // With --keep-best: the parameters of the evaluation `best_row(&rows)`.
     let mut best: Option<Vec<f32>> = None;
+    // layers.csv: per-layer statistics on a fixed batch of training images, at every evaluation.
+    let mut probe = t.probe();
+    let mut layer_rows: Vec<LayerRow> = Vec::new();
     if let Some(mut ck) = opts.resume {
         let shape = data_shape(data);
         if ck.state.data != shape {
@@ -441,6 +459,12 @@ pub fn run_with(
             ));
         }
         rows = ck.state.rows.clone();
+        // The statistics recorded up to the checkpoint (a run from before layers.csv has none).
+        let layers_csv = out.join(LAYERS_FILE);
+        if layers_csv.exists() {
+            layer_rows = layerstats::read(&layers_csv)?;
+            layer_rows.retain(|r| r.iteration <= ck.state.iteration);
+        }
         window_loss = ck.state.window_loss;
         window_len = ck.state.window_len;
         train_time = Duration::from_secs_f64(ck.state.train_seconds);
@@ -484,6 +508,10 @@ pub fn run_with(
     }
     while t.iteration < total {
         let lr = t.lr();
+        let next = t.iteration + 1;
+        if next.is_multiple_of(cfg.eval_every) || next == total {
+            probe.remember(&t.mlp.params);
+        }
         let started = Instant::now();
         let loss = match t.step() {
             Ok(loss) => loss,
@@ -555,6 +583,10 @@ pub fn run_with(
                 &out.join("metrics.csv"),
                 metrics_csv_with(&rows, header).as_bytes(),
             )?;
+            let started = Instant::now();
+            layer_rows.extend(probe.measure(&t.mlp, t.iteration));
+            write_atomic(&out.join(LAYERS_FILE), layerstats::to_csv(&layer_rows).as_bytes())?;
+            eval_time += started.elapsed();
         }
         let interrupted = INTERRUPTED.load(Ordering::Relaxed) || opts.stop_after == Some(t.iteration);
         if t.iteration < total {

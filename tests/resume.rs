@@ -109,6 +109,10 @@ fn stop_resume_and_compare(options: &[&str]) {
         std::fs::read_to_string(full.join("metrics.csv")).unwrap(),
         std::fs::read_to_string(cut.join("metrics.csv")).unwrap()
     );
+    // The per-layer statistics too: a row per hidden layer and evaluation, the same bytes.
+    let layers = std::fs::read_to_string(full.join("layers.csv")).unwrap();
+    assert_eq!(layers.lines().count(), 1 + 4 * 2, "{layers}");
+    assert_eq!(layers, std::fs::read_to_string(cut.join("layers.csv")).unwrap());
     assert!(
         !cut.join("checkpoint.safetensors").exists(),
         "a finished run leaves no checkpoint"
