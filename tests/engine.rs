@@ -596,3 +596,92 @@ fn the_kernels_that_skip_zero_blocks_keep_every_bit() {
         }
     }
 }
+
+/// The engines this CPU can run with the fused kernels: AVX2, and AVX-512 where present (with
+/// a note where not).
+fn fused_engines(threads: usize) -> Vec<Engine> {
+    let mut engines = Vec::new();
+    for backend in [Backend::Avx2, Backend::Avx512] {
+        if backend.available() {
+            engines.push(Engine::new(threads, backend));
+        } else {
+            eprintln!("skipped: this CPU cannot run the {} kernels", backend.name());
+        }
+    }
+    engines
+}
+
+/// Which values are NaN, and the others with NaN replaced by 0 (NaN's payload and sign may
+/// differ between two computations that both propagate it).
+fn split_nan(v: &[f32]) -> (Vec<bool>, Vec<f32>) {
+    (
+        v.iter().map(|x| x.is_nan()).collect(),
+        v.iter().map(|&x| if x.is_nan() { 0.0 } else { x }).collect(),
+    )
+}
+
+/// A NaN in the input gives NaN logits in its row wherever the reference gives them: through
+/// sigmoid and tanh (whose fused exponential once clamped NaN to a constant, so that
+/// sigmoid(NaN) came out ≈ 1) and through ReLU, which maps NaN to 0 in both (`z > 0` is false).
+/// Both kernel widths; the other rows keep their values.
+#[test]
+fn a_nan_input_propagates_through_the_fused_activations_as_in_the_reference() {
+    let Some((_, reference)) = fused_and_reference() else {
+        return;
+    };
+    let sizes = &[37, 29, 13, 10];
+    let batch = 7;
+    for fast in fused_engines(2) {
+        for act in ACTIVATIONS {
+            let (mlp, mut x, _) = setup(sizes, act, batch, 5);
+            x[2 * sizes[0] + 5] = f32::NAN;
+            let mut outs = Vec::new();
+            for engine in [&fast, &reference] {
+                let mut ws = Workspace::new(sizes, batch);
+                ws.input_mut(batch).copy_from_slice(&x);
+                engine.forward(&mlp, &mut ws, batch);
+                outs.push(split_nan(ws.output(batch)));
+            }
+            let what = format!("{} {act}", fast.backend.name());
+            assert_eq!(outs[0].0, outs[1].0, "{what}: NaN logits (fused, reference)");
+            let nan_rows = outs[1].0.chunks(10).filter(|r| r.iter().all(|&n| n)).count();
+            let expected = if act == Activation::Relu { 0 } else { 1 };
+            assert_eq!(nan_rows, expected, "{what}: rows of NaN logits");
+            assert_close(&format!("{what}: logits"), &outs[0].1, &outs[1].1, TOL);
+        }
+    }
+}
+
+/// A NaN weight makes the training step's loss NaN on the fused path as on the reference path
+/// (sigmoid and tanh), so that training stops there, for both kernel widths. A weight of the
+/// second layer: the first layer's products skip blocks of zero pixels, and with them a NaN
+/// weight that meets only zeros (`NaN · 0` is never formed); the trainer's check of the
+/// parameters catches that one (`tests/resume.rs`).
+#[test]
+fn a_nan_weight_makes_the_fused_steps_loss_nan_as_in_the_reference() {
+    let Some((_, reference)) = fused_and_reference() else {
+        return;
+    };
+    let sizes = &[37, 29, 13, 10];
+    let batch = 5;
+    let engines: Vec<Engine> = fused_engines(2).into_iter().chain([reference]).collect();
+    for engine in &engines {
+        for act in [Activation::Sigmoid, Activation::Tanh] {
+            let (mut mlp, x, labels) = setup(sizes, act, batch, 6);
+            mlp.params[mlp.layers[1].w + 3] = f32::NAN;
+            let n = mlp.params.len();
+            let (mut velocity, mut grads) = (vec![0.0; n], vec![0.0; n]);
+            let mut ws = Workspace::new(sizes, batch);
+            ws.input_mut(batch).copy_from_slice(&x);
+            let p = StepParams {
+                lr: 0.1,
+                t: 1,
+                opt: SGD.opt,
+                loss_scale: 1.0 / batch as f64,
+                max_norm: None,
+            };
+            let loss = engine.train_step(&mut mlp, &mut velocity, &mut [], &mut grads, &mut ws, &labels, p);
+            assert!(loss.is_nan(), "{} {act}: loss {loss}", engine.backend.name());
+        }
+    }
+}
