@@ -652,7 +652,7 @@ pub fn run_with(
         samples_per_second: (total * cfg.batch_size) as f64 / train_seconds.max(1e-9),
         final_lr,
         threads: cfg.threads,
-        kernels: t.engine.backend.name().to_string(),
+        kernels: t.engine.backend().name().to_string(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     write_json_atomic(&out.join("summary.json"), &summary)?;

@@ -642,7 +642,7 @@ fn a_nan_input_propagates_through_the_fused_activations_as_in_the_reference() {
                 engine.forward(&mlp, &mut ws, batch);
                 outs.push(split_nan(ws.output(batch)));
             }
-            let what = format!("{} {act}", fast.backend.name());
+            let what = format!("{} {act}", fast.backend().name());
             assert_eq!(outs[0].0, outs[1].0, "{what}: NaN logits (fused, reference)");
             let nan_rows = outs[1].0.chunks(10).filter(|r| r.iter().all(|&n| n)).count();
             let expected = if act == Activation::Relu { 0 } else { 1 };
@@ -681,7 +681,89 @@ fn a_nan_weight_makes_the_fused_steps_loss_nan_as_in_the_reference() {
                 max_norm: None,
             };
             let loss = engine.train_step(&mut mlp, &mut velocity, &mut [], &mut grads, &mut ws, &labels, p);
-            assert!(loss.is_nan(), "{} {act}: loss {loss}", engine.backend.name());
+            assert!(loss.is_nan(), "{} {act}: loss {loss}", engine.backend().name());
         }
     }
+}
+
+/// One SGD step of `engine` on a 37-29-13-10 network and a batch of 5, after `spoil` has had
+/// its way with the buffers: the safe entry points must refuse wrong sizes with a panic, never
+/// read or write past a buffer.
+fn step_with(spoil: impl FnOnce(&mut Mlp<f32>, &mut Vec<f32>, &mut Vec<f32>, &mut Workspace<f32>)) {
+    let sizes = &[37, 29, 13, 10];
+    let batch = 5;
+    let (mut mlp, x, labels) = setup(sizes, Activation::Relu, batch, 8);
+    let n = mlp.params.len();
+    let (mut velocity, mut second) = (vec![0.0; n], Vec::new());
+    let mut ws = Workspace::new(sizes, batch);
+    ws.input_mut(batch).copy_from_slice(&x);
+    spoil(&mut mlp, &mut velocity, &mut second, &mut ws);
+    let p = StepParams {
+        lr: 0.1,
+        t: 1,
+        opt: SGD.opt,
+        loss_scale: 1.0 / batch as f64,
+        max_norm: None,
+    };
+    let engine = Engine::new(1, Backend::detect());
+    engine.train_step(
+        &mut mlp,
+        &mut velocity,
+        &mut second,
+        &mut vec![0.0; n],
+        &mut ws,
+        &labels,
+        p,
+    );
+}
+
+#[test]
+#[should_panic(expected = "velocity: 1631 values for 1632 parameters")]
+fn a_step_with_a_short_velocity_panics() {
+    step_with(|_, v, _, _| {
+        v.pop();
+    });
+}
+
+#[test]
+#[should_panic(expected = "second moment: 3 values, sgd needs 0")]
+fn a_step_with_a_second_moment_sgd_does_not_keep_panics() {
+    step_with(|_, _, s, _| s.extend([0.0; 3]));
+}
+
+#[test]
+#[should_panic(expected = "the network has 1631 parameters; layer sizes [37, 29, 13, 10] need 1632")]
+fn a_step_with_a_short_parameter_vector_panics() {
+    step_with(|mlp, v, _, _| {
+        mlp.params.pop();
+        v.pop();
+    });
+}
+
+#[test]
+#[should_panic(expected = "layer 2 is Linear")]
+fn a_step_with_a_layer_moved_past_the_parameters_panics() {
+    step_with(|mlp, _, _, _| mlp.layers[2].b += 100);
+}
+
+#[test]
+#[should_panic(expected = "workspace activations 1: 130 values")]
+fn a_step_with_a_workspace_for_other_sizes_panics() {
+    step_with(|_, _, _, ws| {
+        let x = ws.acts[0].clone();
+        *ws = Workspace::new(&[37, 26, 13, 10], 5);
+        ws.acts[0] = x;
+    });
+}
+
+#[test]
+#[should_panic(expected = "batch 5 exceeds workspace capacity 4")]
+fn a_step_with_a_batch_beyond_the_workspace_panics() {
+    step_with(|_, _, _, ws| ws.capacity = 4);
+}
+
+#[test]
+#[should_panic(expected = "workspace dropout buffers of layer 1")]
+fn a_step_with_a_dropout_probability_but_no_mask_panics() {
+    step_with(|_, _, _, ws| ws.drop_p[1] = 0.5);
 }

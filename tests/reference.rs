@@ -193,7 +193,7 @@ fn the_engine_the_trainer_uses_follows_the_same_trajectory() {
         let dp = max_abs_diff(&format!("{act} engine: parameters"), &params, &want_params);
         println!(
             "{act} engine ({}): max loss diff {dl:.2e}, max final-parameter diff {dp:.2e}",
-            engine.backend.name()
+            engine.backend().name()
         );
         assert!(
             dl <= TOL_F32 && dp <= TOL_F32,
