@@ -767,3 +767,83 @@ fn a_step_with_a_batch_beyond_the_workspace_panics() {
 fn a_step_with_a_dropout_probability_but_no_mask_panics() {
     step_with(|_, _, _, ws| ws.drop_p[1] = 0.5);
 }
+
+/// The fused f32 step's gradients against central differences of the f64 loss: one SGD step
+/// with μ = 0, λ = 0 and α = 1 moves each parameter by −∂E/∂θ, so `θ_before − θ_after` is the
+/// gradient the kernels formed (weights in the update's epilogue, biases after it). Every
+/// activation, with and without dropout (the same masks in f64), below and above the batch
+/// from which layer inputs are packed (128), on both kernel widths.
+#[test]
+fn the_fused_steps_gradients_match_f64_finite_differences() {
+    use mnist_mlp::nn::gradcheck::check;
+    let Some(_) = fused_and_reference() else {
+        return;
+    };
+    // The gradient read back from an f32 update carries the rounding of θ − g (|θ| ≤ 0.5:
+    // 3e-8) and of an f32 backward pass: at most 2.9e-5 relative (absolute below |g| = 1e-3)
+    // over these cases; dropping f′ or a term of a sum gives errors of order 1.
+    const TOL_F32_GRAD: f64 = 1e-4;
+    let sizes = &[37, 29, 13, 10];
+    let engines = fused_engines(1);
+    for act in ACTIVATIONS {
+        for batch in [6, 130] {
+            for dropout in [(0.0, 0.0), (0.2, 0.5)] {
+                let (mlp, x, labels) = setup(sizes, act, batch, 31);
+                let key = 77;
+                // The f64 loss of the same network, input and masks.
+                let mut ws64 = Workspace::<f64>::with_dropout(sizes, batch, dropout.0, dropout.1);
+                ws64.draw_masks(key, batch);
+                for (d, &v) in ws64.input_mut(batch).iter_mut().zip(&x) {
+                    *d = v as f64;
+                }
+                let mut mlp64 = Mlp::<f64>::new(sizes, act);
+                let theta: Vec<f64> = mlp.params.iter().map(|&v| v as f64).collect();
+                let loss = |p: &[f64]| {
+                    mlp64.params.copy_from_slice(p);
+                    let mut ws = ws64.clone();
+                    mlp64.forward_loss(&mut ws, &labels) / batch as f64
+                };
+                let mut fd_loss = loss;
+                for engine in &engines {
+                    let mut m = mlp.clone();
+                    let n = m.params.len();
+                    let mut ws = Workspace::with_dropout(sizes, batch, dropout.0, dropout.1);
+                    ws.input_mut(batch).copy_from_slice(&x);
+                    ws.draw_masks(key, batch);
+                    let opt = Optimizer {
+                        momentum: 0.0,
+                        l2: 0.0,
+                        ..SGD.opt
+                    };
+                    let p = StepParams {
+                        lr: 1.0,
+                        t: 1,
+                        opt,
+                        loss_scale: 1.0 / batch as f64,
+                        max_norm: None,
+                    };
+                    let (mut velocity, mut grads) = (vec![0.0; n], vec![0.0; n]);
+                    engine.train_step(&mut m, &mut velocity, &mut [], &mut grads, &mut ws, &labels, p);
+                    let fused: Vec<f64> = mlp
+                        .params
+                        .iter()
+                        .zip(&m.params)
+                        .map(|(&before, &after)| before as f64 - after as f64)
+                        .collect();
+                    let name = format!(
+                        "{} {act} batch {batch} dropout {dropout:?}: fused gradient",
+                        engine.backend().name()
+                    );
+                    let r = check(&name, &theta, &mut fd_loss, &fused);
+                    // Not `r`'s Display, which judges by the f64 checks' tolerance.
+                    let line = format!(
+                        "{name}: {} entries, max rel err {:.2e}, max abs err {:.2e} (worst #{}; tolerance {TOL_F32_GRAD:e})",
+                        r.entries, r.max_rel_error, r.max_abs_error, r.worst
+                    );
+                    println!("{line}");
+                    assert!(r.max_rel_error <= TOL_F32_GRAD, "{line}");
+                }
+            }
+        }
+    }
+}
