@@ -36,8 +36,9 @@ pub enum Error {
         hint: String,
     },
 
+    /// `what` says what became non-finite: "the loss became NaN", or a parameter.
     #[error(
-        "training diverged at iteration {iteration}: the loss became {loss} with learning rate {lr} \
+        "training diverged at iteration {iteration}: {what} with learning rate {lr} \
          (last finite loss: {}); try a lower --lr{}",
         last_finite.map(|l| format!("{l:.4}")).unwrap_or_else(|| "none".into()),
         checkpoint.as_ref().map(|c| format!("; {c}")).unwrap_or_default()
@@ -45,7 +46,7 @@ pub enum Error {
     Diverged {
         iteration: usize,
         lr: f64,
-        loss: f64,
+        what: String,
         last_finite: Option<f64>,
         checkpoint: Option<String>,
     },

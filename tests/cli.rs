@@ -125,6 +125,49 @@ fn the_same_seed_gives_a_byte_identical_model_and_another_seed_does_not() {
     );
 }
 
+/// The engine's results do not depend on its thread count, from the command line: the model
+/// file's bytes with 1, 2 and 3 threads, for plain SGD and for Adam with dropout, max-norm and
+/// distorted images, at a batch below the packed path (64) and one above it (130).
+#[test]
+fn the_model_file_is_byte_identical_with_one_two_or_three_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 300, 50, 4);
+    let few = ["--iterations", "30", "--eval-every", "30", "--quiet"];
+    let adam = [
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.002",
+        "--dropout",
+        "0.3",
+        "--input-dropout",
+        "0.1",
+        "--max-norm",
+        "2",
+        "--augment",
+        "shift=2,rotate=10",
+    ];
+    for (name, options) in [("sgd", &[][..]), ("adam", &adam[..])] {
+        for batch in ["64", "130"] {
+            let models: Vec<Vec<u8>> = ["1", "2", "3"]
+                .iter()
+                .map(|threads| {
+                    let out = tmp.path().join(format!("{name}-{batch}-{threads}"));
+                    let flags = [&few[..], options, &["--batch-size", batch, "--threads", threads]];
+                    train(&data, &out, &flags.concat()).success();
+                    std::fs::read(out.join("model.safetensors")).unwrap()
+                })
+                .collect();
+            // `assert!` rather than `assert_eq!`: a failure should not print the bytes.
+            assert!(
+                models[0] == models[1] && models[1] == models[2],
+                "{name}, batch {batch}: the model depends on the thread count"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_step_schedule_and_sigmoid_train_and_record_the_decayed_rate() {
     let tmp = tempfile::tempdir().unwrap();
@@ -494,11 +537,25 @@ fn a_mirror_serving_wrong_bytes_is_refused_with_both_hashes_and_nothing_is_writt
 #[test]
 fn help_documents_every_train_flag_with_its_default() {
     let a = mnist_mlp().args(["train", "--help"]).assert().success();
-    // Help text wraps with the terminal width; compare with whitespace collapsed.
-    let out = String::from_utf8_lossy(&a.get_output().stdout)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    // Each flag's own entry: from its line to the next line that starts another flag (help
+    // text may name other flags, but never at the start of a line). Entries wrap with the
+    // terminal width; compare with whitespace collapsed.
+    let entry = |flag: &str| -> String {
+        let mut lines = out.lines().skip_while(|l| {
+            let l = l.trim_start();
+            !(l.starts_with(&format!("{flag} ")) || l == flag)
+        });
+        let first = lines
+            .next()
+            .unwrap_or_else(|| panic!("{flag} not in --help:\n{out}"));
+        let rest = lines.take_while(|l| !l.trim_start().starts_with('-'));
+        std::iter::once(first)
+            .chain(rest)
+            .flat_map(str::split_whitespace)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     for (flag, default) in [
         ("--hidden", "500,250,100"),
         ("--activation", "relu"),
@@ -514,10 +571,10 @@ fn help_documents_every_train_flag_with_its_default() {
         ("--eval-every", "500"),
         ("--dataset", "mnist"),
     ] {
-        assert!(out.contains(flag), "{flag} not in --help");
+        let entry = entry(flag);
         assert!(
-            out.contains(&format!("[default: {default}]")),
-            "default {default} of {flag} not in --help:\n{out}"
+            entry.contains(&format!("[default: {default}]")),
+            "default {default} not in the help of {flag}: {entry}"
         );
     }
 }

@@ -5,13 +5,18 @@
 //! skip blocks of zero pixels bit-identical to the dense ones. Inputs are shaped like images
 //! (runs of ink among zeros), so every test here also goes through the skipping.
 
+mod common;
+
+use common::{assert_close, max_rel_diff};
 use mnist_mlp::kernels::{Backend, Engine, StepParams};
 use mnist_mlp::nn::{Activation, Init, Mlp, Workspace};
 use mnist_mlp::optim::{L2Mode, Method, Optimizer};
 use mnist_mlp::rng::Rng;
 
 /// Agreement of two f32 computations of the same math, relative to the values' scale.
-const TOL: f32 = 2e-5;
+const TOL: f64 = 2e-5;
+/// Agreement of the batch losses the two paths return, relative to their scale.
+const TOL_LOSS: f64 = 1e-4;
 
 fn setup(sizes: &[usize], act: Activation, batch: usize, seed: u64) -> (Mlp<f32>, Vec<f32>, Vec<u8>) {
     let mut rng = Rng::new(seed, 0);
@@ -47,11 +52,6 @@ fn image_like(rng: &mut Rng, n: usize) -> Vec<f32> {
         .collect()
 }
 
-fn max_rel(a: &[f32], b: &[f32]) -> f32 {
-    let scale = a.iter().map(|v| v.abs()).fold(1e-3f32, f32::max);
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
-}
-
 /// What a training run uses besides the network: the update rule, dropout (input, hidden)
 /// and the max-norm bound.
 #[derive(Clone, Copy)]
@@ -59,6 +59,10 @@ struct Variant {
     opt: Optimizer,
     dropout: (f64, f64),
     max_norm: Option<f64>,
+    /// `--loss-reduction sum`: the summed batch gradient (loss scale 1), with a learning rate
+    /// divided by the batch size, so that steps are of the usual size (twice plain SGD's, so
+    /// that the variant differs from it by more than rounding).
+    sum: bool,
 }
 
 const SGD: Variant = Variant {
@@ -73,10 +77,12 @@ const SGD: Variant = Variant {
     },
     dropout: (0.0, 0.0),
     max_norm: None,
+    sum: false,
 };
 
 /// Every update rule with plain SGD's other settings (plain SGD first), then dropout alone,
-/// max-norm alone, and Adam with dropout and max-norm together.
+/// max-norm alone, Adam with dropout and max-norm together, L2 per batch, L2 per batch with the
+/// summed loss, and Adam with the summed loss.
 fn variants() -> Vec<Variant> {
     let mut variants: Vec<Variant> = [Method::Sgd, Method::Nesterov, Method::Adam, Method::AdamW]
         .into_iter()
@@ -100,6 +106,31 @@ fn variants() -> Vec<Variant> {
         },
         dropout: (0.1, 0.3),
         max_norm: Some(0.5),
+        sum: false,
+    });
+    let per_batch = Optimizer {
+        l2_mode: L2Mode::PerBatch,
+        ..SGD.opt
+    };
+    variants.push(Variant {
+        opt: per_batch,
+        ..SGD
+    });
+    variants.push(Variant {
+        opt: per_batch,
+        sum: true,
+        ..SGD
+    });
+    // Not with L2 per batch: there the L2 term is N² times smaller against the summed data
+    // gradient than with the defaults, so Adam's first steps (nearly sign(g)) follow the
+    // rounding of gradients near zero, and the two paths differ by 3e-4.
+    variants.push(Variant {
+        opt: Optimizer {
+            method: Method::Adam,
+            ..SGD.opt
+        },
+        sum: true,
+        ..SGD
     });
     variants
 }
@@ -131,6 +162,8 @@ fn train_variant(
     let mut ws = Workspace::with_dropout(sizes, batch, v.dropout.0, v.dropout.1);
     let lr = if v.opt.method.has_second_moment() {
         0.002
+    } else if v.sum {
+        0.1 / batch as f64
     } else {
         0.05
     };
@@ -143,7 +176,7 @@ fn train_variant(
             lr,
             t: s + 1,
             opt: v.opt,
-            loss_scale: 1.0 / batch as f64,
+            loss_scale: if v.sum { 1.0 } else { 1.0 / batch as f64 },
             max_norm: v.max_norm,
         };
         losses.push(engine.train_step(
@@ -196,8 +229,8 @@ fn the_fused_forward_pass_matches_the_reference() {
                     engine.forward(&mlp, &mut ws, batch);
                     outs.push(ws.output(batch).to_vec());
                 }
-                let d = max_rel(&outs[0], &outs[1]);
-                assert!(d < TOL, "{sizes:?} {act} batch {batch}: logits differ by {d:e}");
+                let what = format!("{sizes:?} {act} batch {batch}: logits");
+                assert_close(&what, &outs[0], &outs[1], TOL);
             }
         }
     }
@@ -231,8 +264,12 @@ fn the_forward_pass_that_skips_zero_pixels_matches_the_dense_one() {
                 fast.forward_prepared(&mlp, &mut ws, batch, p);
                 outs.push(ws.output(batch).to_vec());
             }
-            let d = max_rel(&outs[0], &outs[1]);
-            assert!(d < TOL, "{sizes:?} batch {batch}: logits differ by {d:e}");
+            assert_close(
+                &format!("{sizes:?} batch {batch}: logits"),
+                &outs[0],
+                &outs[1],
+                TOL,
+            );
         }
     }
 }
@@ -248,15 +285,9 @@ fn fused_training_steps_match_the_reference_update_rule() {
             for batch in [5, 64, 130] {
                 let (lf, pf) = train(&fast, sizes, act, batch, 4);
                 let (lr, pr) = train(&reference, sizes, act, batch, 4);
-                let d = max_rel(&pf, &pr);
-                println!("{sizes:?} {act} batch {batch}: max parameter difference {d:.1e}");
-                assert!(
-                    d < TOL,
-                    "{sizes:?} {act} batch {batch}: parameters differ by {d:e}"
-                );
-                for (a, b) in lf.iter().zip(&lr) {
-                    assert!((a - b).abs() < 1e-4 * b.abs().max(1.0), "losses {lf:?} vs {lr:?}");
-                }
+                let what = format!("{sizes:?} {act} batch {batch}");
+                assert_close(&format!("{what}: parameters"), &pf, &pr, TOL);
+                assert_close(&format!("{what}: losses"), &lf, &lr, TOL_LOSS);
             }
         }
     }
@@ -268,34 +299,30 @@ fn every_update_rule_dropout_and_max_norm_match_the_reference_when_fused() {
         return;
     };
     for (k, v) in variants().into_iter().enumerate() {
-        // Not the widest shape: at this batch it adds no new kernel path. Adam and AdamW
-        // divide by √ŝ, which magnifies the rounding of gradients near zero: on the widest
-        // shape it reached 2.3e-5, and 2.5e-5 on [784, 50, 25, 10] (tanh, AdamW), so they get
-        // a looser bound.
+        // Adam and AdamW divide by √ŝ, which magnifies the rounding of gradients near zero: on
+        // the widest shape it reached 2.3e-5, and 2.5e-5 on [784, 50, 25, 10] (tanh, AdamW), so
+        // they get a looser bound.
         let tol = if v.opt.method.has_second_moment() {
             2.0 * TOL
         } else {
             TOL
         };
-        for sizes in &SHAPES[..3] {
-            for act in ACTIVATIONS {
-                let (lf, pf) = train_variant(&fast, sizes, act, 13, 4, v);
-                let (lr, pr) = train_variant(&reference, sizes, act, 13, 4, v);
-                let d = max_rel(&pf, &pr);
-                assert!(
-                    d < tol,
-                    "variant {k}, {sizes:?} {act}: parameters differ by {d:e}"
-                );
-                for (a, b) in lf.iter().zip(&lr) {
-                    assert!(
-                        (a - b).abs() < 1e-4 * b.abs().max(1.0),
-                        "variant {k}: losses {lf:?} vs {lr:?}"
-                    );
-                }
-                // The variant must have changed something: compare with plain SGD.
-                if k > 0 {
-                    let (_, plain) = train_variant(&reference, sizes, act, 13, 4, SGD);
-                    assert!(max_rel(&plain, &pr) > 1e-4, "variant {k} made no difference");
+        // 13: rows as stored; 130: the weight-gradient kernel's packed inputs. Not the widest
+        // shape: it adds no kernel path that [784, 50, 25, 10] does not take at batch 130.
+        for batch in [13, 130] {
+            for sizes in &SHAPES[..3] {
+                for act in ACTIVATIONS {
+                    let (lf, pf) = train_variant(&fast, sizes, act, batch, 4, v);
+                    let (lr, pr) = train_variant(&reference, sizes, act, batch, 4, v);
+                    let what = format!("variant {k}, {sizes:?} {act} batch {batch}");
+                    assert_close(&format!("{what}: parameters"), &pf, &pr, tol);
+                    assert_close(&format!("{what}: losses"), &lf, &lr, TOL_LOSS);
+                    // The variant must have changed something: compare with plain SGD.
+                    if k > 0 {
+                        let (_, plain) = train_variant(&reference, sizes, act, batch, 4, SGD);
+                        let d = max_rel_diff(&what, &plain, &pr);
+                        assert!(d > 1e-4, "{what}: the variant made no difference ({d:e})");
+                    }
                 }
             }
         }
@@ -564,6 +591,257 @@ fn the_kernels_that_skip_zero_blocks_keep_every_bit() {
                             v.opt.method
                         );
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The engines this CPU can run with the fused kernels: AVX2, and AVX-512 where present (with
+/// a note where not).
+fn fused_engines(threads: usize) -> Vec<Engine> {
+    let mut engines = Vec::new();
+    for backend in [Backend::Avx2, Backend::Avx512] {
+        if backend.available() {
+            engines.push(Engine::new(threads, backend));
+        } else {
+            eprintln!("skipped: this CPU cannot run the {} kernels", backend.name());
+        }
+    }
+    engines
+}
+
+/// Which values are NaN, and the others with NaN replaced by 0 (NaN's payload and sign may
+/// differ between two computations that both propagate it).
+fn split_nan(v: &[f32]) -> (Vec<bool>, Vec<f32>) {
+    (
+        v.iter().map(|x| x.is_nan()).collect(),
+        v.iter().map(|&x| if x.is_nan() { 0.0 } else { x }).collect(),
+    )
+}
+
+/// A NaN in the input gives NaN logits in its row wherever the reference gives them: through
+/// sigmoid and tanh (whose fused exponential once clamped NaN to a constant, so that
+/// sigmoid(NaN) came out ≈ 1) and through ReLU, which maps NaN to 0 in both (`z > 0` is false).
+/// Both kernel widths; the other rows keep their values.
+#[test]
+fn a_nan_input_propagates_through_the_fused_activations_as_in_the_reference() {
+    let Some((_, reference)) = fused_and_reference() else {
+        return;
+    };
+    let sizes = &[37, 29, 13, 10];
+    let batch = 7;
+    for fast in fused_engines(2) {
+        for act in ACTIVATIONS {
+            let (mlp, mut x, _) = setup(sizes, act, batch, 5);
+            x[2 * sizes[0] + 5] = f32::NAN;
+            let mut outs = Vec::new();
+            for engine in [&fast, &reference] {
+                let mut ws = Workspace::new(sizes, batch);
+                ws.input_mut(batch).copy_from_slice(&x);
+                engine.forward(&mlp, &mut ws, batch);
+                outs.push(split_nan(ws.output(batch)));
+            }
+            let what = format!("{} {act}", fast.backend().name());
+            assert_eq!(outs[0].0, outs[1].0, "{what}: NaN logits (fused, reference)");
+            let nan_rows = outs[1].0.chunks(10).filter(|r| r.iter().all(|&n| n)).count();
+            let expected = if act == Activation::Relu { 0 } else { 1 };
+            assert_eq!(nan_rows, expected, "{what}: rows of NaN logits");
+            assert_close(&format!("{what}: logits"), &outs[0].1, &outs[1].1, TOL);
+        }
+    }
+}
+
+/// A NaN weight makes the training step's loss NaN on the fused path as on the reference path
+/// (sigmoid and tanh), so that training stops there, for both kernel widths. A weight of the
+/// second layer: the first layer's products skip blocks of zero pixels, and with them a NaN
+/// weight that meets only zeros (`NaN · 0` is never formed); the trainer's check of the
+/// parameters catches that one (`tests/resume.rs`).
+#[test]
+fn a_nan_weight_makes_the_fused_steps_loss_nan_as_in_the_reference() {
+    let Some((_, reference)) = fused_and_reference() else {
+        return;
+    };
+    let sizes = &[37, 29, 13, 10];
+    let batch = 5;
+    let engines: Vec<Engine> = fused_engines(2).into_iter().chain([reference]).collect();
+    for engine in &engines {
+        for act in [Activation::Sigmoid, Activation::Tanh] {
+            let (mut mlp, x, labels) = setup(sizes, act, batch, 6);
+            mlp.params[mlp.layers[1].w + 3] = f32::NAN;
+            let n = mlp.params.len();
+            let (mut velocity, mut grads) = (vec![0.0; n], vec![0.0; n]);
+            let mut ws = Workspace::new(sizes, batch);
+            ws.input_mut(batch).copy_from_slice(&x);
+            let p = StepParams {
+                lr: 0.1,
+                t: 1,
+                opt: SGD.opt,
+                loss_scale: 1.0 / batch as f64,
+                max_norm: None,
+            };
+            let loss = engine.train_step(&mut mlp, &mut velocity, &mut [], &mut grads, &mut ws, &labels, p);
+            assert!(loss.is_nan(), "{} {act}: loss {loss}", engine.backend().name());
+        }
+    }
+}
+
+/// One SGD step of `engine` on a 37-29-13-10 network and a batch of 5, after `spoil` has had
+/// its way with the buffers: the safe entry points must refuse wrong sizes with a panic, never
+/// read or write past a buffer.
+fn step_with(spoil: impl FnOnce(&mut Mlp<f32>, &mut Vec<f32>, &mut Vec<f32>, &mut Workspace<f32>)) {
+    let sizes = &[37, 29, 13, 10];
+    let batch = 5;
+    let (mut mlp, x, labels) = setup(sizes, Activation::Relu, batch, 8);
+    let n = mlp.params.len();
+    let (mut velocity, mut second) = (vec![0.0; n], Vec::new());
+    let mut ws = Workspace::new(sizes, batch);
+    ws.input_mut(batch).copy_from_slice(&x);
+    spoil(&mut mlp, &mut velocity, &mut second, &mut ws);
+    let p = StepParams {
+        lr: 0.1,
+        t: 1,
+        opt: SGD.opt,
+        loss_scale: 1.0 / batch as f64,
+        max_norm: None,
+    };
+    let engine = Engine::new(1, Backend::detect());
+    engine.train_step(
+        &mut mlp,
+        &mut velocity,
+        &mut second,
+        &mut vec![0.0; n],
+        &mut ws,
+        &labels,
+        p,
+    );
+}
+
+#[test]
+#[should_panic(expected = "velocity: 1631 values for 1632 parameters")]
+fn a_step_with_a_short_velocity_panics() {
+    step_with(|_, v, _, _| {
+        v.pop();
+    });
+}
+
+#[test]
+#[should_panic(expected = "second moment: 3 values, sgd needs 0")]
+fn a_step_with_a_second_moment_sgd_does_not_keep_panics() {
+    step_with(|_, _, s, _| s.extend([0.0; 3]));
+}
+
+#[test]
+#[should_panic(expected = "the network has 1631 parameters; layer sizes [37, 29, 13, 10] need 1632")]
+fn a_step_with_a_short_parameter_vector_panics() {
+    step_with(|mlp, v, _, _| {
+        mlp.params.pop();
+        v.pop();
+    });
+}
+
+#[test]
+#[should_panic(expected = "layer 2 is Linear")]
+fn a_step_with_a_layer_moved_past_the_parameters_panics() {
+    step_with(|mlp, _, _, _| mlp.layers[2].b += 100);
+}
+
+#[test]
+#[should_panic(expected = "workspace activations 1: 130 values")]
+fn a_step_with_a_workspace_for_other_sizes_panics() {
+    step_with(|_, _, _, ws| {
+        let x = ws.acts[0].clone();
+        *ws = Workspace::new(&[37, 26, 13, 10], 5);
+        ws.acts[0] = x;
+    });
+}
+
+#[test]
+#[should_panic(expected = "batch 5 exceeds workspace capacity 4")]
+fn a_step_with_a_batch_beyond_the_workspace_panics() {
+    step_with(|_, _, _, ws| ws.capacity = 4);
+}
+
+#[test]
+#[should_panic(expected = "workspace dropout buffers of layer 1")]
+fn a_step_with_a_dropout_probability_but_no_mask_panics() {
+    step_with(|_, _, _, ws| ws.drop_p[1] = 0.5);
+}
+
+/// The fused f32 step's gradients against central differences of the f64 loss: one SGD step
+/// with μ = 0, λ = 0 and α = 1 moves each parameter by −∂E/∂θ, so `θ_before − θ_after` is the
+/// gradient the kernels formed (weights in the update's epilogue, biases after it). Every
+/// activation, with and without dropout (the same masks in f64), below and above the batch
+/// from which layer inputs are packed (128), on both kernel widths.
+#[test]
+fn the_fused_steps_gradients_match_f64_finite_differences() {
+    use mnist_mlp::nn::gradcheck::check;
+    let Some(_) = fused_and_reference() else {
+        return;
+    };
+    // The gradient read back from an f32 update carries the rounding of θ − g (|θ| ≤ 0.5:
+    // 3e-8) and of an f32 backward pass: at most 2.9e-5 relative (absolute below |g| = 1e-3)
+    // over these cases; dropping f′ or a term of a sum gives errors of order 1.
+    const TOL_F32_GRAD: f64 = 1e-4;
+    let sizes = &[37, 29, 13, 10];
+    let engines = fused_engines(1);
+    for act in ACTIVATIONS {
+        for batch in [6, 130] {
+            for dropout in [(0.0, 0.0), (0.2, 0.5)] {
+                let (mlp, x, labels) = setup(sizes, act, batch, 31);
+                let key = 77;
+                // The f64 loss of the same network, input and masks.
+                let mut ws64 = Workspace::<f64>::with_dropout(sizes, batch, dropout.0, dropout.1);
+                ws64.draw_masks(key, batch);
+                for (d, &v) in ws64.input_mut(batch).iter_mut().zip(&x) {
+                    *d = v as f64;
+                }
+                let mut mlp64 = Mlp::<f64>::new(sizes, act);
+                let theta: Vec<f64> = mlp.params.iter().map(|&v| v as f64).collect();
+                let loss = |p: &[f64]| {
+                    mlp64.params.copy_from_slice(p);
+                    let mut ws = ws64.clone();
+                    mlp64.forward_loss(&mut ws, &labels) / batch as f64
+                };
+                let mut fd_loss = loss;
+                for engine in &engines {
+                    let mut m = mlp.clone();
+                    let n = m.params.len();
+                    let mut ws = Workspace::with_dropout(sizes, batch, dropout.0, dropout.1);
+                    ws.input_mut(batch).copy_from_slice(&x);
+                    ws.draw_masks(key, batch);
+                    let opt = Optimizer {
+                        momentum: 0.0,
+                        l2: 0.0,
+                        ..SGD.opt
+                    };
+                    let p = StepParams {
+                        lr: 1.0,
+                        t: 1,
+                        opt,
+                        loss_scale: 1.0 / batch as f64,
+                        max_norm: None,
+                    };
+                    let (mut velocity, mut grads) = (vec![0.0; n], vec![0.0; n]);
+                    engine.train_step(&mut m, &mut velocity, &mut [], &mut grads, &mut ws, &labels, p);
+                    let fused: Vec<f64> = mlp
+                        .params
+                        .iter()
+                        .zip(&m.params)
+                        .map(|(&before, &after)| before as f64 - after as f64)
+                        .collect();
+                    let name = format!(
+                        "{} {act} batch {batch} dropout {dropout:?}: fused gradient",
+                        engine.backend().name()
+                    );
+                    let r = check(&name, &theta, &mut fd_loss, &fused);
+                    // Not `r`'s Display, which judges by the f64 checks' tolerance.
+                    let line = format!(
+                        "{name}: {} entries, max rel err {:.2e}, max abs err {:.2e} (worst #{}; tolerance {TOL_F32_GRAD:e})",
+                        r.entries, r.max_rel_error, r.max_abs_error, r.worst
+                    );
+                    println!("{line}");
+                    assert!(r.max_rel_error <= TOL_F32_GRAD, "{line}");
                 }
             }
         }

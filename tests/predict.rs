@@ -258,12 +258,10 @@ fn logits_agree_with_an_independent_numpy_forward_pass() {
     assert_eq!((ours.len(), theirs.len()), (5, 5));
 
     let mut max_diff = 0.0f64;
-    for (o, t) in ours.iter().zip(theirs) {
+    for (i, (o, t)) in ours.iter().zip(theirs).enumerate() {
         let (o, t) = (floats(&o["logits"]), floats(t));
         assert_eq!((o.len(), t.len()), (10, 10));
-        for (a, b) in o.iter().zip(&t) {
-            max_diff = max_diff.max((a - b).abs());
-        }
+        max_diff = max_diff.max(common::max_abs_diff(&format!("image {i}: logits"), &o, &t));
     }
     println!("numpy vs mnist-mlp: max |logit difference| = {max_diff:.3e} over 5 images");
     assert!(max_diff <= 1e-4, "logits differ by {max_diff}");

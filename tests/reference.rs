@@ -3,6 +3,9 @@
 //! loss and every gradient of a small network, then a five-step momentum-SGD trajectory, in f64
 //! and through the f32 training path. Each comparison prints its maximum difference.
 
+mod common;
+
+use common::{NonFinite, diff_and_scale, max_abs_diff};
 use mnist_mlp::nn::gradcheck::mlp_gradient;
 use mnist_mlp::nn::{Activation, Mlp, Workspace};
 use mnist_mlp::optim::{L2Mode, Optimizer};
@@ -32,11 +35,6 @@ fn labels(v: &Value) -> Vec<u8> {
         .iter()
         .map(|x| x.as_u64().unwrap() as u8)
         .collect()
-}
-
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 fn sizes(f: &Value) -> Vec<usize> {
@@ -106,8 +104,16 @@ fn gradients_match_the_numpy_reference() {
         let mut ws = Workspace::new(&mlp.sizes, y.len());
         ws.input_mut(y.len()).copy_from_slice(&x);
         let loss = mlp.forward_loss(&mut ws, &y) / y.len() as f64;
-        let d_loss = (loss - case["loss"].as_f64().unwrap()).abs();
-        let d_grads = max_diff(&mlp_gradient(&mlp, &x, &y), &floats(&case["grads"]));
+        let d_loss = max_abs_diff(
+            &format!("{act}: loss"),
+            &[loss],
+            &[case["loss"].as_f64().unwrap()],
+        );
+        let d_grads = max_abs_diff(
+            &format!("{act}: gradients"),
+            &mlp_gradient(&mlp, &x, &y),
+            &floats(&case["grads"]),
+        );
         println!("{act}: loss diff {d_loss:.2e}, max gradient diff {d_grads:.2e} (tolerance {TOL_F64:e})");
         assert!(
             d_loss <= TOL_F64 && d_grads <= TOL_F64,
@@ -125,7 +131,8 @@ fn a_five_step_momentum_trajectory_matches_the_numpy_reference_in_f64_and_f32() 
         let want_params = floats(&case["trajectory"]["final_params"]);
 
         let (losses, params) = trajectory::<f64>(&f, case);
-        let (dl, dp) = (max_diff(&losses, &want_losses), max_diff(&params, &want_params));
+        let dl = max_abs_diff(&format!("{act} f64: losses"), &losses, &want_losses);
+        let dp = max_abs_diff(&format!("{act} f64: parameters"), &params, &want_params);
         println!(
             "{act} f64: max loss diff {dl:.2e}, max final-parameter diff {dp:.2e} (tolerance {TOL_F64:e})"
         );
@@ -135,7 +142,8 @@ fn a_five_step_momentum_trajectory_matches_the_numpy_reference_in_f64_and_f32() 
         );
 
         let (losses, params) = trajectory::<f32>(&f, case);
-        let (dl, dp) = (max_diff(&losses, &want_losses), max_diff(&params, &want_params));
+        let dl = max_abs_diff(&format!("{act} f32: losses"), &losses, &want_losses);
+        let dp = max_abs_diff(&format!("{act} f32: parameters"), &params, &want_params);
         println!(
             "{act} f32: max loss diff {dl:.2e}, max final-parameter diff {dp:.2e} (tolerance {TOL_F32:e})"
         );
@@ -179,15 +187,60 @@ fn the_engine_the_trainer_uses_follows_the_same_trajectory() {
             losses.push(loss / y.len() as f64);
         }
         let params: Vec<f64> = mlp.params.iter().map(|&v| v as f64).collect();
-        let dl = max_diff(&losses, &floats(&case["trajectory"]["losses"]));
-        let dp = max_diff(&params, &floats(&case["trajectory"]["final_params"]));
+        let want_losses = floats(&case["trajectory"]["losses"]);
+        let dl = max_abs_diff(&format!("{act} engine: losses"), &losses, &want_losses);
+        let want_params = floats(&case["trajectory"]["final_params"]);
+        let dp = max_abs_diff(&format!("{act} engine: parameters"), &params, &want_params);
         println!(
             "{act} engine ({}): max loss diff {dl:.2e}, max final-parameter diff {dp:.2e}",
-            engine.backend.name()
+            engine.backend().name()
         );
         assert!(
             dl <= TOL_F32 && dp <= TOL_F32,
             "{act}: the engine's trajectory differs from numpy"
         );
     }
+}
+
+/// The comparison every tolerance check goes through fails on a NaN, which `f64::max` would
+/// have dropped (a fold of `(x − y).abs()` with `f64::max` returned 0 here).
+#[test]
+#[should_panic(expected = "element 1 is NaN against 0.5 (a non-finite value)")]
+fn the_comparison_fails_on_a_nan_that_a_max_fold_would_drop() {
+    max_abs_diff("parameters", &[1.0, f64::NAN, 3.0], &[1.0, 0.5, 3.0]);
+}
+
+#[test]
+#[should_panic(expected = "element 0 is NaN against NaN")]
+fn the_comparison_fails_on_nan_on_both_sides_by_default() {
+    max_abs_diff("losses", &[f32::NAN], &[f32::NAN]);
+}
+
+#[test]
+#[should_panic(expected = "element 2 is inf against inf")]
+fn the_comparison_fails_on_an_infinity() {
+    common::max_rel_diff(
+        "logits",
+        &[0.0f32, 1.0, f32::INFINITY],
+        &[0.0, 1.0, f32::INFINITY],
+    );
+}
+
+/// Where a test means a non-finite value to come out where the reference has it, the same bit
+/// pattern on both sides agrees, and any other non-finite pair still fails.
+#[test]
+fn the_comparison_accepts_the_same_non_finite_bits_only_when_asked() {
+    let rule = NonFinite::AgreesWhenSameBits;
+    let (d, scale) = diff_and_scale(
+        "x",
+        &[f32::NAN, 2.0, f32::NEG_INFINITY],
+        &[f32::NAN, 2.5, f32::NEG_INFINITY],
+        rule,
+    );
+    assert_eq!((d, scale), (0.5, 2.5));
+    let other_nan = f32::from_bits(f32::NAN.to_bits() | 1);
+    let r = std::panic::catch_unwind(|| diff_and_scale("x", &[f32::NAN], &[other_nan], rule));
+    assert!(r.is_err(), "two different NaN payloads agreed");
+    let r = std::panic::catch_unwind(|| diff_and_scale("x", &[f32::INFINITY], &[1.0], rule));
+    assert!(r.is_err(), "an infinity agreed with 1");
 }

@@ -271,3 +271,36 @@ fn a_diverging_run_stops_with_the_iteration_and_rate_and_keeps_a_loadable_checkp
         "the kept checkpoint holds finite parameters"
     );
 }
+
+/// A NaN in one first-layer weight leaves the loss finite (ReLU maps the NaN pre-activation to
+/// 0, and the first layer's products skip it wherever it meets a zero pixel), so the trainer
+/// checks the parameters themselves before every evaluation and checkpoint: the run stops
+/// with the same message as a non-finite loss, naming the parameter, at the next evaluation,
+/// and writes no model.
+#[test]
+fn a_nan_parameter_stops_the_run_though_the_loss_stays_finite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 300, 50, 7);
+    let out = tmp.path().join("nan");
+    let run = ["--iterations", "300", "--eval-every", "100", "--quiet"];
+    let stop = ["--checkpoint-every", "50", "--stop-after", "100"];
+    train(&data, &out, &[&run[..], &stop].concat()).code(130);
+    let mut ck = mnist_mlp::checkpoint::load(&out).unwrap();
+    ck.params[3] = f32::NAN;
+    let (p, v, s, b) = (&ck.params, &ck.velocity, &ck.second, &ck.best);
+    mnist_mlp::checkpoint::save(&out, &ck.state, p, v, s, b).unwrap();
+    let a = mnist_mlp()
+        .args(["train", "--quiet", "--resume"])
+        .arg(&out)
+        .assert()
+        .failure();
+    let err = common::stderr_of(&a);
+    assert!(
+        err.contains("training diverged at iteration 200: parameter layers.0.weight[0, 3] became NaN"),
+        "{err}"
+    );
+    assert!(err.contains("try a lower --lr"), "{err}");
+    assert!(!out.join("model.safetensors").exists(), "a model was written");
+    assert!(!out.join("summary.json").exists(), "a summary was written");
+}

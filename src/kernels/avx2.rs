@@ -110,11 +110,15 @@ pub(crate) unsafe fn hsum(v: __m256) -> f32 {
 }
 
 /// `e^x` for 8 lanes, Cephes-style: x = n ln2 + r, e^r by a degree-6 polynomial, 2^n through
-/// the exponent bits. Relative error about 2e-7 over the clamped range [−87.3, 88.3].
+/// the exponent bits. Relative error about 2e-7 over the clamped range [−87.3, 88.3]; NaN in,
+/// NaN out, as `f32::exp`.
 #[inline(always)]
 pub unsafe fn exp8(x: __m256) -> __m256 {
     unsafe {
-        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3)), _mm256_set1_ps(88.3));
+        // The clamp's constants go first: `max_ps`/`min_ps` return their second operand when
+        // either is NaN, so a NaN x passes through (and makes r, hence the result, NaN)
+        // instead of becoming a bound. For other x the order changes nothing.
+        let x = _mm256_min_ps(_mm256_set1_ps(88.3), _mm256_max_ps(_mm256_set1_ps(-87.3), x));
         let n = _mm256_round_ps(
             _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,

@@ -73,7 +73,9 @@ impl Backend {
 }
 
 pub struct Engine {
-    pub backend: Backend,
+    /// Private, so that safe code cannot point an engine at kernels its CPU lacks
+    /// ([`Engine::new`] checks); read it with [`Engine::backend`].
+    backend: Backend,
     pool: Pool,
     /// Whether the first layer's products skip blocks of zero inputs (the same bits either
     /// way; on by default, off only to measure what it saves).
@@ -162,6 +164,73 @@ fn act_code(a: Activation) -> super::avx2::Act {
     }
 }
 
+/// Panics unless `mlp` and `ws` have the shapes the kernels rely on for a pass over `batch`
+/// samples: the layers laid out as [`Mlp::new`] lays them out, over exactly `mlp.params`, and
+/// every buffer of `ws` that the kernels reach through raw pointers as long as `mlp.sizes`
+/// and `ws.capacity` say. `Mlp` and `Workspace` have public fields, so safe code can break
+/// these; the kernels then must not read or write out of bounds.
+fn assert_shapes(mlp: &Mlp<f32>, ws: &Workspace<f32>, batch: usize) {
+    let sizes = &mlp.sizes;
+    assert!(
+        sizes.len() >= 2 && mlp.layers.len() == sizes.len() - 1,
+        "the network has {} layers for {} layer sizes",
+        mlp.layers.len(),
+        sizes.len()
+    );
+    let mut offset = 0;
+    for (l, layer) in mlp.layers.iter().enumerate() {
+        let (i, o) = (sizes[l], sizes[l + 1]);
+        assert!(
+            (layer.fan_in, layer.fan_out, layer.w, layer.b) == (i, o, offset, offset + i * o),
+            "layer {l} is {layer:?}; layer sizes {sizes:?} lay it out as {i}→{o} from parameter {offset}"
+        );
+        offset += i * o + o;
+    }
+    assert_eq!(
+        mlp.params.len(),
+        offset,
+        "the network has {} parameters; layer sizes {sizes:?} need {offset}",
+        mlp.params.len()
+    );
+    let cap = ws.capacity;
+    assert!(batch <= cap, "batch {batch} exceeds workspace capacity {cap}");
+    assert_eq!(
+        ws.acts.len(),
+        sizes.len(),
+        "workspace activations for another depth"
+    );
+    for (l, &width) in sizes.iter().enumerate() {
+        assert_eq!(
+            ws.acts[l].len(),
+            cap * width,
+            "workspace activations {l}: {} values, layer sizes {sizes:?} and capacity {cap} need {}",
+            ws.acts[l].len(),
+            cap * width
+        );
+    }
+    let widest = sizes[1..].iter().copied().max().unwrap_or(0);
+    assert!(
+        ws.d_z.len() >= cap * widest && ws.d_a.len() >= cap * widest,
+        "workspace gradient buffers shorter than capacity × widest layer"
+    );
+    let n_layers = mlp.layers.len();
+    assert!(
+        ws.drop_p.len() == n_layers && ws.masks.len() == n_layers && ws.dropped.len() == n_layers,
+        "workspace dropout buffers for another depth"
+    );
+    for l in 0..n_layers {
+        if ws.drops(l) {
+            let n = cap * sizes[l];
+            assert!(
+                ws.masks[l].len() == n && ws.dropped[l].len() == n,
+                "workspace dropout buffers of layer {l}: {} and {} values, {n} needed",
+                ws.masks[l].len(),
+                ws.dropped[l].len()
+            );
+        }
+    }
+}
+
 impl Engine {
     pub fn new(threads: usize, backend: Backend) -> Engine {
         assert!(
@@ -177,6 +246,11 @@ impl Engine {
             pool: Pool::new(threads),
             skip_zeros: true,
         }
+    }
+
+    /// The kernels this engine runs.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Whether the first layer's products are to skip zero blocks this step, given the map
@@ -325,6 +399,7 @@ impl Engine {
         batch: usize,
         prepared: Option<&Prepared>,
     ) {
+        assert_shapes(mlp, ws, batch);
         match self.backend {
             Backend::Reference => mlp.forward(ws, batch),
             #[cfg(target_arch = "x86_64")]
@@ -464,6 +539,27 @@ impl Engine {
         p: StepParams,
     ) -> f64 {
         let batch = labels.len();
+        let n = mlp.params.len();
+        // The fused update writes the optimizer state through raw pointers at the parameters'
+        // offsets; `assert_shapes` (through forward) checks the parameters themselves.
+        assert_eq!(
+            velocity.len(),
+            n,
+            "velocity: {} values for {n} parameters",
+            velocity.len()
+        );
+        let adam = p.opt.method.has_second_moment();
+        let second_len = if adam { n } else { 0 };
+        assert_eq!(
+            second.len(),
+            second_len,
+            "second moment: {} values, {} needs {second_len}",
+            second.len(),
+            p.opt.method
+        );
+        if self.backend == Backend::Reference {
+            assert_eq!(grads.len(), n, "grads: {} values for {n} parameters", grads.len());
+        }
         self.forward(mlp, ws, batch);
         let k = mlp.classes();
         let out = ws.acts.last_mut().expect("layers");
@@ -512,7 +608,6 @@ impl Engine {
         }
         let up: avx2::Update = p.opt.update(p.lr, p.t, batch);
         let adam = p.opt.method.has_second_moment();
-        assert_eq!(second.len(), if adam { mlp.params.len() } else { 0 });
         let act = act_code(mlp.activation);
         let params = Shared(mlp.params.as_mut_ptr());
         let vel = Shared(velocity.as_mut_ptr());

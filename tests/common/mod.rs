@@ -104,3 +104,85 @@ pub fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+/// A float the comparison helpers take: f32 or f64.
+pub trait Float: Copy + std::fmt::Debug {
+    fn to_f64(self) -> f64;
+    /// The bit pattern, so that two non-finite values can be told apart (NaN payloads, ±inf).
+    fn bits(self) -> u64;
+}
+
+impl Float for f32 {
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn bits(self) -> u64 {
+        self.to_bits() as u64
+    }
+}
+
+impl Float for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn bits(self) -> u64 {
+        self.to_bits()
+    }
+}
+
+/// Whether a comparison accepts non-finite values at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonFinite {
+    /// Any NaN or ±inf on either side fails the comparison: the default, since `f64::max` and
+    /// `<` comparisons silently drop NaN.
+    Fails,
+    /// A pair with the same non-finite bit pattern on both sides agrees (for tests whose point
+    /// is that a NaN or an infinity comes out where the reference has it); any other pair with
+    /// a non-finite side still fails.
+    AgreesWhenSameBits,
+}
+
+/// The largest |aᵢ − bᵢ| and the largest |aᵢ|, |bᵢ| over the finite pairs. Panics, naming
+/// `what` and the element, on a length mismatch and on any non-finite value that `rule` does
+/// not accept. The one comparison every tolerance check of the suite goes through.
+pub fn diff_and_scale<T: Float>(what: &str, a: &[T], b: &[T], rule: NonFinite) -> (f64, f64) {
+    assert_eq!(a.len(), b.len(), "{what}: {} values against {}", a.len(), b.len());
+    let (mut diff, mut scale) = (0.0f64, 0.0f64);
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        let (xf, yf) = (x.to_f64(), y.to_f64());
+        if !xf.is_finite() || !yf.is_finite() {
+            let same = rule == NonFinite::AgreesWhenSameBits && x.bits() == y.bits();
+            assert!(
+                same,
+                "{what}: element {i} is {x:?} against {y:?} (a non-finite value)"
+            );
+            continue;
+        }
+        // Both finite, so neither `max` can drop a NaN here.
+        diff = diff.max((xf - yf).abs());
+        scale = scale.max(xf.abs()).max(yf.abs());
+    }
+    (diff, scale)
+}
+
+/// The largest |aᵢ − bᵢ|; panics on any non-finite value or a length mismatch.
+pub fn max_abs_diff<T: Float>(what: &str, a: &[T], b: &[T]) -> f64 {
+    diff_and_scale(what, a, b, NonFinite::Fails).0
+}
+
+/// The largest |aᵢ − bᵢ| relative to the largest magnitude on either side (at least 1e-3, so
+/// that vectors of near-zeros are compared absolutely); panics on any non-finite value or a
+/// length mismatch.
+pub fn max_rel_diff<T: Float>(what: &str, a: &[T], b: &[T]) -> f64 {
+    let (diff, scale) = diff_and_scale(what, a, b, NonFinite::Fails);
+    diff / scale.max(1e-3)
+}
+
+/// Assert that `a` and `b` agree to `tol` relative to their scale ([`max_rel_diff`]), printing
+/// the difference; returns it.
+pub fn assert_close<T: Float>(what: &str, a: &[T], b: &[T], tol: f64) -> f64 {
+    let d = max_rel_diff(what, a, b);
+    println!("{what}: max relative difference {d:.2e} (tolerance {tol:.0e})");
+    assert!(d <= tol, "{what}: differ by {d:e} relative, more than {tol:e}");
+    d
+}
