@@ -240,7 +240,10 @@ fn stalled_clients_are_dropped_after_the_timeout_and_do_not_block_others_for_eve
     use std::time::{Duration, Instant};
     let tmp = tempfile::tempdir().unwrap();
     // More stalled clients than workers: without a time-out, nobody else would ever be served.
-    let server = start_with(&common::tiny_model(tmp.path(), 20).1, &["--client-timeout", "1"]);
+    let server = start_with(
+        &common::tiny_model(tmp.path(), 20).1,
+        &["--client-timeout", "1", "--request-timeout", "2"],
+    );
     let addr = server.base.trim_start_matches("http://").to_string();
     let stalled: Vec<std::net::TcpStream> = (0..6)
         .map(|_| {
@@ -267,7 +270,8 @@ fn stalled_clients_are_dropped_after_the_timeout_and_do_not_block_others_for_eve
         started.elapsed()
     );
 
-    // The stalled connections are closed by the server (end of stream or an error), not left open.
+    // The stalled connections are answered 408 once their request has taken longer than the
+    // request time-out, and closed by the server, not left open.
     for mut s in stalled {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = Vec::new();
@@ -276,5 +280,22 @@ fn stalled_clients_are_dropped_after_the_timeout_and_do_not_block_others_for_eve
             Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
         };
         assert!(closed, "a stalled connection was still open after 5 s");
+        let answer = String::from_utf8_lossy(&buf);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("--request-timeout"), "{answer}");
     }
+}
+
+/// Regression: the listening socket once inherited the client time-out as a receive time-out,
+/// so `accept()` timed out after that long without a new connection and the server stopped
+/// accepting for good (connection refused, the process alive and silent).
+#[test]
+fn the_server_keeps_accepting_after_idling_longer_than_the_client_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start_with(&common::tiny_model(tmp.path(), 20).1, &["--client-timeout", "1"]);
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    assert_eq!(
+        call("GET", &format!("{}/healthz", server.base), "", b""),
+        (200, "ok\n".to_string())
+    );
 }
