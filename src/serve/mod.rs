@@ -263,6 +263,15 @@ impl Service {
         self.loaded.mlp.sizes[0]
     }
 
+    /// The inputs a request body of content type `content_type` describes (what
+    /// `POST /api/predict` reads; the fuzz target `http_body` calls it on arbitrary bytes).
+    pub fn parse_input(&self, content_type: &str, body: &[u8]) -> std::result::Result<Vec<f32>, Reject> {
+        match body_kind(content_type)? {
+            BodyKind::Image => self.parse_image(body),
+            BodyKind::Pixels => self.parse_pixels(body),
+        }
+    }
+
     /// The inputs a JSON body describes: `{"pixels": [n numbers in 0..1]}`.
     pub fn parse_pixels(&self, body: &[u8]) -> std::result::Result<Vec<f32>, Reject> {
         let n = self.input_size();
@@ -442,6 +451,37 @@ async fn read_body(headers: &HeaderMap, body: Body) -> std::result::Result<Vec<u
     Ok(out)
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    /// `application/json` (or no content type): `{"pixels": [...]}`.
+    Pixels,
+    /// `image/*`: a picture to prepare.
+    Image,
+}
+
+/// What a body of content type `content_type` holds, or 415.
+fn body_kind(content_type: &str) -> std::result::Result<BodyKind, Reject> {
+    let ct = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if ct.starts_with("image/") {
+        Ok(BodyKind::Image)
+    } else if ct == "application/json" || ct.is_empty() {
+        Ok(BodyKind::Pixels)
+    } else {
+        Err(reject(
+            415,
+            format!(
+                "Content-Type '{}' is not supported; send application/json or image/*",
+                clip(&ct, ECHO_CHARS)
+            ),
+        ))
+    }
+}
+
 async fn predict_handler(State(app): State<Shared>, req: Request) -> Response {
     match predict_request(app, req).await {
         Ok(answer) => json_response(StatusCode::OK, answer),
@@ -456,20 +496,15 @@ async fn predict_request(app: Shared, req: Request) -> std::result::Result<Strin
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
-    let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let image = ct.starts_with("image/");
-    if !image && ct != "application/json" && !ct.is_empty() {
-        drain(body).await;
-        return Err(reject(
-            415,
-            format!(
-                "Content-Type '{}' is not supported; send application/json or image/*",
-                clip(&ct, ECHO_CHARS)
-            ),
-        ));
-    }
+    let kind = match body_kind(&ct) {
+        Ok(kind) => kind,
+        Err(r) => {
+            drain(body).await;
+            return Err(r);
+        }
+    };
     let body = read_body(&parts.headers, body).await?;
-    if image {
+    if kind == BodyKind::Image {
         // Decoding a large photo takes milliseconds: off the threads that serve connections.
         tokio::task::spawn_blocking(move || {
             let x = app.service.parse_image(&body)?;
@@ -544,7 +579,7 @@ async fn guard(State(app): State<Shared>, req: Request, next: Next) -> Response 
 
 fn router(app: Shared) -> axum::Router {
     use tower_http::timeout::TimeoutLayer;
-    axum::Router::new()
+    let routes = axum::Router::new()
         .route("/", get(page))
         .route("/index.html", get(page))
         .route("/healthz", get(healthz))
@@ -555,8 +590,11 @@ fn router(app: Shared) -> axum::Router {
             StatusCode::REQUEST_TIMEOUT,
             app.limits.request_timeout,
         ))
-        .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
-        .with_state(app)
+        .with_state(Arc::clone(&app));
+    // The guard wraps the whole router, so that it sees the `Allow` header axum adds to a 405.
+    axum::Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&app), guard))
 }
 
 /// A warning for listening on `addr`, if it is reachable from beyond this machine.
