@@ -83,13 +83,26 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// Requests served in parallel. Each worker is a thread with its own small workspace, so
-    /// many are cheap, and a few slow clients cannot hold them all.
-    #[arg(long, default_value_t = 16)]
+    /// Threads serving requests (tokio workers; as many again may prepare uploaded images).
+    /// A request takes microseconds to a few milliseconds, so a few threads serve many
+    /// connections; slow clients hold a connection, not a thread.
+    #[arg(long, default_value_t = default_serve_workers())]
     pub workers: usize,
-    /// Seconds a client may stall mid-request (or mid-answer) before its connection is dropped.
+    /// Seconds a client may take to send a request's head, and a keep-alive connection may sit
+    /// idle, before the connection is closed.
     #[arg(long, default_value_t = crate::serve::CLIENT_TIMEOUT.as_secs_f64())]
     pub client_timeout: f64,
+    /// Seconds a whole request may take, body included, before it is answered 408.
+    #[arg(long, default_value_t = crate::serve::REQUEST_TIMEOUT.as_secs_f64())]
+    pub request_timeout: f64,
+    /// Connections served at once; one more is answered 503. Each holds an open file, so keep
+    /// it below `ulimit -n`.
+    #[arg(long, default_value_t = crate::serve::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+}
+
+fn default_serve_workers() -> usize {
+    available_threads().clamp(1, 4)
 }
 
 #[derive(Args, Debug)]
@@ -483,6 +496,22 @@ fn cmd_serve(args: &ServeArgs) -> Result<()> {
     if args.workers == 0 {
         return Err(Error::flag("--workers", "must be at least 1").into());
     }
+    let seconds = |flag: &str, v: f64| -> Result<std::time::Duration> {
+        if v > 0.0 && v <= 3600.0 {
+            Ok(std::time::Duration::from_secs_f64(v))
+        } else {
+            Err(Error::flag(flag, format!("is {v}; expected seconds in (0, 3600]")).into())
+        }
+    };
+    let limits = crate::serve::Limits {
+        workers: args.workers,
+        client_timeout: seconds("--client-timeout", args.client_timeout)?,
+        request_timeout: seconds("--request-timeout", args.request_timeout)?,
+        max_connections: args.max_connections,
+    };
+    if args.max_connections == 0 {
+        return Err(Error::flag("--max-connections", "must be at least 1").into());
+    }
     let loaded = model::load(&args.model)?;
     if loaded.mlp.sizes[0] != crate::preprocess::SIDE * crate::preprocess::SIDE {
         return Err(Error::model(
@@ -498,8 +527,8 @@ fn cmd_serve(args: &ServeArgs) -> Result<()> {
     let summary = std::fs::read_to_string(&summary_path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
-    eprintln!(
-        "serving model {} ({} {}) with {} workers; open the address below in a browser",
+    let banner = format!(
+        "serving model {} ({} {}) with {} threads; open the address below in a browser",
         args.model.display(),
         loaded
             .config
@@ -512,15 +541,11 @@ fn cmd_serve(args: &ServeArgs) -> Result<()> {
         loaded.config.model.activation,
         args.workers
     );
-    if !(args.client_timeout > 0.0 && args.client_timeout <= 3600.0) {
-        return Err(Error::flag("--client-timeout", "must be between 0 and 3600 seconds").into());
-    }
-    let timeout = std::time::Duration::from_secs_f64(args.client_timeout);
     crate::serve::run(
         crate::serve::Service { loaded, summary },
         &args.addr,
-        args.workers,
-        timeout,
+        limits,
+        &banner,
     )?;
     Ok(())
 }

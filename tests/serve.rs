@@ -26,12 +26,18 @@ fn start(model: &Path) -> Server {
 }
 
 fn start_with(model: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"));
+    cmd.stderr(Stdio::null());
+    start_command(cmd, model, extra)
+}
+
+/// Start `cmd` (the binary, with its stderr and limits set) serving `model`.
+fn start_command(mut cmd: Command, model: &Path, extra: &[&str]) -> Server {
+    let mut child = cmd
         .args(["serve", "--addr", "127.0.0.1:0", "--workers", "4", "--model"])
         .arg(model)
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -240,7 +246,10 @@ fn stalled_clients_are_dropped_after_the_timeout_and_do_not_block_others_for_eve
     use std::time::{Duration, Instant};
     let tmp = tempfile::tempdir().unwrap();
     // More stalled clients than workers: without a time-out, nobody else would ever be served.
-    let server = start_with(&common::tiny_model(tmp.path(), 20).1, &["--client-timeout", "1"]);
+    let server = start_with(
+        &common::tiny_model(tmp.path(), 20).1,
+        &["--client-timeout", "1", "--request-timeout", "2"],
+    );
     let addr = server.base.trim_start_matches("http://").to_string();
     let stalled: Vec<std::net::TcpStream> = (0..6)
         .map(|_| {
@@ -267,7 +276,8 @@ fn stalled_clients_are_dropped_after_the_timeout_and_do_not_block_others_for_eve
         started.elapsed()
     );
 
-    // The stalled connections are closed by the server (end of stream or an error), not left open.
+    // The stalled connections are answered 408 once their request has taken longer than the
+    // request time-out, and closed by the server, not left open.
     for mut s in stalled {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = Vec::new();
@@ -276,5 +286,515 @@ fn stalled_clients_are_dropped_after_the_timeout_and_do_not_block_others_for_eve
             Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
         };
         assert!(closed, "a stalled connection was still open after 5 s");
+        let answer = String::from_utf8_lossy(&buf);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("--request-timeout"), "{answer}");
     }
+}
+
+/// Regression: the listening socket once inherited the client time-out as a receive time-out,
+/// so `accept()` timed out after that long without a new connection and the server stopped
+/// accepting for good (connection refused, the process alive and silent).
+#[test]
+fn the_server_keeps_accepting_after_idling_longer_than_the_client_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start_with(&common::tiny_model(tmp.path(), 20).1, &["--client-timeout", "1"]);
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    assert_eq!(
+        call("GET", &format!("{}/healthz", server.base), "", b""),
+        (200, "ok\n".to_string())
+    );
+}
+
+/// `host:port` of a server.
+fn addr_of(server: &Server) -> String {
+    server.base.trim_start_matches("http://").to_string()
+}
+
+/// Send `request` on a new connection and read until the server closes it (10 s at most).
+fn raw(addr: &str, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The server may answer and close before it has read all of a refused request.
+    let _ = s.write_all(request);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The status code of a raw HTTP answer.
+fn status_of(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {:?}", clip(answer)))
+}
+
+fn clip(s: &str) -> &str {
+    &s[..s.len().min(300)]
+}
+
+/// The JSON body of a raw HTTP answer.
+fn body_json(answer: &str) -> serde_json::Value {
+    json(answer.split_once("\r\n\r\n").map_or("", |(_, b)| b))
+}
+
+use std::time::{Duration, Instant};
+
+/// Times of `n` normal prediction requests, made one after another.
+fn normal_requests(server: &Server, n: usize) -> Vec<Duration> {
+    let body = serde_json::json!({ "pixels": bar_pixels() }).to_string();
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let (status, answer) = call(
+                "POST",
+                &format!("{}/api/predict", server.base),
+                "application/json",
+                body.as_bytes(),
+            );
+            assert_eq!(status, 200, "{answer}");
+            t.elapsed()
+        })
+        .collect()
+}
+
+/// Open `n` connections, send each `head`, then send one more byte of `drip` to every one of
+/// them every 100 ms until `stop`: clients that send their request as slowly as a server could
+/// be made to wait for.
+fn slow_clients(addr: &str, n: usize, head: &str, drip: &'static [u8], stop: &std::sync::atomic::AtomicBool) {
+    use std::io::Write;
+    let mut conns: Vec<std::net::TcpStream> = (0..n)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(head.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    let mut i = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for s in &mut conns {
+            let _ = s.write_all(&drip[i % drip.len()..][..1]);
+        }
+        i += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// 50 clients sending their request heads a byte at a time, or 20 sending their bodies so,
+/// hold no thread: a normal request is answered at once all along.
+#[test]
+fn slow_clients_do_not_hold_up_a_normal_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(&common::tiny_model(tmp.path(), 20).1);
+    let addr = addr_of(&server);
+    for (n, head, drip) in [
+        (
+            50,
+            "GET /healthz HTTP/1.1\r\n",
+            &b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"[..],
+        ),
+        (
+            20,
+            "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"pixels\": [",
+            &b"0,"[..],
+        ),
+    ] {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| slow_clients(&addr, n, head, drip, &stop));
+            std::thread::sleep(Duration::from_millis(500));
+            let times = normal_requests(&server, 10);
+            stop.store(true, Ordering::Relaxed);
+            let worst = times.iter().max().unwrap();
+            assert!(
+                *worst < Duration::from_secs(1),
+                "with {n} slow clients, a normal request took {worst:?}"
+            );
+        });
+    }
+}
+
+/// A request that trickles in for longer than --request-timeout is answered 408, however often
+/// its bytes arrive; one whose head trickles past --client-timeout is closed.
+#[test]
+fn a_request_is_bounded_in_time_as_a_whole_not_per_read() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start_with(
+        &common::tiny_model(tmp.path(), 20).1,
+        &["--client-timeout", "1", "--request-timeout", "1.5"],
+    );
+    let addr = addr_of(&server);
+    let started = Instant::now();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n[")
+        .unwrap();
+    // A byte every 100 ms: never a read that waits long, but a request that never ends.
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < Duration::from_secs(10) {
+        let _ = s.write_all(b"0,");
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status_of(&answer), 408, "{answer}");
+    assert!(
+        body_json(&answer)["error"]
+            .as_str()
+            .unwrap()
+            .contains("--request-timeout")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A head that never ends: the connection is closed after the client time-out.
+    let started = Instant::now();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        if s.write_all(b"a").is_err() {
+            closed = true;
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(_) => {
+                closed = true;
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                closed = true;
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "a trickling request head was still open after 10 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(call("GET", &format!("{}/healthz", server.base), "", b"").0, 200);
+}
+
+/// One real idle period longer than the default client time-out (10 s), with the defaults.
+#[test]
+fn the_server_answers_after_15_s_of_idle_time_with_its_default_time_outs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(tmp.path(), 20).1;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"));
+    cmd.stderr(Stdio::null());
+    let mut child = cmd
+        .args(["serve", "--addr", "127.0.0.1:0", "--model"])
+        .arg(&model)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = Server {
+        child,
+        base: line.trim().strip_prefix("listening on ").unwrap().to_string(),
+    };
+    assert_eq!(call("GET", &format!("{}/healthz", server.base), "", b"").0, 200);
+    std::thread::sleep(Duration::from_secs(15));
+    assert_eq!(
+        call("GET", &format!("{}/healthz", server.base), "", b""),
+        (200, "ok\n".to_string())
+    );
+}
+
+/// A keep-alive connection left idle past the client time-out is closed by the server; new
+/// connections are served as before.
+#[test]
+fn idle_keep_alive_connections_are_closed_after_the_client_timeout() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start_with(&common::tiny_model(tmp.path(), 20).1, &["--client-timeout", "1"]);
+    let mut s = std::net::TcpStream::connect(addr_of(&server)).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let answer = String::from_utf8_lossy(&buf);
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "the idle connection was closed after {waited:?}"
+    );
+    assert_eq!(call("GET", &format!("{}/healthz", server.base), "", b"").0, 200);
+}
+
+#[test]
+fn connections_over_the_cap_are_answered_503_and_served_again_once_others_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start_with(&common::tiny_model(tmp.path(), 20).1, &["--max-connections", "4"]);
+    let addr = addr_of(&server);
+    let held: Vec<_> = (0..4)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = raw(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    assert!(
+        body_json(&answer)["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-connections"),
+        "{answer}"
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(call("GET", &format!("{}/healthz", server.base), "", b"").0, 200);
+}
+
+#[test]
+fn bounded_urls_and_headers_allow_on_405_and_no_echo_of_long_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(&common::tiny_model(tmp.path(), 20).1);
+    let addr = addr_of(&server);
+
+    let answer = raw(
+        &addr,
+        b"GET /api/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&answer), 405, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("\r\nallow: post"),
+        "{answer}"
+    );
+    assert!(body_json(&answer)["error"].as_str().unwrap().contains("POST"));
+    let answer = raw(
+        &addr,
+        b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&answer), 405, "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nallow: get"), "{answer}");
+
+    // A long URL: 414, and the answer does not repeat it.
+    let long = format!("/{}", "a".repeat(5000));
+    let answer = raw(
+        &addr,
+        format!("GET {long} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status_of(&answer), 414, "{}", clip(&answer));
+    assert!(body_json(&answer)["error"].as_str().unwrap().contains("2048"));
+    assert!(answer.len() < 500, "{} bytes: {}", answer.len(), clip(&answer));
+    // A URL of a megabyte: refused (414 or 431) before it is read whole, with a short answer.
+    let huge = format!("/{}", "a".repeat(1 << 20));
+    let answer = raw(
+        &addr,
+        format!("GET {huge} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    );
+    assert!(matches!(status_of(&answer), 414 | 431), "{}", clip(&answer));
+    assert!(answer.len() < 500, "{} bytes", answer.len());
+    // A 404 names at most 100 characters of the path.
+    let path = format!("/{}", "b".repeat(1500));
+    let answer = raw(
+        &addr,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status_of(&answer), 404, "{}", clip(&answer));
+    let error = body_json(&answer)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains(&"b".repeat(90)) && error.chars().count() < 150,
+        "{error}"
+    );
+
+    // Headers: 10 kB of them is 431 with our JSON; 100 kB is cut off by the HTTP layer.
+    for size in [10_000, 100_000] {
+        let answer = raw(
+            &addr,
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+                "c".repeat(size)
+            )
+            .as_bytes(),
+        );
+        assert_eq!(status_of(&answer), 431, "{size}: {}", clip(&answer));
+        assert!(answer.len() < 500, "{} bytes", answer.len());
+    }
+    assert_eq!(call("GET", &format!("{}/healthz", server.base), "", b"").0, 200);
+}
+
+/// `ab -k`'s way: HTTP/1.0 with `Connection: keep-alive` is answered with `Connection:
+/// keep-alive` and a length, and the connection serves a second request; plain HTTP/1.0 is
+/// answered and closed.
+#[test]
+fn http_1_0_keep_alive_is_honoured_and_plain_1_0_is_closed() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(&common::tiny_model(tmp.path(), 20).1);
+    let addr = addr_of(&server);
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for _ in 0..2 {
+        s.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"ok\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let answer = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(
+            answer.starts_with("http/1.0 200") || answer.starts_with("http/1.1 200"),
+            "{answer}"
+        );
+        assert!(answer.contains("\r\nconnection: keep-alive\r\n"), "{answer}");
+        assert!(answer.contains("\r\ncontent-length: 3\r\n"), "{answer}");
+    }
+    let answer = raw(&addr, b"GET /healthz HTTP/1.0\r\n\r\n");
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert!(answer.ends_with("ok\n"), "{answer}");
+}
+
+/// A body of a million numbers is refused as soon as the 785th is read, naming the count.
+#[test]
+fn a_million_pixels_are_refused_by_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(&common::tiny_model(tmp.path(), 20).1);
+    let mut body = String::from("{\"pixels\": [");
+    body.push_str(&"0,".repeat(999_999));
+    body.push_str("0]}");
+    assert!(body.len() < 2 << 20);
+    let (status, answer) = call(
+        "POST",
+        &format!("{}/api/predict", server.base),
+        "application/json",
+        body.as_bytes(),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        json(&answer)["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than 784 values"),
+        "{answer}"
+    );
+}
+
+/// Out of file descriptors, the server waits for some to close instead of losing its listener.
+#[cfg(unix)]
+#[test]
+fn running_out_of_file_descriptors_does_not_stop_the_server() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"));
+    cmd.stderr(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut server = start_command(
+        cmd,
+        &common::tiny_model(tmp.path(), 20).1,
+        &["--max-connections", "1000"],
+    );
+    let addr = addr_of(&server);
+    let held: Vec<_> = (0..70)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server.child.try_wait().unwrap().is_none(), "the server died");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(call("GET", &format!("{}/healthz", server.base), "", b"").0, 200);
+}
+
+#[test]
+fn a_bad_address_is_an_error_before_any_invitation_to_open_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(tmp.path(), 20).1;
+    let out = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"))
+        .args(["serve", "--addr", "127.0.0.1:99999", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--addr"), "{err}");
+    assert!(!err.contains("open the address"), "{err}");
+}
+
+/// SIGTERM: the listener closes, a request in flight is finished and answered, the process
+/// exits 0.
+#[cfg(unix)]
+#[test]
+fn sigterm_finishes_the_request_in_flight_and_exits_cleanly() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mnist-mlp"));
+    cmd.stderr(Stdio::piped());
+    let mut server = start_command(cmd, &common::tiny_model(tmp.path(), 20).1, &[]);
+    let body = serde_json::json!({ "pixels": bar_pixels() }).to_string();
+    let mut s = std::net::TcpStream::connect(addr_of(&server)).unwrap();
+    let head = format!(
+        "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body.as_bytes()[..100]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(server.child.id() as i32, libc::SIGTERM);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&body.as_bytes()[100..]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let answer = String::from_utf8_lossy(&buf);
+    assert_eq!(status_of(&answer), 200, "{}", clip(&answer));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = server.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut err = String::new();
+    server
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("shutting down"), "{err}");
 }

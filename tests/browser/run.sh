@@ -22,7 +22,7 @@ if [[ -z "$MODEL" ]]; then
     echo "training a model for the page (ReLU, 3000 iterations)" >&2
     "$BIN" train --iterations 3000 --eval-every 3000 --quiet --out "$MODEL"
 fi
-"$BIN" serve --model "$MODEL" --addr 127.0.0.1:0 > "$WORK/addr" 2>/dev/null &
+"$BIN" serve --model "$MODEL" --addr 127.0.0.1:0 > "$WORK/addr" 2>"$WORK/serve.log" &
 PID=$!
 for _ in $(seq 50); do grep -q listening "$WORK/addr" 2>/dev/null && break; sleep 0.1; done
 BASE="$(sed -n 's/^listening on //p' "$WORK/addr")"
