@@ -510,3 +510,20 @@ fn shard_flags_and_a_different_study_in_the_same_directory_are_refused_with_the_
         "{err}"
     );
 }
+
+#[test]
+fn the_committed_list_of_the_hidden_size_ablation_is_what_list_prints() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let a = mnist_mlp()
+        .current_dir(root)
+        .args(["study", "--list", "--spec", "studies/ablation-hidden.toml"])
+        .assert()
+        .success();
+    let listed = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    let committed = std::fs::read_to_string(root.join("studies/ablation-hidden.list")).unwrap();
+    assert_eq!(
+        listed, committed,
+        "regenerate studies/ablation-hidden.list with --list"
+    );
+    assert!(listed.ends_with("\n42 runs\n"), "7 cells × 6 hidden sizes");
+}
