@@ -382,7 +382,7 @@ iterations = 200
 }
 
 #[test]
-fn a_run_locked_by_a_live_process_is_refused_and_a_dead_holder_does_not_block_it() {
+fn a_run_locked_by_a_live_process_is_refused_shown_as_running_and_trained_once_released() {
     let s = setup(SPEC);
     let out = s.root.join("study");
     std::fs::create_dir_all(out.join("runs")).unwrap();
@@ -397,6 +397,17 @@ fn a_run_locked_by_a_live_process_is_refused_and_a_dead_holder_does_not_block_it
     );
     assert!(!err.contains("panicked"), "{err}");
     assert!(!out.join("runs/lr=0.1-s1").exists());
+    let st = mnist_mlp()
+        .args(["study", "--status"])
+        .arg(&out)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&st.get_output().stdout).into_owned();
+    assert!(
+        text.contains(&format!("running      lr=0.1-s1  (pid {}", std::process::id()))
+            && text.contains("0 finished, 1 running"),
+        "{text}"
+    );
     drop(lock);
     study(&s, &out, &["--only", "lr=0.1-s1"]).success();
     assert!(out.join("runs/lr=0.1-s1/model.safetensors").is_file());

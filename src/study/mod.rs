@@ -587,7 +587,10 @@ pub fn assemble_and_report(
 ) -> Result<shard::Assembly> {
     let a = shard::assemble(out)?;
     let study: StudyRecord = read_json(&out.join(STUDY_FILE))?;
-    if a.assembled && study.kind == "seed" && (refresh_samples || !out.join(seed::SAMPLES_FILE).is_file()) {
+    // Without `refresh_samples`, drawn only if absent or drawn before both networks were done.
+    let samples_path = out.join(seed::SAMPLES_FILE);
+    let stale = || read_json::<seed::Samples>(&samples_path).is_ok_and(|s| s.networks.len() < 2);
+    if a.assembled && study.kind == "seed" && (refresh_samples || !samples_path.is_file() || stale()) {
         let results: Vec<RunResult> = read_json(&out.join(RESULTS_FILE))?;
         let opened;
         let data = match data {
