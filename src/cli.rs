@@ -740,12 +740,6 @@ fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
         Some(dir) => dir.clone(),
         None => args.out.clone().unwrap_or_else(|| default_out_dir(&cfg)),
     };
-    // One process per run directory: a second one is refused, not interleaved with the first.
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    let _lock = fsutil::Lock::try_acquire(
-        &out.join(fsutil::LOCK_FILE),
-        &format!("the run directory {}", out.display()),
-    )?;
     if let Some(ck) = &resume {
         eprintln!(
             "resuming {} at iteration {} of {}",
@@ -780,6 +774,12 @@ fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
             data.dir.display()
         );
     }
+    // One process per run directory: a second one is refused, not interleaved with the first.
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let _lock = fsutil::Lock::try_acquire(
+        &out.join(fsutil::LOCK_FILE),
+        &format!("the run directory {}", out.display()),
+    )?;
     let progress = if args.quiet {
         Progress::Quiet
     } else {
