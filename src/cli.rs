@@ -135,6 +135,21 @@ pub struct StudyArgs {
     /// Print the specification that would run, and stop.
     #[arg(long)]
     pub print_spec: bool,
+    /// Print every run (its position, name and options) and the count, and stop.
+    #[arg(long)]
+    pub list: bool,
+    /// Run only shard K of N: the runs at positions i with i mod N = K (K from 0). `auto` takes
+    /// K and N from a Slurm job array; `auto/N` takes K from a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX or GNU parallel's PARALLEL_SEQ. The report is left to `report --from`.
+    #[arg(long, value_name = "K/N|auto|auto/N")]
+    pub shard: Option<String>,
+    /// Run only the run of this name (see --list).
+    #[arg(long, value_name = "NAME")]
+    pub only: Option<String>,
+    /// Print how far the study in DIR is (finished, running with its last metrics row,
+    /// interrupted, failed, not started), and stop.
+    #[arg(long, value_name = "DIR")]
+    pub status: Option<PathBuf>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -425,11 +440,7 @@ pub fn run() -> Result<()> {
         Command::Fetch(args) => cmd_fetch(&args),
         Command::Study(args) => cmd_study(&args),
         Command::Bench(args) => cmd_bench(&args),
-        Command::Report(args) => {
-            study::report::write(&args.from, &args.ablation)?;
-            println!("{}", args.from.join("report.html").display());
-            Ok(())
-        }
+        Command::Report(args) => cmd_report(&args),
     }
 }
 
@@ -550,7 +561,60 @@ fn cmd_serve(args: &ServeArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_report(args: &ReportArgs) -> Result<()> {
+    let a = study::assemble_and_report(&args.from, &args.ablation, None, false)?;
+    if a.assembled {
+        eprintln!(
+            "{} of {} runs finished{}",
+            a.finished,
+            a.total,
+            if a.failed.is_empty() && a.missing.is_empty() {
+                String::new()
+            } else {
+                format!("; {} failed, {} missing", a.failed.len(), a.missing.len())
+            }
+        );
+        for name in &a.failed {
+            eprintln!("  failed   {name}");
+        }
+        for name in &a.missing {
+            eprintln!("  missing  {name}");
+        }
+    }
+    println!("{}", args.from.join("report.html").display());
+    Ok(())
+}
+
+/// `--list`: one line per run, its position, name, seed and the options it sets beyond
+/// `mnist-mlp train`'s defaults (the thread count left out: it does not change results).
+fn list_runs(plans: &[study::spec::RunPlan]) -> String {
+    let defaults = serde_json::to_value(TrainConfig::default()).expect("config serialises");
+    let mut out = String::new();
+    for (i, p) in plans.iter().enumerate() {
+        let value = serde_json::to_value(&p.config).expect("config serialises");
+        let options: Vec<String> = value
+            .as_object()
+            .expect("an object")
+            .iter()
+            .filter(|(k, v)| {
+                k.as_str() == "seed" || (k.as_str() != "threads" && defaults.get(k.as_str()) != Some(v))
+            })
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect();
+        out += &format!("{i} {} {}\n", p.name, options.join(" "));
+    }
+    out += &format!("{} runs\n", plans.len());
+    out
+}
+
 fn cmd_study(args: &StudyArgs) -> Result<()> {
+    if let Some(dir) = &args.status {
+        print!("{}", study::shard::status(dir)?);
+        return Ok(());
+    }
     if args.jobs == 0 {
         return Err(Error::flag("--jobs", "must be at least 1").into());
     }
@@ -590,7 +654,20 @@ fn cmd_study(args: &StudyArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let runs = spec.resolve(&origin)?.len();
+    let plans = spec.resolve(&origin)?;
+    if args.list {
+        print!("{}", list_runs(&plans));
+        return Ok(());
+    }
+    let shard = match &args.shard {
+        Some(text) => Some(study::shard::Shard::parse(text, |k| std::env::var(k).ok())?),
+        None => None,
+    };
+    let runs = match &shard {
+        Some(s) => (0..plans.len()).filter(|&i| s.takes(i)).count(),
+        None => plans.len(),
+    };
+    let runs = if args.only.is_some() { 1 } else { runs };
     let jobs = args.jobs.min(runs.max(1));
     kernels::set_threads(study::threads_per_run(jobs));
     let opts = study::StudyOptions {
@@ -602,9 +679,13 @@ fn cmd_study(args: &StudyArgs) -> Result<()> {
         data_dir: args.data_dir.clone(),
         quiet: args.quiet,
         ablation: args.ablation.clone(),
+        shard,
+        only: args.only.clone(),
     };
     study::run(&spec, kind, &opts, &origin)?;
-    println!("{}", opts.out.join("report.html").display());
+    if opts.shard.is_none() && opts.only.is_none() {
+        println!("{}", opts.out.join("report.html").display());
+    }
     Ok(())
 }
 
@@ -722,6 +803,12 @@ fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
             data.dir.display()
         );
     }
+    // One process per run directory: a second one is refused, not interleaved with the first.
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let _lock = fsutil::Lock::try_acquire(
+        &out.join(fsutil::LOCK_FILE),
+        &format!("the run directory {}", out.display()),
+    )?;
     let progress = if args.quiet {
         Progress::Quiet
     } else {

@@ -56,6 +56,17 @@ pub enum Error {
     )]
     Interrupted { iteration: usize, dir: PathBuf },
 
+    /// Another live process holds the lock of work this one would do.
+    #[error(
+        "{what} is being written by another process ({holder}); refusing to write it too. \
+         The lock {path} is released the moment that process ends, even if it is killed"
+    )]
+    Locked {
+        what: String,
+        path: PathBuf,
+        holder: String,
+    },
+
     #[error("model in {path}: {msg}")]
     Model { path: PathBuf, msg: String },
 

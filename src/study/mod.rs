@@ -4,14 +4,17 @@
 //!
 //! Records in a study directory:
 //! - `study.json`: the specification, every resolved run, the machine, the wall time;
-//! - `runs/<name>/`: each run's `config.json`, `metrics.csv`, `summary.json`, `model.safetensors`;
+//! - `runs/<name>/`: each run's `config.json`, `metrics.csv`, `summary.json`, `model.safetensors`
+//!   and `result.json` (its entry of `results.json`); see [`shard`] for how runs get there;
 //! - `results.json`: one entry per run with its final figures and the seed's number, if any;
-//! - `samples.json` (seed study): 20 test digits with each network's top-3 predictions.
+//! - `samples.json` (seed study): 20 test digits with each network's top-3 predictions;
+//! - `shards/` (a study run in shards): what each shard process did, where and when.
 
 pub mod plot;
 pub mod preset;
 pub mod report;
 pub mod seed;
+pub mod shard;
 pub mod spec;
 
 use crate::config::{TrainConfig, available_threads};
@@ -72,7 +75,12 @@ pub struct StudyRecord {
     /// Runs trained at the same time, and matrix-product threads per run.
     pub jobs: usize,
     pub threads_per_run: usize,
+    /// From the first shard's start to the last one's end, for a study run in shards.
     pub wall_seconds: f64,
+    /// The shard processes that ran the study, if it ran in shards (gathered by
+    /// `report --from`); the fields above then describe the first one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<shard::ShardRecord>,
 }
 
 /// One entry of `results.json`.
@@ -95,6 +103,11 @@ pub struct RunResult {
     /// What the seed report gives for this run, as a fraction.
     pub reported_accuracy: Option<f64>,
     pub config: TrainConfig,
+    /// The machine that trained the run, and the shard (`K/N`) it belonged to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 }
 
 /// How to run a study.
@@ -107,7 +120,15 @@ pub struct StudyOptions {
     pub quiet: bool,
     /// Finished ablation studies whose tables the report includes.
     pub ablation: Vec<PathBuf>,
+    /// Only the runs of this shard (`--shard`); the report is then left to `report --from`.
+    pub shard: Option<shard::Shard>,
+    /// Only this run (`--only`).
+    pub only: Option<String>,
 }
+
+/// A study's runs checkpoint this often (or at every evaluation, if that is more often), so that
+/// a killed shard loses at most this many iterations of each run it was training.
+pub const CHECKPOINT_EVERY: usize = 500;
 
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -122,14 +143,45 @@ pub fn threads_per_run(jobs: usize) -> usize {
     (available_threads() / jobs.max(1)).max(1)
 }
 
-/// Run every run of `spec`, write the records, then the report.
+/// What became of one run a process set out to train.
+enum Done {
+    Trained(RunResult),
+    /// Another process finished it first.
+    FinishedElsewhere,
+    /// Another live process is training it: the refusal's message.
+    Busy(String),
+}
+
+/// Run every run of `spec` (or of one shard of it) that is not finished yet, each into
+/// `DIR/runs/NAME/`; without a shard, then write the records and the report.
 pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> Result<()> {
     let started = Instant::now();
+    let started_unix = shard::unix_now();
     let mut plans = spec.resolve(origin)?;
     if plans.is_empty() {
         return Err(Error::flag("--spec", "the study has no runs"));
     }
-    let jobs = opts.jobs.clamp(1, plans.len());
+    let mine: Vec<usize> = (0..plans.len())
+        .filter(|&i| opts.shard.as_ref().is_none_or(|s| s.takes(i)))
+        .filter(|&i| opts.only.as_ref().is_none_or(|n| plans[i].name == *n))
+        .collect();
+    if let Some(name) = &opts.only
+        && mine.is_empty()
+    {
+        let hint = if opts.shard.is_some() {
+            " in this shard"
+        } else {
+            ""
+        };
+        return Err(Error::flag(
+            "--only",
+            format!(
+                "the study has no run named '{name}'{hint}; `mnist-mlp study --spec FILE --list` lists them"
+            ),
+        ));
+    }
+    let part_only = opts.shard.is_some() || opts.only.is_some();
+    let jobs = opts.jobs.clamp(1, mine.len().max(1));
     let threads = threads_per_run(jobs);
     for p in &mut plans {
         p.config.threads = threads;
@@ -159,86 +211,9 @@ pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> R
             ),
         ));
     }
-    let data = Dataset::open(first.config.data_dir.as_deref(), first.config.dataset, true)?;
     let runs_dir = opts.out.join("runs");
     std::fs::create_dir_all(&runs_dir).map_err(|e| Error::io(&runs_dir, e))?;
-    if !opts.quiet {
-        eprintln!(
-            "study '{}': {} runs, {jobs} at a time with {threads} thread(s) each, into {}",
-            spec.name,
-            plans.len(),
-            opts.out.display()
-        );
-    }
-
-    let terminal = !opts.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let multi = indicatif::MultiProgress::new();
-    let total_iterations: usize = plans.iter().map(|p| p.config.iterations).sum();
-    let overall = terminal.then(|| {
-        let bar = multi.add(train::new_bar(total_iterations, "all runs"));
-        bar.set_message(format!("0/{} runs done", plans.len()));
-        bar
-    });
-
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<RunResult>>> = Mutex::new(vec![None; plans.len()]);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(plan) = plans.get(i) else { break };
-                    let progress = if terminal {
-                        Progress::Bar(multi.insert_before(
-                            overall.as_ref().expect("terminal has an overall bar"),
-                            train::new_bar(plan.config.iterations, &plan.name),
-                        ))
-                    } else {
-                        Progress::Quiet
-                    };
-                    let bar = match &progress {
-                        Progress::Bar(b) => Some(b.clone()),
-                        _ => None,
-                    };
-                    let outcome = train::run(&plan.config, &data, &runs_dir.join(&plan.name), progress);
-                    if let Some(b) = bar {
-                        b.finish_and_clear();
-                        multi.remove(&b);
-                    }
-                    let result = to_result(plan, outcome);
-                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                    if let Some(o) = &overall {
-                        o.inc(plan.config.iterations as u64);
-                        o.set_message(format!("{n}/{} runs done", plans.len()));
-                    }
-                    if !opts.quiet {
-                        let line = describe_result(&result);
-                        match &overall {
-                            Some(o) => o.println(line),
-                            None => eprintln!("[{n}/{}] {line}", plans.len()),
-                        }
-                    }
-                    results.lock().expect("no worker panics")[i] = Some(result);
-                }
-            });
-        }
-    });
-    if let Some(o) = &overall {
-        o.finish_and_clear();
-    }
-    let results: Vec<RunResult> = results
-        .into_inner()
-        .expect("no worker panics")
-        .into_iter()
-        .map(|r| r.expect("every run has a result"))
-        .collect();
-    write_json_atomic(&opts.out.join(RESULTS_FILE), &results)?;
-
-    if kind == "seed" {
-        seed::write_samples(&opts.out, &results, &data)?;
-    }
-    let record = StudyRecord {
+    let mut record = StudyRecord {
         format: "mnist-mlp-study".into(),
         version: 1,
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -249,30 +224,397 @@ pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> R
         machine: Machine::detect(),
         jobs,
         threads_per_run: threads,
-        wall_seconds: started.elapsed().as_secs_f64(),
+        wall_seconds: 0.0,
+        shards: Vec::new(),
     };
-    write_json_atomic(&opts.out.join(STUDY_FILE), &record)?;
-    report::write(&opts.out, &opts.ablation)?;
+    claim(&opts.out, &record)?;
+
+    // Runs found finished are never trained again.
+    let mut skipped = Vec::new();
+    let mut todo = Vec::new();
+    for &i in &mine {
+        match shard::finished(&opts.out, &plans[i].name)? {
+            Some(r) => {
+                check_same_run(&opts.out, &r, &plans[i])?;
+                skipped.push(plans[i].name.clone());
+            }
+            None => todo.push(i),
+        }
+    }
+    let shard_label = opts.shard.as_ref().map(|s| s.label());
     if !opts.quiet {
+        let part = match (&opts.shard, &opts.only) {
+            (Some(s), _) => format!("shard {} ({}) takes {}; ", s.label(), s.source, mine.len()),
+            (None, Some(_)) => "--only takes 1; ".into(),
+            (None, None) => String::new(),
+        };
         eprintln!(
-            "study '{}' done in {:.1} s: {} and report.html in {}",
+            "study '{}': {} runs; {part}{} finished already, {} to train, {jobs} at a time with {threads} thread(s) each, into {}",
             spec.name,
-            started.elapsed().as_secs_f64(),
-            RESULTS_FILE,
+            plans.len(),
+            skipped.len(),
+            todo.len(),
             opts.out.display()
         );
     }
-    if let Some(failed) = results.iter().find(|r| r.status == "failed") {
+    let data = if todo.is_empty() {
+        None
+    } else {
+        Some(Dataset::open(
+            first.config.data_dir.as_deref(),
+            first.config.dataset,
+            true,
+        )?)
+    };
+
+    let terminal = !opts.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let multi = indicatif::MultiProgress::new();
+    let total_iterations: usize = todo.iter().map(|&i| plans[i].config.iterations).sum();
+    let overall = terminal.then(|| {
+        let bar = multi.add(train::new_bar(total_iterations, "all runs"));
+        bar.set_message(format!("0/{} runs done", todo.len()));
+        bar
+    });
+
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<Option<Result<Done>>>> = Mutex::new((0..todo.len()).map(|_| None).collect());
+    if let Some(data) = &data {
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.min(todo.len()) {
+                scope.spawn(|| {
+                    loop {
+                        let t = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(&i) = todo.get(t) else { break };
+                        let plan = &plans[i];
+                        let progress = if terminal {
+                            Progress::Bar(multi.insert_before(
+                                overall.as_ref().expect("terminal has an overall bar"),
+                                train::new_bar(plan.config.iterations, &plan.name),
+                            ))
+                        } else {
+                            Progress::Quiet
+                        };
+                        let bar = match &progress {
+                            Progress::Bar(b) => Some(b.clone()),
+                            _ => None,
+                        };
+                        let outcome = train_one(
+                            &opts.out,
+                            plan,
+                            data,
+                            shard_label.as_deref(),
+                            progress,
+                            opts.quiet,
+                        );
+                        if let Some(b) = bar {
+                            b.finish_and_clear();
+                            multi.remove(&b);
+                        }
+                        let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                        if let Some(o) = &overall {
+                            o.inc(plan.config.iterations as u64);
+                            o.set_message(format!("{n}/{} runs done", todo.len()));
+                        }
+                        if !opts.quiet {
+                            let line = match &outcome {
+                                Ok(Done::Trained(r)) => describe_result(r),
+                                Ok(Done::FinishedElsewhere) => {
+                                    format!("{:<28} finished by another process meanwhile", plan.name)
+                                }
+                                Ok(Done::Busy(msg)) => format!("{:<28} skipped: {msg}", plan.name),
+                                Err(e) => format!("{:<28} failed: {e}", plan.name),
+                            };
+                            match &overall {
+                                Some(o) => o.println(line),
+                                None => eprintln!("[{n}/{}] {line}", todo.len()),
+                            }
+                        }
+                        outcomes.lock().expect("no worker panics")[t] = Some(outcome);
+                    }
+                });
+            }
+        });
+    }
+    if let Some(o) = &overall {
+        o.finish_and_clear();
+    }
+    let mut trained = Vec::new();
+    let mut busy = Vec::new();
+    let mut failed = Vec::new();
+    for (t, outcome) in outcomes
+        .into_inner()
+        .expect("no worker panics")
+        .into_iter()
+        .enumerate()
+    {
+        let name = plans[todo[t]].name.clone();
+        match outcome.expect("every run has an outcome") {
+            Ok(Done::Trained(r)) => {
+                if r.status == "failed" {
+                    failed.push(format!(
+                        "run '{}' failed: {}",
+                        r.name,
+                        r.message.clone().unwrap_or_default()
+                    ));
+                } else {
+                    trained.push(name);
+                }
+            }
+            Ok(Done::FinishedElsewhere) => skipped.push(name),
+            Ok(Done::Busy(msg)) => busy.push(msg),
+            Err(e) => failed.push(format!("run '{name}' failed: {e}")),
+        }
+    }
+
+    if part_only {
+        let s = shard::ShardRecord {
+            shard: match (&opts.shard, &opts.only) {
+                (Some(s), _) => s.label(),
+                (None, Some(n)) => format!("only {n}"),
+                (None, None) => unreachable!("part_only"),
+            },
+            source: opts
+                .shard
+                .as_ref()
+                .map(|s| s.source.clone())
+                .unwrap_or_else(|| "--only".into()),
+            host: crate::fsutil::hostname(),
+            pid: std::process::id(),
+            command: record.command.clone(),
+            machine: record.machine.clone(),
+            jobs,
+            threads_per_run: threads,
+            started_unix,
+            wall_seconds: started.elapsed().as_secs_f64(),
+            trained: trained.clone(),
+            skipped: skipped.clone(),
+        };
+        shard::write_shard_record(&opts.out, &s)?;
+        if !opts.quiet {
+            eprintln!(
+                "{} done in {:.1} s: {} trained, {} finished already, {} busy, {} failed. When every shard is done: mnist-mlp report --from {}",
+                s.shard,
+                s.wall_seconds,
+                trained.len(),
+                skipped.len(),
+                busy.len(),
+                failed.len(),
+                opts.out.display()
+            );
+        }
+    } else if busy.is_empty() {
+        record.wall_seconds = started.elapsed().as_secs_f64();
+        write_json_atomic(&opts.out.join(STUDY_FILE), &record)?;
+        assemble_and_report(&opts.out, &opts.ablation, data.as_ref(), true)?;
+        if !opts.quiet {
+            eprintln!(
+                "study '{}' done in {:.1} s: {} and report.html in {}",
+                spec.name,
+                started.elapsed().as_secs_f64(),
+                RESULTS_FILE,
+                opts.out.display()
+            );
+        }
+    }
+    if !busy.is_empty() {
         return Err(Error::flag(
             "study",
             format!(
-                "run '{}' failed: {}",
-                failed.name,
-                failed.message.clone().unwrap_or_default()
+                "{} run(s) left alone because another process is training them (see `mnist-mlp study --status {}`):\n{}",
+                busy.len(),
+                opts.out.display(),
+                busy.join("\n")
             ),
         ));
     }
+    if let Some(first) = failed.first() {
+        return Err(Error::flag("study", first.clone()));
+    }
     Ok(())
+}
+
+/// Write `study.json` into a new study directory, or check that the one there describes the
+/// same runs (a shard, a resubmitted shard, or a rerun after a crash).
+fn claim(out: &Path, record: &StudyRecord) -> Result<()> {
+    let _guard = crate::fsutil::Lock::wait(&out.join(".study.lock"), "the study's record")?;
+    let path = out.join(STUDY_FILE);
+    if !path.is_file() {
+        return write_json_atomic(&path, record);
+    }
+    let existing: StudyRecord = read_json(&path)?;
+    let refuse = |what: String| {
+        Err(Error::flag(
+            "--out",
+            format!(
+                "{} already holds study '{}' and {what}; give another --out, or remove the directory to start over",
+                out.display(),
+                existing.spec.name
+            ),
+        ))
+    };
+    if existing.spec.name != record.spec.name {
+        return refuse(format!("this is study '{}'", record.spec.name));
+    }
+    if existing.plans.len() != record.plans.len() {
+        return refuse(format!(
+            "its {} runs are not this spec's {}",
+            existing.plans.len(),
+            record.plans.len()
+        ));
+    }
+    for (i, (a, b)) in existing.plans.iter().zip(&record.plans).enumerate() {
+        if a.name != b.name {
+            return refuse(format!("its run {i} is '{}', here '{}'", a.name, b.name));
+        }
+        if !shard::same_run(&a.config, &b.config) || a.reported_accuracy != b.reported_accuracy {
+            return refuse(format!(
+                "its run '{}' has other options than here (the same flags and spec must be given to every shard)",
+                a.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_same_run(out: &Path, r: &RunResult, plan: &RunPlan) -> Result<()> {
+    if shard::same_run(&r.config, &plan.config) {
+        return Ok(());
+    }
+    Err(Error::flag(
+        "--out",
+        format!(
+            "{} holds a finished run '{}' trained with other options than this study's; give another --out",
+            shard::run_dir(out, &plan.name).display(),
+            plan.name
+        ),
+    ))
+}
+
+/// Take a run's lock, riding over a moment's probe by `study --status`.
+fn lock_run(out: &Path, name: &str) -> Result<crate::fsutil::Lock> {
+    let path = shard::lock_path(out, name);
+    let what = format!("run '{name}' of {}", out.display());
+    let mut tries = 0;
+    loop {
+        match crate::fsutil::Lock::try_acquire(&path, &what) {
+            Err(Error::Locked { .. }) if tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Train one run into `DIR/runs/.NAME.partial/` (resuming its checkpoint if one is there) under
+/// the run's lock, then rename it to `DIR/runs/NAME/`.
+fn train_one(
+    out: &Path,
+    plan: &RunPlan,
+    data: &Dataset,
+    shard_label: Option<&str>,
+    progress: Progress,
+    quiet: bool,
+) -> Result<Done> {
+    let _lock = match lock_run(out, &plan.name) {
+        Ok(lock) => lock,
+        Err(e @ Error::Locked { .. }) => return Ok(Done::Busy(e.to_string())),
+        Err(e) => return Err(e),
+    };
+    if shard::finished(out, &plan.name)?.is_some() {
+        return Ok(Done::FinishedElsewhere);
+    }
+    let partial = shard::partial_dir(out, &plan.name);
+    let mut resume = None;
+    if partial.join(crate::checkpoint::CHECKPOINT_FILE).is_file() {
+        match crate::checkpoint::load(&partial) {
+            Ok(ck) if shard::same_run(&ck.state.config.train, &plan.config) => {
+                if !quiet {
+                    eprintln!("{}: resuming at iteration {}", plan.name, ck.state.iteration);
+                }
+                resume = Some(ck);
+            }
+            Ok(_) => eprintln!(
+                "{}: the checkpoint in {} is of another configuration; starting over",
+                plan.name,
+                partial.display()
+            ),
+            Err(e) => eprintln!("{}: cannot resume ({e}); starting over", plan.name),
+        }
+    }
+    if resume.is_none() && partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+    }
+    let every = plan.config.eval_every.min(CHECKPOINT_EVERY);
+    let opts = train::RunOptions {
+        checkpoint_every: Some(every),
+        resume,
+        stop_after: None,
+    };
+    let outcome = train::run_with(&plan.config, data, &partial, progress, opts);
+    let mut result = to_result(plan, outcome);
+    result.host = Some(crate::fsutil::hostname());
+    result.shard = shard_label.map(String::from);
+    if result.status == "failed" {
+        // Kept in the partial directory: listed as failed, and retried by the next process.
+        std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+        write_json_atomic(&partial.join(shard::RUN_RESULT_FILE), &result)?;
+        return Ok(Done::Trained(result));
+    }
+    // A diverged run is finished too (it would diverge again); its checkpoint is of no use.
+    let ck = partial.join(crate::checkpoint::CHECKPOINT_FILE);
+    if ck.exists() {
+        std::fs::remove_file(&ck).map_err(|e| Error::io(&ck, e))?;
+    }
+    write_json_atomic(&partial.join(shard::RUN_RESULT_FILE), &result)?;
+    let target = shard::run_dir(out, &plan.name);
+    if target.exists() {
+        // A run directory without a record: written by an older version, never finished.
+        std::fs::remove_dir_all(&target).map_err(|e| Error::io(&target, e))?;
+    }
+    std::fs::rename(&partial, &target).map_err(|e| Error::io(&target, e))?;
+    Ok(Done::Trained(result))
+}
+
+/// Assemble `results.json` from the finished runs ([`shard::assemble`]), the seed study's
+/// sample predictions (recomputed if `refresh_samples`, else only if absent), and the report.
+pub fn assemble_and_report(
+    out: &Path,
+    ablation: &[PathBuf],
+    data: Option<&Dataset>,
+    refresh_samples: bool,
+) -> Result<shard::Assembly> {
+    let a = shard::assemble(out)?;
+    let study: StudyRecord = read_json(&out.join(STUDY_FILE))?;
+    // Without `refresh_samples`, drawn only if absent or drawn before both networks were done.
+    let samples_path = out.join(seed::SAMPLES_FILE);
+    let stale = || read_json::<seed::Samples>(&samples_path).is_ok_and(|s| s.networks.len() < 2);
+    if a.assembled && study.kind == "seed" && (refresh_samples || !samples_path.is_file() || stale()) {
+        let results: Vec<RunResult> = read_json(&out.join(RESULTS_FILE))?;
+        let opened;
+        let data = match data {
+            Some(d) => Some(d),
+            None => {
+                let c = &study.plans[0].config;
+                match Dataset::open(c.data_dir.as_deref(), c.dataset, true) {
+                    Ok(d) => {
+                        opened = d;
+                        Some(&opened)
+                    }
+                    Err(e) => {
+                        eprintln!("no sample predictions in the report: {e}");
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(data) = data {
+            seed::write_samples(out, &results, data)?;
+        }
+    }
+    report::write(out, ablation)?;
+    Ok(a)
 }
 
 fn to_result(plan: &RunPlan, outcome: Result<train::Summary>) -> RunResult {
@@ -293,6 +635,8 @@ fn to_result(plan: &RunPlan, outcome: Result<train::Summary>) -> RunResult {
         samples_per_second: None,
         reported_accuracy: plan.reported_accuracy,
         config: c.clone(),
+        host: None,
+        shard: None,
     };
     match outcome {
         Ok(s) => {
@@ -301,7 +645,11 @@ fn to_result(plan: &RunPlan, outcome: Result<train::Summary>) -> RunResult {
             r.train_seconds = Some(s.train_seconds);
             r.samples_per_second = Some(s.samples_per_second);
         }
-        Err(e @ Error::Diverged { .. }) => {
+        Err(mut e @ Error::Diverged { .. }) => {
+            // The study removes a diverged run's checkpoint, so the message must not point to it.
+            if let Error::Diverged { checkpoint, .. } = &mut e {
+                *checkpoint = None;
+            }
             r.status = "diverged".into();
             r.message = Some(e.to_string());
         }

@@ -332,10 +332,33 @@ pub fn write(dir: &Path, ablations: &[std::path::PathBuf]) -> Result<()> {
         b.push(Block::Para(rec.study.spec.description.clone()));
     }
     let m = &rec.study.machine;
-    b.push(Block::Para(format!(
-        "Produced by mnist-mlp {} on {} ({} logical cores, {}): {} runs, {} at a time with {} matrix-product thread(s) each, {:.1} s of wall time in all.",
-        rec.study.tool_version, m.cpu, m.logical_cores, m.os, rec.results.len(), rec.study.jobs, rec.study.threads_per_run, rec.study.wall_seconds
-    )));
+    if rec.study.shards.is_empty() {
+        b.push(Block::Para(format!(
+            "Produced by mnist-mlp {} on {} ({} logical cores, {}): {} runs, {} at a time with {} matrix-product thread(s) each, {:.1} s of wall time in all.",
+            rec.study.tool_version, m.cpu, m.logical_cores, m.os, rec.results.len(), rec.study.jobs, rec.study.threads_per_run, rec.study.wall_seconds
+        )));
+    } else {
+        let mut hosts: Vec<String> = rec
+            .study
+            .shards
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} ({}, {} logical cores)",
+                    s.host, s.machine.cpu, s.machine.logical_cores
+                )
+            })
+            .collect();
+        hosts.dedup();
+        b.push(Block::Para(format!(
+            "Produced by mnist-mlp {} in {} shard process(es) on {}: {} runs, {:.1} s of wall time from the first shard's start to the last one's end.",
+            rec.study.tool_version,
+            rec.study.shards.len(),
+            hosts.join(", "),
+            rec.results.len(),
+            rec.study.wall_seconds
+        )));
+    }
     let dataset = rec.results.first().map(|r| r.config.dataset).unwrap_or_default();
     if dataset != DatasetKind::Mnist {
         b.push(Block::Para(format!(
@@ -411,6 +434,21 @@ pub fn write(dir: &Path, ablations: &[std::path::PathBuf]) -> Result<()> {
             "`{}`: {}",
             r.name,
             r.message.clone().unwrap_or_default()
+        )));
+    }
+    let missing: Vec<&str> = rec
+        .study
+        .plans
+        .iter()
+        .filter(|p| !rec.results.iter().any(|r| r.name == p.name))
+        .map(|p| p.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        b.push(Block::Para(format!(
+            "Not finished ({} of {} runs, left out of every table above): {}. `mnist-mlp study --status DIR` shows where they stand.",
+            missing.len(),
+            rec.study.plans.len(),
+            missing.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
         )));
     }
 
