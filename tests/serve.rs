@@ -798,3 +798,33 @@ fn sigterm_finishes_the_request_in_flight_and_exits_cleanly() {
         .unwrap();
     assert!(err.contains("shutting down"), "{err}");
 }
+
+/// A client that sends requests but never reads the answers loses its connection once the
+/// server's writes have waited --client-timeout, rather than holding it for ever.
+#[test]
+fn a_client_that_stops_reading_answers_is_dropped() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start_with(&common::tiny_model(tmp.path(), 20).1, &["--client-timeout", "1"]);
+    let mut s = std::net::TcpStream::connect(addr_of(&server)).unwrap();
+    // 5,000 pipelined requests for the page: far more answer than the sockets' buffers hold.
+    let n = 5000;
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(n);
+    s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+    let _ = s.write_all(&request);
+    std::thread::sleep(Duration::from_secs(3));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the connection was still open, {got} bytes read: {e}"),
+        }
+    }
+    let page = call("GET", &format!("{}/", server.base), "", b"").1.len();
+    assert!(got < n * page, "the server wrote all {got} bytes of {n} answers");
+    assert_eq!(call("GET", &format!("{}/healthz", server.base), "", b"").0, 200);
+}
