@@ -76,7 +76,7 @@ impl Lock {
                 .open(path)
                 .map_err(|e| Error::io(path, e))?;
             if wait {
-                file.lock().map_err(|e| Error::io(path, e))?;
+                file.lock().map_err(|e| lock_failed(path, e))?;
             } else {
                 match file.try_lock() {
                     Ok(()) => {}
@@ -93,17 +93,7 @@ impl Lock {
                             },
                         });
                     }
-                    Err(TryLockError::Error(e)) => {
-                        return Err(Error::io(
-                            path,
-                            std::io::Error::new(
-                                e.kind(),
-                                format!(
-                                    "cannot lock it ({e}); the directory must be on a file system with working locks"
-                                ),
-                            ),
-                        ));
-                    }
+                    Err(TryLockError::Error(e)) => return Err(lock_failed(path, e)),
                 }
             }
             // A releasing holder removes the file after we opened it and before we locked it:
@@ -144,6 +134,19 @@ impl Drop for Lock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+fn lock_failed(path: &Path, e: std::io::Error) -> Error {
+    Error::io(
+        path,
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot lock it ({e}); the directory must be on a file system where flock works \
+                 (local, NFSv4, NFSv3 with its lock manager, CephFS, Lustre mounted with -o flock)"
+            ),
+        ),
+    )
 }
 
 fn same_file(file: &std::fs::File, path: &Path) -> bool {

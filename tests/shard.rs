@@ -284,12 +284,13 @@ iterations = 200
     let out = s.root.join("study");
     let mut child = spawn_study(&s, &out, &["--shard", "0/2"]);
     let metrics = out.join("runs/.long.partial/metrics.csv");
+    // Checkpoints are every 500 iterations: wait for the evaluation at 600, past the first.
     wait_for(
-        "the short run is finished and the long one has three evaluations",
+        "the short run is finished and the long one is past iteration 500",
         &mut child,
         || {
             out.join("runs/short/result.json").is_file()
-                && std::fs::read_to_string(&metrics).is_ok_and(|t| t.lines().count() >= 4)
+                && std::fs::read_to_string(&metrics).is_ok_and(|t| t.lines().count() >= 7)
         },
     );
     child.kill().unwrap(); // SIGKILL
@@ -332,7 +333,7 @@ iterations = 200
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the long run did not resume: {err}"));
     assert!(
-        at >= 200,
+        at >= 500,
         "resumed at iteration {at}, not from a checkpoint midway"
     );
     let again = mnist_mlp()

@@ -192,6 +192,20 @@ pub fn lock_path(out: &Path, name: &str) -> PathBuf {
     out.join("runs").join(format!(".{name}.lock"))
 }
 
+fn read_study(out: &Path, flag: &str) -> Result<StudyRecord> {
+    let path = out.join(STUDY_FILE);
+    if !path.is_file() {
+        return Err(Error::flag(
+            flag,
+            format!(
+                "{} has no {STUDY_FILE}: not a study directory (one that `mnist-mlp study --out` writes)",
+                out.display()
+            ),
+        ));
+    }
+    read_json(&path)
+}
+
 /// Where a study's run stands, as read from its directory.
 #[derive(Debug)]
 pub enum RunState {
@@ -356,7 +370,7 @@ pub struct Assembly {
 /// order, and gather the shard records into `study.json`. Missing runs are left out of
 /// `results.json`; the report lists them from `study.json`'s plans.
 pub fn assemble(out: &Path) -> Result<Assembly> {
-    let mut study: StudyRecord = read_json(&out.join(STUDY_FILE))?;
+    let mut study = read_study(out, "report --from")?;
     let mut a = Assembly {
         total: study.plans.len(),
         ..Assembly::default()
@@ -410,7 +424,7 @@ pub fn assemble(out: &Path) -> Result<Assembly> {
 
 /// `study --status`: one line per run that is not finished, and the counts.
 pub fn status(out: &Path) -> Result<String> {
-    let study: StudyRecord = read_json(&out.join(STUDY_FILE))?;
+    let study = read_study(out, "--status")?;
     let (mut finished, mut running, mut failed, mut interrupted, mut missing) = (0, 0, 0, 0, 0);
     let mut lines = Vec::new();
     for plan in &study.plans {
@@ -450,6 +464,12 @@ pub fn status(out: &Path) -> Result<String> {
                 lines.push(format!("missing      {}", plan.name));
             }
         }
+    }
+    if finished + running + failed + interrupted == 0 && out.join(RESULTS_FILE).is_file() {
+        lines.push(format!(
+            "(no run has a record of its own: {} was written by an earlier version, or holds records only; its {RESULTS_FILE} is what it has)",
+            out.display()
+        ));
     }
     lines.push(format!(
         "study '{}' in {}: {} runs: {finished} finished, {running} running, {interrupted} interrupted, {failed} failed, {missing} not started",
