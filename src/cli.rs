@@ -45,6 +45,18 @@ pub enum Command {
     Report(ReportArgs),
     /// Measure the training step and evaluation speed against the machine's GEMM peak.
     Bench(BenchArgs),
+    /// Serve a live page that follows a run or a study as its files grow: learning curves,
+    /// per-layer statistics, first-layer weights, current predictions.
+    Watch(WatchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// A run directory (with config.json) or a study directory (with runs/).
+    pub dir: PathBuf,
+    /// Address to serve the page on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub addr: String,
 }
 
 #[derive(Args, Debug)]
@@ -283,6 +295,9 @@ pub struct TrainArgs {
     /// Stop as if interrupted after N iterations, leaving a checkpoint (for testing resume).
     #[arg(long, value_name = "N", hide = true)]
     pub stop_after: Option<usize>,
+    /// Serve a live page of this run (as `mnist-mlp watch`) at ADDR while it trains.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8090")]
+    pub watch: Option<String>,
     /// Output directory (default: runs/<UTC time>-<activation>-lr<α>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -441,7 +456,23 @@ pub fn run() -> Result<()> {
         Command::Study(args) => cmd_study(&args),
         Command::Bench(args) => cmd_bench(&args),
         Command::Report(args) => cmd_report(&args),
+        Command::Watch(args) => cmd_watch(&args),
     }
+}
+
+fn cmd_watch(args: &WatchArgs) -> Result<()> {
+    let study = crate::watch::kind(&args.dir)?;
+    let listener = crate::watch::listen(&args.addr)?;
+    eprintln!(
+        "watching the {} in {}",
+        if study { "study" } else { "run" },
+        args.dir.display()
+    );
+    println!("open {}", crate::watch::url(&listener));
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    crate::watch::serve(args.dir.clone(), listener, study, true)?;
+    Ok(())
 }
 
 fn cmd_bench(args: &BenchArgs) -> Result<()> {
@@ -776,6 +807,16 @@ fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
             ck.state.iteration,
             cfg.iterations
         );
+    }
+    if let Some(addr) = &args.watch {
+        let listener = crate::watch::listen(addr)?;
+        eprintln!("watch this run at {}", crate::watch::url(&listener));
+        let dir = out.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = crate::watch::serve(dir, listener, false, false) {
+                eprintln!("the watch page stopped: {e:#}");
+            }
+        });
     }
     // First Ctrl-C: finish the step, checkpoint, exit. Second: exit at once.
     ctrlc::set_handler(|| {

@@ -56,6 +56,7 @@ pub mod rng;
 pub mod serve;
 pub mod study;
 pub mod train;
+pub mod watch;
 
 pub use error::{Error, Result};
 

@@ -27,3 +27,12 @@ PID=$!
 for _ in $(seq 50); do grep -q listening "$WORK/addr" 2>/dev/null && break; sleep 0.1; done
 BASE="$(sed -n 's/^listening on //p' "$WORK/addr")"
 node "$HERE/draw.mjs" "$BASE" "${SCREENSHOT:-$WORK/page.png}"
+
+# The live page of a training run: `train --watch` on a free port, checked while it trains.
+kill "$PID" 2>/dev/null || true
+WATCH_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$BIN" train --iterations 6000 --eval-every 250 --hidden 256,128 --quiet --out "$WORK/watched" \
+    --watch "127.0.0.1:$WATCH_PORT" 2>"$WORK/watch.log" &
+PID=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$WATCH_PORT/api/state" >/dev/null && break; sleep 0.1; done
+node "$HERE/watch.mjs" "http://127.0.0.1:$WATCH_PORT" "${WATCH_SCREENSHOT:-$WORK/watch.png}"
