@@ -29,6 +29,7 @@ use std::path::PathBuf;
 
 fn main() {
     let mut sheet_path: Option<PathBuf> = None;
+    let mut examples: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     let (mut count, mut seed, mut drawn, mut clean) = (100usize, 14u64, false, false);
     let (mut out, mut models, mut mnist_png): (Option<PathBuf>, Vec<PathBuf>, Option<PathBuf>) =
@@ -43,6 +44,7 @@ fn main() {
             "--out" => out = Some(value().into()),
             "--model" => models.push(value().into()),
             "--mnist-png" => mnist_png = Some(value().into()),
+            "--examples" => examples = Some(PathBuf::from(value())),
             "--sheet" => sheet_path = Some(PathBuf::from(value())),
             other => panic!("unknown argument {other}"),
         }
@@ -57,6 +59,11 @@ fn main() {
                 .unwrap();
         }
         println!("wrote {} PNGs into {}", d.test.len(), dir.display());
+        return;
+    }
+    if let Some(dir) = examples {
+        let d = data.expect("--examples needs MNIST in the cache (mnist-mlp fetch)");
+        write_examples(&dir, &d);
         return;
     }
     let drawn = drawn || data.is_none();
@@ -189,6 +196,53 @@ fn main() {
         println!("contact sheet of the first {SHEET_CELLS} in {}", path.display());
     }
     let _ = Pen::Thin;
+}
+
+/// docs/examples: `drawn-7.png`, MNIST test image 0 (a 7) re-drawn as on the draw page
+/// (black, 20-pixel pen, 280×280 white canvas), and `photo-2.png`, test image 1 (a 2) as a
+/// small photo of paper (ballpoint in blue, shadow, gradient, noise, off-centre, rotated).
+fn write_examples(dir: &std::path::Path, d: &Dataset) {
+    std::fs::create_dir_all(dir).unwrap();
+    let base = Scene::random(14, 1);
+    let drawn = Scene {
+        width: 280,
+        height: 280,
+        digit_px: 200.0,
+        centre: (140.0, 140.0),
+        rotation: 0.0,
+        pen_width: 20.0,
+        ..base.clean()
+    };
+    let strokes = photo::strokes_from_mnist(d.test.images.image(0));
+    let path = dir.join("drawn-7.png");
+    photo::render(&strokes, &drawn).to_luma8().save(&path).unwrap();
+    println!("{}: label {}", path.display(), d.test.labels[0]);
+    let photo_scene = Scene {
+        width: 320,
+        height: 240,
+        digit_px: 100.0,
+        centre: (200.0, 105.0),
+        rotation: 8f32.to_radians(),
+        pen: Pen::Ballpoint,
+        pen_width: 2.5,
+        ink: [0.1, 0.15, 0.55],
+        shadow: 0.35,
+        shadow_at: (95.0, 200.0),
+        shadow_dir: 2.6,
+        shadow_soft: 25.0,
+        table: (3, 14.0),
+        specks: 4,
+        noise: 0.015,
+        jpeg_quality: 80,
+        ..base
+    };
+    let strokes = photo::strokes_from_mnist(d.test.images.image(1));
+    let path = dir.join("photo-2.png");
+    photo::render(&strokes, &photo_scene)
+        .to_rgb8()
+        .save(&path)
+        .unwrap();
+    println!("{}: label {}", path.display(), d.test.labels[1]);
 }
 
 const SHEET_CELLS: usize = 24;
