@@ -10,7 +10,8 @@
 //! are taken from the test set in order of index, `N / 10` of each digit. With `--out`, each is
 //! written as `photo-<k>-<digit>.jpg` (and `clean-<k>-<digit>.png`, the same strokes drawn
 //! cleanly); with `--model`, the top-1 rate of each model is printed, in all and per pen.
-//! `--clean` reads the clean drawings instead of the photos; `--sheet FILE` writes a contact
+//! `--clean` reads the clean drawings instead of the photos, `--page` drawings as made on
+//! `serve`'s page (280×280, a 20-pixel pen); `--sheet FILE` writes a contact
 //! sheet of the first 24 pictures (with `SHEET_WRONG=1`, the first model's misses) beside what
 //! the network saw; `SHOW_WRONG=1` lists the misses.
 //!
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 fn main() {
     let mut sheet_path: Option<PathBuf> = None;
     let mut examples: Option<PathBuf> = None;
+    let mut page = false;
     let mut args = std::env::args().skip(1);
     let (mut count, mut seed, mut drawn, mut clean) = (100usize, 14u64, false, false);
     let (mut out, mut models, mut mnist_png): (Option<PathBuf>, Vec<PathBuf>, Option<PathBuf>) =
@@ -41,6 +43,7 @@ fn main() {
             "--seed" => seed = value().parse().expect("--seed S"),
             "--drawn" => drawn = true,
             "--clean" => clean = true,
+            "--page" => page = true,
             "--out" => out = Some(value().into()),
             "--model" => models.push(value().into()),
             "--mnist-png" => mnist_png = Some(value().into()),
@@ -107,7 +110,21 @@ fn main() {
     });
     for (k, (digit, strokes, index)) in digits.iter().enumerate() {
         let scene = Scene::random(seed, k as u64);
-        let scene = if clean { scene.clean() } else { scene };
+        let scene = if page {
+            // As drawn on serve's page: a 20-pixel black pen on a 280×280 white canvas.
+            Scene {
+                width: 280,
+                height: 280,
+                digit_px: 200.0,
+                centre: (140.0, 140.0),
+                pen_width: 20.0,
+                ..scene.clean()
+            }
+        } else if clean {
+            scene.clean()
+        } else {
+            scene
+        };
         let raw = photo::render_raw(strokes, &scene);
         let jpeg = if scene.jpeg_quality == 0 {
             let mut png = std::io::Cursor::new(Vec::new());
