@@ -378,6 +378,13 @@ pub struct EvalArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also list the N most confident wrong predictions (test index, label, top 3) and draw
+    /// them in mistakes.png (and .svg) in --out.
+    #[arg(long, value_name = "N")]
+    pub mistakes: Option<usize>,
+    /// Directory for mistakes.png and mistakes.svg (default: the model directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -914,6 +921,26 @@ fn cmd_eval(args: &EvalArgs) -> Result<()> {
     let mut ws = Workspace::new(&loaded.mlp.sizes, EVAL_CHUNK.min(data.test.len()));
     let engine = kernels::Engine::new(args.threads, kernels::Backend::detect());
     let ev = eval::evaluate(&engine, &loaded.mlp, &mut ws, &data.test);
+    let mistakes = match args.mistakes {
+        None => None,
+        Some(0) => return Err(Error::flag("--mistakes", "must be at least 1").into()),
+        Some(n) => Some(eval::mistakes(&engine, &loaded.mlp, &mut ws, &data.test, n, 3)),
+    };
+    let figure = match &mistakes {
+        Some(m) => {
+            let dir = args.out.clone().unwrap_or_else(|| args.model.clone());
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let stem = dir.join("mistakes");
+            let title = format!(
+                "The {} most confident mistakes of {}",
+                m.len(),
+                args.model.display()
+            );
+            study::plot::save(&mistakes_figure(m, &data.test, &spec.classes, title), &stem)?;
+            Some(stem.with_extension("png"))
+        }
+        None => None,
+    };
     if args.json {
         #[derive(serde::Serialize)]
         struct Named<'a> {
@@ -921,10 +948,16 @@ fn cmd_eval(args: &EvalArgs) -> Result<()> {
             evaluation: &'a eval::Evaluation,
             /// The name of each row and column of `confusion`.
             classes: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            mistakes: Option<&'a [eval::Mistake]>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            mistakes_figure: Option<&'a Path>,
         }
         let named = Named {
             evaluation: &ev,
             classes: &spec.classes,
+            mistakes: mistakes.as_deref(),
+            mistakes_figure: figure.as_deref(),
         };
         println!(
             "{}",
@@ -940,8 +973,53 @@ fn cmd_eval(args: &EvalArgs) -> Result<()> {
             ev.count
         );
         print!("{}", ev.confusion_table(&spec.classes));
+        if let (Some(m), Some(fig)) = (&mistakes, &figure) {
+            println!(
+                "\nThe {} most confident mistakes (drawn in {}):",
+                m.len(),
+                fig.display()
+            );
+            println!("{:>6}  {:>8}  top 3", "index", "label");
+            for x in m {
+                let top: Vec<String> = x
+                    .top
+                    .iter()
+                    .map(|t| format!("{} ({})", spec.classes[t.class], percent(t.probability)))
+                    .collect();
+                println!("{:>6}  {:>8}  {}", x.index, spec.classes[x.label], top.join(", "));
+            }
+        }
     }
     Ok(())
+}
+
+/// A grid of mistakes, as the study's sample figure: each image with its true label and the
+/// network's top 3, headed by its test index and the wrong class's probability.
+fn mistakes_figure(
+    m: &[eval::Mistake],
+    test: &crate::data::Split,
+    classes: &[String],
+    title: String,
+) -> study::plot::SamplesFigure {
+    study::plot::SamplesFigure {
+        title,
+        caption: "true label, then test index (probability of the wrong top-1): top 3".into(),
+        cells: m
+            .iter()
+            .map(|x| study::plot::SampleCell {
+                pixels: test.images.image(x.index).to_vec(),
+                rows: test.images.rows,
+                cols: test.images.cols,
+                label: x.label as u8,
+                predictions: vec![(
+                    format!("#{} ({})", x.index, percent(x.top[0].probability)),
+                    x.top.iter().map(|t| t.class).collect(),
+                )],
+            })
+            .collect(),
+        columns: 4.min(m.len().max(1)),
+        classes: classes.to_vec(),
+    }
 }
 
 /// One image to classify and what is known about it.

@@ -162,3 +162,64 @@ pub fn evaluate(engine: &Engine, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, split:
         confusion,
     }
 }
+
+/// One confidently wrong prediction on a split.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Mistake {
+    /// The image's index in the split (its test index).
+    pub index: usize,
+    pub label: usize,
+    /// The most probable classes, most probable first: (class, probability); the first is
+    /// the wrong prediction.
+    pub top: Vec<TopClass>,
+}
+
+/// A class and its probability.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TopClass {
+    pub class: usize,
+    pub probability: f32,
+}
+
+/// The `n` most confident wrong predictions on `split`: highest probability of the wrongly
+/// predicted class first (lower index first on ties), each with its top `k` classes.
+pub fn mistakes(
+    engine: &Engine,
+    mlp: &Mlp<f32>,
+    ws: &mut Workspace<f32>,
+    split: &Split,
+    n: usize,
+    k: usize,
+) -> Vec<Mistake> {
+    let classes = mlp.classes();
+    let ppi = split.images.pixels_per_image();
+    let mut wrong = Vec::new();
+    let mut x = vec![0.0f32; ws.capacity.max(1) * ppi];
+    for start in (0..split.len()).step_by(ws.capacity.max(1)) {
+        let m = (split.len() - start).min(ws.capacity);
+        for j in 0..m {
+            split.image_to_unit(start + j, &mut x[j * ppi..(j + 1) * ppi]);
+        }
+        let p = predict(engine, mlp, ws, &x[..m * ppi]);
+        for (j, row) in p.chunks_exact(classes).enumerate() {
+            let label = split.labels[start + j] as usize;
+            let top = argmax(row);
+            if top != label {
+                wrong.push((row[top], start + j, row.to_vec()));
+            }
+        }
+    }
+    wrong.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    wrong
+        .into_iter()
+        .take(n)
+        .map(|(_, index, row)| Mistake {
+            index,
+            label: split.labels[index] as usize,
+            top: top_k(&row, k.min(classes))
+                .into_iter()
+                .map(|(class, probability)| TopClass { class, probability })
+                .collect(),
+        })
+        .collect()
+}

@@ -1,5 +1,5 @@
-//! From an arbitrary picture of a digit to the 28×28 input an MNIST network expects, made the
-//! way MNIST itself was made (LeCun et al.: NIST's digits were size-normalised to fit a 20×20
+//! From an arbitrary picture of a digit (a drawing, a scan, a photo of paper) to the 28×28
+//! input an MNIST network expects, made the way MNIST itself was made (LeCun et al.: NIST's digits were size-normalised to fit a 20×20
 //! box keeping their aspect ratio, anti-aliased, then centred by their centre of mass in a
 //! 28×28 field). [`preprocess`] is a pure function of the decoded image, so the CLI, tests and
 //! a server share it. Its steps, in order:
@@ -7,13 +7,26 @@
 //! 1. **Grey.** Luminance `0.299 R + 0.587 G + 0.114 B` of the stored (gamma-encoded) values,
 //!    as PIL's `convert("L")` does, with alpha composited over **white**: a transparent
 //!    background is paper, not ink. 8-, 16-bit and float images all map to 0–1.
-//! 2. **Polarity and levels.** MNIST digits are white (1) on black (0). The background level is
-//!    the mean of the border pixels (the outermost ring); when it is light (> 0.5) the image is
-//!    inverted. Levels are then stretched so that the background becomes 0 and the strongest
-//!    ink 1 (`(v − background) / (max − background)`, clamped), which removes paper tint and
-//!    camera grey. An image whose ink is less than [`MIN_CONTRAST`] above its background holds
-//!    no digit.
-//! 3. **Crop** to the bounding box of the pixels above [`INK_THRESHOLD`]; none → no digit.
+//! 2. **Polarity.** MNIST digits are white (1) on black (0); the picture is inverted when its
+//!    ink is darker than its background ([`separate::dark_ink`]: the border's median level; a
+//!    large picture is taken as dark ink on paper unless its border is really dark).
+//! 3. **The digit, found.** A *small* picture (shorter side under 100 pixels: MNIST's own
+//!    images, icons, scans) has one background level, the border's mean; levels are stretched
+//!    so that it becomes 0 and the strongest ink 1. A *large* one (a photo, the page's canvas)
+//!    is reduced to at most 1600 pixels a side, blurred lightly (σ = 0.8 px) against sensor
+//!    noise and JPEG blocks, and its background (paper under uneven light, shadows) estimated
+//!    by a morphological opening wider than any stroke (1/8 of the longer side) and divided
+//!    out. Ink is then what stands above the paper's noise floor: Otsu's threshold among the
+//!    marks above the floor, with hysteresis (marks reaching half of it kept down to a quarter
+//!    of it). Of the 8-connected marks (a large picture's marks within 0.5% of its side joined),
+//!    the digit is the longest one not touching the border (a page edge, the table, a shadow's
+//!    corner) with the others near it holding at least 5% of its ink; specks and stray marks
+//!    are dropped ([`separate::digit_parts`]). An image whose ink is less than
+//!    [`MIN_CONTRAST`] above its background holds no digit. In a large picture the digit is
+//!    then drawn again in a square of [`WORK`] pixels with strokes of MNIST's width
+//!    ([`STROKE_SHARE`] of the digit's size), estimated from a distance transform: a thin pen's
+//!    lines are thickened, a marker's thinned.
+//!    **Crop** to the bounding box of the pixels above [`INK_THRESHOLD`].
 //! 4. **Scale** the crop so that its longer side is exactly 20 pixels and the shorter one keeps
 //!    the aspect ratio, by area averaging (every output pixel is the mean of the source area it
 //!    covers, fractional pixels weighted by coverage): anti-aliased, and it keeps the ink's
@@ -33,6 +46,8 @@
 use crate::error::{Error, Result};
 use image::{DynamicImage, ImageBuffer, ImageDecoder, ImageEncoder, ImageReader, Limits, Pixel};
 use std::path::Path;
+
+mod separate;
 
 /// Side of the network's input field.
 pub const SIDE: usize = 28;
@@ -225,32 +240,6 @@ fn border_mean(g: &Grey) -> f32 {
     (sum / n as f64) as f32
 }
 
-/// Step 2, in place: white ink on black, background 0, strongest ink 1.
-fn normalise_levels(g: &mut Grey) -> Result<()> {
-    let mut background = border_mean(g);
-    if background > 0.5 {
-        for v in &mut g.data {
-            *v = 1.0 - *v;
-        }
-        background = 1.0 - background;
-    }
-    let max = g.data.iter().copied().fold(0.0f32, f32::max);
-    let contrast = max - background;
-    if contrast < MIN_CONTRAST {
-        return Err(Error::NoDigit(format!(
-            "nothing stands out from the background (the strongest mark differs from it by \
-             {:.0}%; a digit needs at least {:.0}%)",
-            100.0 * contrast.max(0.0),
-            100.0 * MIN_CONTRAST
-        )));
-    }
-    let inv = 1.0 / contrast;
-    for v in &mut g.data {
-        *v = ((*v - background) * inv).clamp(0.0, 1.0);
-    }
-    Ok(())
-}
-
 /// Step 3: the bounding box of the ink as (left, top, width, height).
 fn ink_box(g: &Grey) -> Option<(usize, usize, usize, usize)> {
     let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
@@ -329,8 +318,184 @@ fn centre_of_mass(g: &Grey) -> (f64, f64) {
     (my / m, mx / m)
 }
 
+/// Side of the square in which a large picture's digit is drawn again with strokes of
+/// MNIST's width (4 × [`BOX`]), before it is scaled to the box.
+pub const WORK: usize = 4 * BOX;
+/// MNIST's stroke width as a share of the longer side of the digit's box: its strokes are
+/// about 2.6 pixels wide in the 20-pixel box.
+pub const STROKE_SHARE: f32 = 0.13;
+
+/// The digit of a picture, found: either the ink levels of a small picture with everything
+/// that is not the digit removed, or, for a large one, the digit's strokes drawn again in
+/// white on black at MNIST's stroke width in a square of about [`WORK`] pixels.
+fn find_digit(g: Grey) -> Result<Grey> {
+    let mut g = g;
+    let small = g.width.min(g.height) < separate::SMALL_SIDE;
+    let dark = separate::dark_ink(&g, small);
+    if dark {
+        for v in &mut g.data {
+            *v = 1.0 - *v;
+        }
+    }
+    let no_digit = |contrast: f32| {
+        Error::NoDigit(format!(
+            "nothing stands out from the background (the strongest mark differs from it by \
+             {:.0}%; a digit needs at least {:.0}%)",
+            100.0 * contrast.max(0.0),
+            100.0 * MIN_CONTRAST
+        ))
+    };
+    // Ink levels: 0 on the background, 1 for the strongest ink.
+    let (ink, low, high) = if small {
+        // The background is the border's level, as one colour: a small picture is a drawing
+        // or a scan (MNIST's own images have a black border of 0).
+        let background = border_mean(&g);
+        let max = g.data.iter().copied().fold(0.0f32, f32::max);
+        let contrast = max - background;
+        if contrast < MIN_CONTRAST {
+            return Err(no_digit(contrast));
+        }
+        for v in &mut g.data {
+            *v = ((*v - background) / contrast).clamp(0.0, 1.0);
+        }
+        (g, INK_THRESHOLD, 0.5)
+    } else {
+        // A light blur takes the sensor's noise and JPEG's blocks out of the levels; the
+        // background (paper under uneven light, shadows) is estimated by an opening wider
+        // than any stroke and divided out (light falls on ink and paper alike).
+        let g = separate::blur(&g, 0.8);
+        let k = (g.width.max(g.height) / 8) | 1;
+        let bg = separate::background(&g, k);
+        let mut t = g;
+        for (v, &b) in t.data.iter_mut().zip(&bg.data) {
+            let paper = if dark { 1.0 - b } else { 1.0 };
+            *v = ((*v - b) / paper.max(0.05)).clamp(0.0, 1.0);
+        }
+        let max = t.data.iter().copied().fold(0.0f32, f32::max);
+        if max < MIN_CONTRAST {
+            return Err(no_digit(max));
+        }
+        for v in &mut t.data {
+            *v /= max;
+        }
+        // The paper's noise floor (median + 6 robust standard deviations); above it, Otsu's
+        // threshold between faint and strong marks. Hysteresis: a mark is kept when part of
+        // it reaches half of Otsu's level (and twice the floor), and whole down to a quarter
+        // of it, so that thin and faint pens stay joined.
+        let median = separate::quantile(&t.data, 0.5);
+        let dev: Vec<f32> = t.data.iter().map(|v| (v - median).abs()).collect();
+        let floor = median + 6.0 * 1.4826 * separate::quantile(&dev, 0.5) + 0.02;
+        let above: Vec<f32> = t.data.iter().copied().filter(|&v| v > floor).collect();
+        let level = separate::otsu(&above);
+        (t, (0.25 * level).max(floor), (0.5 * level).max(2.0 * floor))
+    };
+    let mask: Vec<bool> = ink.data.iter().map(|&v| v > low).collect();
+    // Marks within 1% of the border are the page's edge, the table or a shadow's corner
+    // (where the background's window cannot follow the light), not the digit.
+    let margin = if small { 0 } else { ink.width.max(ink.height) / 100 };
+    // In a large picture, marks closer than 0.5% of its side are one (a faint line's gaps).
+    let join = if small {
+        0.0
+    } else {
+        (ink.width.max(ink.height) as f32 / 200.0).max(2.0)
+    };
+    let comps = separate::components(&mask, &ink.data, ink.width, high, join, margin);
+    let parts = separate::digit_parts(&comps);
+    if parts.is_empty() {
+        return Err(Error::NoDigit("nothing stands out from the background".into()));
+    }
+    if small {
+        // Only what is not the digit is removed: the faint edges of its strokes stay.
+        let mut ink = ink;
+        for (i, c) in comps.iter().enumerate() {
+            if !parts.contains(&i) {
+                for &p in &c.pixels {
+                    ink.data[p] = 0.0;
+                }
+            }
+        }
+        return Ok(ink);
+    }
+    let mut digit = vec![false; mask.len()];
+    for &i in &parts {
+        for &p in &comps[i].pixels {
+            digit[p] = true;
+        }
+    }
+    Ok(redraw_strokes(&digit, ink.width))
+}
+
+/// The digit in `mask` (a `width`-wide picture) in a square of about [`WORK`] pixels, with
+/// its strokes made MNIST's width: a thin pen's lines thickened, a marker's thinned.
+fn redraw_strokes(mask: &[bool], width: usize) -> Grey {
+    let bin = Grey {
+        width,
+        height: mask.len() / width,
+        data: mask.iter().map(|&m| if m { 1.0 } else { 0.0 }).collect(),
+    };
+    let (left, top, w, h) = ink_box(&bin).expect("the digit has pixels");
+    let crop: Vec<bool> = (top..top + h)
+        .flat_map(|y| mask[y * width + left..][..w].iter().copied())
+        .collect();
+    let f = WORK as f32 / w.max(h) as f32;
+    let stroke = separate::stroke_width(&crop, w) * f;
+    let target = STROKE_SHARE * WORK as f32;
+    let pad = target.ceil() as usize + 2;
+    let (cw, ch) = (
+        ((w as f32 * f).round() as usize).max(1),
+        ((h as f32 * f).round() as usize).max(1),
+    );
+    let coverage = scale_area(&bin, (left, top, w, h), cw, ch);
+    // A line thinner than a pixel of the square is kept wherever it touches one, so that it
+    // stays joined.
+    let level = if stroke < 1.5 { 0.0 } else { 0.5 };
+    let (sw, sh) = (cw + 2 * pad, ch + 2 * pad);
+    let mut square = vec![false; sw * sh];
+    for y in 0..ch {
+        for x in 0..cw {
+            square[(y + pad) * sw + x + pad] = coverage.data[y * cw + x] > level;
+        }
+    }
+    let redrawn: Vec<bool> = if stroke < target {
+        let r = (target - stroke.max(1.0)) / 2.0;
+        separate::distance_to(&square, sw, true)
+            .iter()
+            .map(|&d| d <= r)
+            .collect()
+    } else {
+        let r = (stroke - target) / 2.0;
+        let eroded: Vec<bool> = separate::distance_to(&square, sw, false)
+            .iter()
+            .map(|&d| d > r)
+            .collect();
+        if eroded.iter().any(|&m| m) {
+            eroded
+        } else {
+            square.clone()
+        }
+    };
+    Grey {
+        width: sw,
+        height: sh,
+        data: redrawn.iter().map(|&m| if m { 1.0 } else { 0.0 }).collect(),
+    }
+}
+
+/// A picture reduced by area averaging so that its longer side is at most
+/// [`separate::MAX_WORK_SIDE`].
+fn reduce(g: Grey) -> Grey {
+    let side = g.width.max(g.height);
+    if side <= separate::MAX_WORK_SIDE {
+        return g;
+    }
+    let f = separate::MAX_WORK_SIDE as f64 / side as f64;
+    let w = ((g.width as f64 * f).round() as usize).max(1);
+    let h = ((g.height as f64 * f).round() as usize).max(1);
+    scale_area(&g, (0, 0, g.width, g.height), w, h)
+}
+
 /// The 784 network inputs (28×28, row-major, white digit on black, 0–1) for a picture of one
-/// digit: the five steps of the [module documentation](self). Fails with [`Error::NoDigit`]
+/// digit: the steps of the [module documentation](self). Fails with [`Error::NoDigit`]
 /// when the image has no pixels or nothing that stands out from its background.
 pub fn preprocess(img: &DynamicImage) -> Result<[f32; PIXELS]> {
     if img.width() == 0 || img.height() == 0 {
@@ -340,16 +505,19 @@ pub fn preprocess(img: &DynamicImage) -> Result<[f32; PIXELS]> {
             img.height()
         )));
     }
-    let mut g = to_grey(img);
-    normalise_levels(&mut g)?;
-    let Some(bbox) = ink_box(&g) else {
-        return Err(Error::NoDigit("nothing stands out from the background".into()));
-    };
+    let g = find_digit(reduce(to_grey(img)))?;
+    Ok(fit_and_centre(&g))
+}
+
+/// Crop to the ink's box, scale it to fit [`BOX`], stretch its levels, and place it by its
+/// centre of mass in the 28×28 field.
+fn fit_and_centre(g: &Grey) -> [f32; PIXELS] {
+    let bbox = ink_box(g).expect("the digit has ink");
     let (_, _, w, h) = bbox;
     let scale = BOX as f64 / w.max(h) as f64;
     let out_w = ((w as f64 * scale).round() as usize).clamp(1, BOX);
     let out_h = ((h as f64 * scale).round() as usize).clamp(1, BOX);
-    let mut digit = scale_area(&g, bbox, out_w, out_h);
+    let mut digit = scale_area(g, bbox, out_w, out_h);
     let max = digit.data.iter().copied().fold(0.0f32, f32::max);
     if max > 0.0 {
         for v in &mut digit.data {
@@ -364,7 +532,7 @@ pub fn preprocess(img: &DynamicImage) -> Result<[f32; PIXELS]> {
     for (y, row) in digit.data.chunks_exact(out_w).enumerate() {
         out[(top + y) * SIDE + left..][..out_w].copy_from_slice(row);
     }
-    Ok(out)
+    out
 }
 
 /// A grey PNG of `pixels` (0–1, row-major, `width × height`), as the network sees them: white

@@ -266,3 +266,105 @@ fn logits_agree_with_an_independent_numpy_forward_pass() {
     println!("numpy vs mnist-mlp: max |logit difference| = {max_diff:.3e} over 5 images");
     assert!(max_diff <= 1e-4, "logits differ by {max_diff}");
 }
+
+/// `eval --mistakes N` on a copy of the test set whose first five labels are made wrong (each
+/// moved on by one class): those five images are the model's confident mistakes, listed most
+/// confident first with their top 3, in the JSON, in the table and in a picture.
+#[test]
+fn eval_mistakes_lists_and_draws_the_most_confident_wrong_predictions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, model) = trained_model(tmp.path());
+    let relabelled = tmp.path().join("relabelled");
+    std::fs::create_dir_all(&relabelled).unwrap();
+    for f in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+    ] {
+        std::fs::copy(data.join(f), relabelled.join(f)).unwrap();
+    }
+    let mut labels = std::fs::read(data.join("t10k-labels-idx1-ubyte")).unwrap();
+    let true_labels: Vec<u8> = labels[8..].to_vec();
+    for l in &mut labels[8..13] {
+        *l = (*l + 1) % 10;
+    }
+    std::fs::write(relabelled.join("t10k-labels-idx1-ubyte"), &labels).unwrap();
+    let figures = tmp.path().join("figures");
+
+    let a = mnist_mlp()
+        .args(["eval", "--json", "--mistakes", "16", "--model"])
+        .arg(&model)
+        .arg("--data-dir")
+        .arg(&relabelled)
+        .arg("--out")
+        .arg(&figures)
+        .assert()
+        .success();
+    let out = stdout_json(&a);
+    let m = out["mistakes"].as_array().expect("a mistakes array");
+    let mut indices: Vec<u64> = m.iter().map(|x| x["index"].as_u64().unwrap()).collect();
+    let p: Vec<f64> = m
+        .iter()
+        .map(|x| x["top"][0]["probability"].as_f64().unwrap())
+        .collect();
+    assert!(
+        p.windows(2).all(|w| w[0] >= w[1]),
+        "not most confident first: {p:?}"
+    );
+    for x in m {
+        let i = x["index"].as_u64().unwrap() as usize;
+        let top = x["top"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(x["label"].as_u64().unwrap() as usize, usize::from(labels[8 + i]));
+        assert_ne!(
+            top[0]["class"], x["label"],
+            "a mistake's top class is not its label"
+        );
+        if i < 5 {
+            assert_eq!(
+                top[0]["class"].as_u64().unwrap() as usize,
+                usize::from(true_labels[i])
+            );
+        }
+    }
+    indices.sort();
+    assert_eq!(
+        &indices[..5],
+        &[0, 1, 2, 3, 4],
+        "the relabelled images are all mistakes: {m:?}"
+    );
+    assert_eq!(out["count"], 20);
+    let png = figures.join("mistakes.png");
+    assert_eq!(out["mistakes_figure"], png.display().to_string());
+    let img = image::open(&png).unwrap();
+    assert!(img.width() > 100 && img.height() > 100);
+    assert!(figures.join("mistakes.svg").is_file());
+
+    // The table form names the file and lists each mistake's index, label and top 3.
+    let a = mnist_mlp()
+        .args(["eval", "--mistakes", "2", "--model"])
+        .arg(&model)
+        .arg("--data-dir")
+        .arg(&relabelled)
+        .arg("--out")
+        .arg(&figures)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(text.contains("The 2 most confident mistakes (drawn in"), "{text}");
+    assert!(text.contains("mistakes.png"), "{text}");
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("top 3"))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows.iter().all(|r| r.matches('%').count() == 3), "{text}");
+
+    let a = mnist_mlp()
+        .args(["eval", "--mistakes", "0", "--model"])
+        .arg(&model)
+        .assert()
+        .failure();
+    assert!(stderr_of(&a).contains("--mistakes"), "{}", stderr_of(&a));
+}

@@ -73,6 +73,7 @@ fn the_seed_study_writes_every_record_figure_and_report_and_report_redraws_them_
         "fig3-schedule-relu",
         "fig4-relu-vs-sigmoid",
         "fig5-samples",
+        "fig6-mistakes",
     ];
     for f in figures {
         let png = std::fs::read(out.join(format!("{f}.png"))).unwrap();
@@ -88,6 +89,7 @@ fn the_seed_study_writes_every_record_figure_and_report_and_report_redraws_them_
         "claims, checked",
         "ReLU gets 19/20",
         "fig5-samples.png",
+        "fig6-mistakes.png",
     ] {
         assert!(md.contains(needle), "report.md lacks {needle:?}");
     }

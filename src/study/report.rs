@@ -705,6 +705,8 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
         ));
     }
 
+    mistakes_section(rec, dir, b)?;
+
     b.push(Block::Heading(2, "The seed report's claims, checked".into()));
     let mut rows: Vec<Vec<String>> = Vec::new();
     for (names, act) in [(SIGMOID, "sigmoid"), (RELU, "ReLU")] {
@@ -782,6 +784,88 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
         ["claim", "evidence", "verdict"].map(String::from).to_vec(),
         rows,
     ));
+    Ok(())
+}
+
+/// How many mistakes of each network the mistakes figure shows.
+const MISTAKES_SHOWN: usize = 8;
+
+/// Figure 6: the most confident mistakes on the test set of the sigmoid and ReLU networks at
+/// α = 1e-2 (first seed). The networks are read from their run directories' model files and
+/// the test images from the data set they were trained on, so `report --from` redraws the same
+/// figure; without them the section says what is missing.
+fn mistakes_section(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
+    b.push(Block::Heading(2, "The networks' most confident mistakes".into()));
+    let mut cells = Vec::new();
+    let mut missing = Vec::new();
+    let mut classes = Vec::new();
+    let mut caption = Vec::new();
+    for (group, label) in [(SIGMOID[0], "Sigmoid"), (RELU[0], "ReLU")] {
+        let Some(r) = rec.group(group).into_iter().find(|r| r.status == "ok") else {
+            missing.push(format!("{label}: no finished run of {group}"));
+            continue;
+        };
+        let run_dir = dir.join("runs").join(&r.name);
+        let loaded = match crate::model::load(&run_dir) {
+            Ok(l) => l,
+            Err(e) => {
+                missing.push(format!("{label}: {e}"));
+                continue;
+            }
+        };
+        let train = &loaded.config.train;
+        let data = match crate::data::Dataset::open(train.data_dir.as_deref(), train.dataset, false) {
+            Ok(d) => d,
+            Err(e) => {
+                missing.push(format!("{label}: {e}"));
+                continue;
+            }
+        };
+        let mut ws = crate::nn::Workspace::new(&loaded.mlp.sizes, 1000.min(data.test.len().max(1)));
+        let engine = crate::kernels::Engine::new(1, crate::kernels::Backend::detect());
+        let m = crate::eval::mistakes(&engine, &loaded.mlp, &mut ws, &data.test, MISTAKES_SHOWN, 3);
+        caption.push(format!("{label} ({} shown)", m.len()));
+        classes = loaded.config.model.classes.clone();
+        for x in &m {
+            cells.push(SampleCell {
+                pixels: data.test.images.image(x.index).to_vec(),
+                rows: data.test.images.rows,
+                cols: data.test.images.cols,
+                label: x.label as u8,
+                predictions: vec![(
+                    format!("{label} #{} ({:.0}%)", x.index, 100.0 * x.top[0].probability),
+                    x.top.iter().map(|t| t.class).collect(),
+                )],
+            });
+        }
+    }
+    if cells.is_empty() {
+        let why = if missing.is_empty() {
+            "the networks made no mistakes".to_string()
+        } else {
+            missing.join("; ")
+        };
+        b.push(Block::Para(format!("(No mistakes figure: {why}.)")));
+        return Ok(());
+    }
+    let fig = SamplesFigure {
+        title: "The most confident mistakes on the test set, α = 1e-2 networks".into(),
+        caption: "true label; network, test index (probability of the wrong top-1): top 3".into(),
+        cells,
+        columns: 4,
+        classes,
+    };
+    plot::save(&fig, &dir.join("fig6-mistakes"))?;
+    b.push(Block::Figure(
+        "fig6-mistakes".into(),
+        format!(
+            "Figure 6. The test images each network gets wrong with the highest probability: {}.",
+            caption.join(", ")
+        ),
+    ));
+    if !missing.is_empty() {
+        b.push(Block::Para(format!("(Missing: {}.)", missing.join("; "))));
+    }
     Ok(())
 }
 
