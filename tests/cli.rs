@@ -43,7 +43,8 @@ fn training_on_synthetic_digits_reaches_95_percent_and_eval_agrees() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, out) = (tmp.path().join("data"), tmp.path().join("run"));
     common::write_dataset(&data, 1000, 200, 1);
-    train(&data, &out, &[]).success();
+    let a = train(&data, &out, &[]).success();
+    assert!(!stderr_of(&a).contains("did not learn"), "{}", stderr_of(&a));
 
     for f in ["config.json", "metrics.csv", "model.safetensors", "summary.json"] {
         assert!(out.join(f).is_file(), "{f} missing");
@@ -166,6 +167,30 @@ fn the_model_file_is_byte_identical_with_one_two_or_three_threads() {
             );
         }
     }
+}
+
+/// A run that ends no better than guessing succeeds (its model is what was asked for) but
+/// says that the network did not learn.
+#[test]
+fn a_run_that_ends_at_chance_accuracy_warns_that_it_did_not_learn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 300, 50, 2);
+    let flags = [
+        "--activation",
+        "sigmoid",
+        "--lr",
+        "50",
+        "--iterations",
+        "100",
+        "--quiet",
+    ];
+    let a = train(&data, &tmp.path().join("run"), &flags).success();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("warning: the network did not learn") && err.contains("chance level"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -582,6 +607,7 @@ fn help_documents_every_train_flag_with_its_default() {
 #[test]
 fn bench_round_trip_prints_nanoseconds_alone() {
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        common::skip("the round trip between two threads needs two cores", true);
         return;
     }
     let out = mnist_mlp()
