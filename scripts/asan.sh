@@ -12,4 +12,4 @@ export RUSTDOCFLAGS="-Zsanitizer=address"
 # Leaks are not what this pass looks for (the thread pool's workers live for the process).
 export ASAN_OPTIONS="detect_leaks=0"
 cargo test --release --target x86_64-unknown-linux-gnu --target-dir target/asan \
-    --lib --test engine --test reference --test resume
+    --lib --test engine --test reference --test resume "$@"
