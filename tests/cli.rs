@@ -622,7 +622,9 @@ fn bench_round_trip_prints_nanoseconds_alone() {
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("not a number: {text:?}"));
-    assert!((1.0..1e7).contains(&ns), "{ns} ns");
+    // A positive, finite time: how long a trip takes is a measurement (milliseconds on a
+    // loaded machine), not a property.
+    assert!(ns.is_finite() && ns > 0.0, "{ns} ns");
 }
 
 /// MNIST's four raw files from the user's cache, where a fetch has put them; the success path
