@@ -8,7 +8,7 @@
 //!    as PIL's `convert("L")` does, with alpha composited over **white**: a transparent
 //!    background is paper, not ink. 8-, 16-bit and float images all map to 0–1.
 //! 2. **Polarity.** MNIST digits are white (1) on black (0); the picture is inverted when its
-//!    ink is darker than its background ([`separate::dark_ink`]: the border's median level; a
+//!    ink is darker than its background (`separate::dark_ink`: the border's median level; a
 //!    large picture is taken as dark ink on paper unless its border is really dark).
 //! 3. **The digit, found.** A *small* picture (shorter side under 100 pixels: MNIST's own
 //!    images, icons, scans) has one background level, the border's mean; levels are stretched
@@ -21,7 +21,7 @@
 //!    of it). Of the 8-connected marks (a large picture's marks within 0.5% of its side joined),
 //!    the digit is the longest one not touching the border (a page edge, the table, a shadow's
 //!    corner) with the others near it holding at least 5% of its ink; specks and stray marks
-//!    are dropped ([`separate::digit_parts`]). An image whose ink is less than
+//!    are dropped (`separate::digit_parts`). An image whose ink is less than
 //!    [`MIN_CONTRAST`] above its background holds no digit. In a large picture the digit is
 //!    then drawn again in a square of [`WORK`] pixels with strokes of MNIST's width
 //!    ([`STROKE_SHARE`] of the digit's size), estimated from a distance transform: a thin pen's
