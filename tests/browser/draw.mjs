@@ -6,28 +6,9 @@
 // after the upload.
 //
 //   node tests/browser/draw.mjs http://127.0.0.1:PORT [screenshot.png]
-import { chromium } from "playwright-core";
+import { runChecks } from "./harness.mjs";
 
-const base = process.argv[2];
-const shot = process.argv[3];
-if (!base) {
-  console.error("usage: node draw.mjs BASE_URL [screenshot.png]");
-  process.exit(2);
-}
-let failures = 0, checks = 0;
-function check(ok, what) {
-  checks++;
-  console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
-  if (!ok) failures++;
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-try {
+await runChecks("draw.mjs", async ({ browser, base, shot, check }) => {
   const page = await browser.newPage({ viewport: { width: 900, height: 700 } });
   await page.goto(base);
   check((await page.locator(".bar").count()) === 10, "the page shows ten probability bars");
@@ -146,8 +127,4 @@ try {
   await page.waitForFunction(() => document.querySelector("#status").textContent !== "", null, { timeout: 10000 });
   const err = await page.evaluate(() => document.querySelector("#status").textContent);
   check(err.includes("notes.jpg"), `a file that is not a picture is refused with the server's reason ("${err}")`);
-} finally {
-  await browser.close();
-}
-console.log(`${checks - failures} passed, ${failures} failed`);
-process.exit(failures ? 1 : 0);
+});

@@ -3,28 +3,9 @@
 // least twice while it runs. Takes a screenshot at the end.
 //
 //   node tests/browser/watch.mjs http://127.0.0.1:PORT [screenshot.png]
-import { chromium } from "playwright-core";
+import { runChecks } from "./harness.mjs";
 
-const base = process.argv[2];
-const shot = process.argv[3];
-if (!base) {
-  console.error("usage: node watch.mjs BASE_URL [screenshot.png]");
-  process.exit(2);
-}
-let failures = 0, checks = 0;
-function check(ok, what) {
-  checks++;
-  console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
-  if (!ok) failures++;
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-try {
+await runChecks("watch.mjs", async ({ browser, base, shot, check }) => {
   const page = await browser.newPage({ viewport: { width: 1250, height: 1000 } });
   await page.goto(base);
   // Record, once a second for up to 60 s, how many evaluations the curves hold and which
@@ -47,8 +28,4 @@ try {
   const digits = await page.locator("#digits .digit").count();
   check(digits === 20, `the page shows predictions on 20 test digits (${digits})`);
   if (shot) await page.screenshot({ path: shot, fullPage: true });
-} finally {
-  await browser.close();
-}
-console.log(`${checks - failures} passed, ${failures} failed`);
-process.exit(failures ? 1 : 0);
+});
