@@ -33,6 +33,9 @@ mnist-mlp report --from $DIR
 cat > "$work/ssh" <<'EOF'
 #!/bin/sh
 # Stands in for ssh: drops the options and the host name, runs the remote command here.
+# sshd always sets SHELL for the remote command, and GNU parallel's remote wrapper runs the
+# job with $SHELL, so set it where the caller's environment has none (as under CI).
+export SHELL="${SHELL:-/bin/sh}"
 while [ $# -gt 0 ]; do
   case "$1" in -l|-p|-o|-i|-F) shift 2 ;; -*) shift ;; *) break ;; esac
 done
