@@ -36,10 +36,12 @@ pub enum Error {
         hint: String,
     },
 
-    /// `what` says what became non-finite: "the loss became NaN", or a parameter.
+    /// `what` says what went wrong: "the loss became NaN", a loss above
+    /// [`crate::train::DIVERGED_LOSS`], or a parameter.
     #[error(
-        "training diverged at iteration {iteration}: {what} with learning rate {lr} \
-         (last finite loss: {}); try a lower --lr{}",
+        "training diverged at iteration {iteration}: {what} with learning rate {} \
+         (last good loss: {}); try a lower --lr{}",
+        if *lr != 0.0 && !(1e-4..1e6).contains(&lr.abs()) { format!("{lr:e}") } else { format!("{lr}") },
         last_finite.map(|l| format!("{l:.4}")).unwrap_or_else(|| "none".into()),
         checkpoint.as_ref().map(|c| format!("; {c}")).unwrap_or_default()
     )]

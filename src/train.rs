@@ -38,6 +38,13 @@ pub struct MetricsRow {
     pub test_accuracy: f64,
 }
 
+/// A batch-mean cross-entropy above this many nats stops a run as diverged, as a non-finite one
+/// does. The true class then has a probability below e^-10000, far under the smallest f32
+/// (about e^-104), so the loss no longer measures anything; and whether the sums that follow
+/// overflow to ±inf and NaN, or stay finite at 1e36, depends on the order in which a kernel adds.
+/// Without this bound the reference and the fast kernels could end the same run differently.
+pub const DIVERGED_LOSS: f64 = 1e4;
+
 pub const METRICS_HEADER: &str = "iteration,lr,train_loss,test_loss,test_accuracy";
 pub const METRICS_HEADER_VALIDATION: &str = "iteration,lr,train_loss,val_loss,val_accuracy";
 
@@ -239,8 +246,9 @@ impl<'a> Trainer<'a> {
         self.cfg.lr_at(self.iteration)
     }
 
-    /// One iteration; returns the batch-mean training loss. A non-finite loss or update is an
-    /// error (the run has diverged); the parameters are then no longer usable.
+    /// One iteration; returns the batch-mean training loss. A non-finite loss, or one above
+    /// [`DIVERGED_LOSS`], is an error (the run has diverged); the parameters are then no
+    /// longer usable.
     pub fn step(&mut self) -> Result<f64> {
         let b = self.cfg.batch_size;
         let lr = self.lr();
@@ -280,11 +288,16 @@ impl<'a> Trainer<'a> {
             &self.labels,
             p,
         ) / b as f64;
-        if !loss.is_finite() {
+        if !loss.is_finite() || loss > DIVERGED_LOSS {
+            let what = if loss.is_finite() {
+                format!("the batch-mean loss reached {loss:.3e}, above the {DIVERGED_LOSS:e} at which a run is stopped")
+            } else {
+                format!("the loss became {loss}")
+            };
             return Err(Error::Diverged {
                 iteration: self.iteration + 1,
                 lr,
-                what: format!("the loss became {loss}"),
+                what,
                 last_finite: None,
                 checkpoint: None,
             });

@@ -261,7 +261,7 @@ fn a_diverging_run_stops_with_the_iteration_and_rate_and_keeps_a_loadable_checkp
         "{err}"
     );
     assert!(
-        err.contains("last finite loss") && err.contains("lower --lr") && err.contains("last checkpoint"),
+        err.contains("last good loss") && err.contains("lower --lr") && err.contains("last checkpoint"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
@@ -270,6 +270,56 @@ fn a_diverging_run_stops_with_the_iteration_and_rate_and_keeps_a_loadable_checkp
         ck.params.iter().all(|v| v.is_finite()),
         "the kept checkpoint holds finite parameters"
     );
+}
+
+/// A loss that explodes without ever becoming NaN stops the run on every kernel. With
+/// `--lr 1e36` the sigmoid network's loss passes 1e36 at once; whether a sum later overflows to
+/// ±inf and then NaN depends on the order in which each kernel adds, so a NaN test alone let the
+/// fast kernels finish with a loss of 1e36 and exit 0 while the reference stopped.
+#[test]
+fn an_exploding_loss_stops_the_run_on_every_kernel_at_the_same_iteration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 300, 50, 7);
+    let mut messages = Vec::new();
+    for kernels in ["reference", "auto"] {
+        let out = tmp.path().join(kernels);
+        let a = mnist_mlp()
+            .args([
+                "train",
+                "--activation",
+                "sigmoid",
+                "--hidden",
+                "200,10",
+                "--optimizer",
+                "adam",
+                "--lr",
+                "1e36",
+                "--l2",
+                "0",
+                "--iterations",
+                "300",
+                "--kernels",
+                kernels,
+                "--quiet",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .failure();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(err.contains("diverged at iteration"), "--kernels {kernels}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            !out.join("model.safetensors").exists(),
+            "--kernels {kernels} wrote a model of a diverged run"
+        );
+        let at = err.split("diverged at iteration ").nth(1).unwrap();
+        messages.push(at.split(':').next().unwrap().to_string());
+    }
+    assert_eq!(messages[0], messages[1], "reference and fast kernels stop at different iterations");
 }
 
 /// A NaN in one first-layer weight leaves the loss finite (ReLU maps the NaN pre-activation to
