@@ -74,6 +74,9 @@ fn the_seed_study_writes_every_record_figure_and_report_and_report_redraws_them_
         "fig4-relu-vs-sigmoid",
         "fig5-samples",
         "fig6-mistakes",
+        "fig7-gradients",
+        "fig8-saturation",
+        "fig9-features",
     ];
     for f in figures {
         let png = std::fs::read(out.join(format!("{f}.png"))).unwrap();
@@ -93,6 +96,37 @@ fn the_seed_study_writes_every_record_figure_and_report_and_report_redraws_them_
     ] {
         assert!(md.contains(needle), "report.md lacks {needle:?}");
     }
+    // The figures' sentences quote the records: the gradient ratio of the first evaluation,
+    // computed here from layers.csv, is the one Figure 7 and the table state.
+    let first_ratio = |run: &str| {
+        let rows = mnist_mlp::layerstats::read(&out.join("runs").join(run).join("layers.csv")).unwrap();
+        let first = rows[0].iteration;
+        let at = |h: usize| {
+            rows.iter()
+                .find(|r| r.iteration == first && r.layer == h)
+                .unwrap()
+                .grad_norm
+        };
+        let depth = rows.iter().map(|r| r.layer).max().unwrap();
+        assert_eq!(depth, 3, "the seed network has three hidden layers");
+        at(depth) / at(1)
+    };
+    let times = |r: f64| {
+        if r >= 1.0 {
+            format!("{r:.1}× less")
+        } else {
+            format!("{:.1}× more", 1.0 / r)
+        }
+    };
+    let (sigmoid, relu) = (first_ratio("sigmoid-lr0.01"), first_ratio("relu-lr0.01"));
+    let sentence = format!(
+        "first layer gets {} gradient than its layer 3, the ReLU network's {}.",
+        times(sigmoid),
+        times(relu)
+    );
+    assert!(md.contains(&sentence), "report.md lacks {sentence:?}");
+    let evidence = format!("at the first evaluation (α = 1e-2, 1e-3, 1e-4): sigmoid {sigmoid:.2} / ");
+    assert!(md.contains(&evidence), "report.md lacks {evidence:?}");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(
         html.matches("data:image/png;base64,").count() >= figures.len(),
@@ -120,6 +154,21 @@ fn the_seed_study_writes_every_record_figure_and_report_and_report_redraws_them_
     for (name, bytes) in &before {
         assert!(after[name] == *bytes, "{name} differs when redrawn");
     }
+
+    // A run without layers.csv (trained before per-layer records existed) leaves figures 7 and
+    // 8 out with the reason, and the rest of the report as it was.
+    std::fs::remove_file(out.join("runs/relu-lr0.0001/layers.csv")).unwrap();
+    mnist_mlp()
+        .args(["report", "--from"])
+        .arg(&out)
+        .assert()
+        .success();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("(Figures 7 and 8 omitted: no `layers.csv` for `relu-lr0.0001`."),
+        "{md}"
+    );
+    assert!(md.contains("fig9-features.png") && md.contains("fig6-mistakes.png"));
 }
 
 #[test]

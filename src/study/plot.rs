@@ -109,12 +109,20 @@ fn bounds(series: &[Series], log: bool) -> (f64, f64, f64, f64) {
     }
 }
 
-/// A tick label with as many decimals as its magnitude needs: 2, 0.7, 0.05, 0.0001.
-fn tick(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
+/// A tick label with as many decimals as its magnitude needs: 2, 0.7, 0.05, 0.0001; on a
+/// linear axis spanning `span`, at least as many as tell its eight ticks apart (0.225, 0.230).
+fn tick(v: f64, span: Option<f64>) -> String {
+    if !v.is_finite() {
         return format!("{v}");
     }
-    let decimals = (-v.abs().log10().floor()).max(0.0) as usize;
+    let magnitude = if v == 0.0 { 0.0 } else { -v.abs().log10().floor() };
+    let spacing = span
+        .filter(|s| *s > 0.0)
+        .map_or(0.0, |s| -(s / 8.0).log10().floor());
+    let decimals = magnitude.max(spacing).max(0.0) as usize;
+    if v == 0.0 && span.is_none() {
+        return format!("{v}");
+    }
     format!("{v:.decimals$}")
 }
 
@@ -123,7 +131,7 @@ fn e(err: impl std::fmt::Display) -> String {
 }
 
 macro_rules! draw_panel {
-    ($area:expr, $p:expr, $y_range:expr, $x0:expr, $x1:expr) => {{
+    ($area:expr, $p:expr, $y_range:expr, $x0:expr, $x1:expr, $span:expr) => {{
         let mut chart = ChartBuilder::on($area)
             .caption(&$p.title, (FONT, 18))
             .margin(12)
@@ -135,7 +143,7 @@ macro_rules! draw_panel {
             .configure_mesh()
             .x_desc($p.x_desc.as_str())
             .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| tick(*y))
+            .y_label_formatter(&|y| tick(*y, $span))
             .y_labels(8)
             .y_desc($p.y_desc.as_str())
             .label_style((FONT, 13))
@@ -177,9 +185,9 @@ impl Figure for LineFigure {
         for (area, p) in areas.iter().zip(&self.panels) {
             let (x0, x1, y0, y1) = bounds(&p.series, p.log_y);
             if p.log_y {
-                draw_panel!(area, p, (y0..y1).log_scale(), x0, x1);
+                draw_panel!(area, p, (y0..y1).log_scale(), x0, x1, None);
             } else {
-                draw_panel!(area, p, y0..y1, x0, x1);
+                draw_panel!(area, p, y0..y1, x0, x1, Some(y1 - y0));
             }
         }
         Ok(())
@@ -323,6 +331,100 @@ impl Figure for SamplesFigure {
                 let font = (FONT, PREDICTION_FONT).into_font().color(&color);
                 root.draw(&Text::new(text, (ox, y), font)).map_err(e)?;
             }
+        }
+        Ok(())
+    }
+}
+
+/// Weight vectors drawn as images: one row of `units` per network, each unit's weights over the
+/// input pixels in a diverging scale, blue for negative, white for 0, red for positive, scaled
+/// to that unit's largest |w|.
+pub struct WeightsFigure {
+    pub title: String,
+    pub caption: String,
+    /// (network label, one weight vector of `rows × cols` values per unit)
+    pub networks: Vec<(String, Vec<Vec<f32>>)>,
+    pub rows: usize,
+    pub cols: usize,
+    /// Images per line.
+    pub columns: usize,
+}
+
+const WEIGHT_SCALE: i32 = 4;
+const WEIGHT_GAP: i32 = 8;
+const NETWORK_LABEL: i32 = 28;
+
+impl WeightsFigure {
+    fn tile(&self) -> (i32, i32) {
+        (
+            self.cols as i32 * WEIGHT_SCALE + WEIGHT_GAP,
+            self.rows as i32 * WEIGHT_SCALE + WEIGHT_GAP,
+        )
+    }
+
+    fn lines(&self, units: usize) -> i32 {
+        units.div_ceil(self.columns) as i32
+    }
+}
+
+/// The diverging colour of `v` in [-1, 1].
+fn diverging(v: f32) -> RGBColor {
+    let t = v.clamp(-1.0, 1.0);
+    let fade = |c: u8, t: f32| (255.0 - (255.0 - c as f32) * t).round() as u8;
+    if t >= 0.0 {
+        RGBColor(fade(178, t), fade(24, t), fade(43, t))
+    } else {
+        RGBColor(fade(33, -t), fade(102, -t), fade(172, -t))
+    }
+}
+
+impl Figure for WeightsFigure {
+    fn size(&self) -> (u32, u32) {
+        let (w, h) = self.tile();
+        let body: i32 = self
+            .networks
+            .iter()
+            .map(|(_, units)| NETWORK_LABEL + h * self.lines(units.len()))
+            .sum();
+        (
+            (16 + w * self.columns as i32) as u32,
+            (HEADER as i32 + body + 8) as u32,
+        )
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+        root.fill(&WHITE).map_err(e)?;
+        root.draw(&Text::new(self.title.as_str(), (10, 8), (FONT, 22).into_font()))
+            .map_err(e)?;
+        root.draw(&Text::new(
+            self.caption.as_str(),
+            (10, 38),
+            (FONT, 15).into_font(),
+        ))
+        .map_err(e)?;
+        let (tw, th) = self.tile();
+        let mut y = HEADER as i32;
+        for (label, units) in &self.networks {
+            root.draw(&Text::new(label.as_str(), (10, y + 4), (FONT, 17).into_font()))
+                .map_err(e)?;
+            y += NETWORK_LABEL;
+            for (i, w) in units.iter().enumerate() {
+                let ox = 10 + (i % self.columns) as i32 * tw;
+                let oy = y + (i / self.columns) as i32 * th;
+                let peak = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let scale = if peak > 0.0 { 1.0 / peak } else { 0.0 };
+                for r in 0..self.rows {
+                    for c in 0..self.cols {
+                        let (x, yy) = (ox + c as i32 * WEIGHT_SCALE, oy + r as i32 * WEIGHT_SCALE);
+                        root.draw(&Rectangle::new(
+                            [(x, yy), (x + WEIGHT_SCALE, yy + WEIGHT_SCALE)],
+                            diverging(w[r * self.cols + c] * scale).filled(),
+                        ))
+                        .map_err(e)?;
+                    }
+                }
+            }
+            y += th * self.lines(units.len());
         }
         Ok(())
     }

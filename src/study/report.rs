@@ -9,6 +9,8 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::train::MetricsRow;
 use base64::Engine;
+
+mod inside;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -470,7 +472,21 @@ pub fn write(dir: &Path, ablations: &[std::path::PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// The sections that reproduce the seed report, in its order, then what it does not show.
 fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
+    accuracy_section(rec, b);
+    sigmoid_section(rec, dir, b)?;
+    schedule_section(rec, dir, b)?;
+    relu_section(rec, dir, b)?;
+    let samples = samples_section(dir, b)?;
+    mistakes_section(rec, dir, b)?;
+    inside::section(rec, dir, b)?;
+    claims_section(rec, samples.as_ref(), b);
+    Ok(())
+}
+
+/// The seed's eight accuracies beside ours, and which cells fall outside ±1 point.
+fn accuracy_section(rec: &Records, b: &mut Vec<Block>) {
     b.push(Block::Heading(2, "Accuracy against the seed report".into()));
     let dataset = rec.results.first().map(|r| r.config.dataset).unwrap_or_default();
     if dataset != DatasetKind::Mnist {
@@ -526,7 +542,19 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
             misses.join("; ")
         )
     }));
+}
 
+/// "sigmoid, α = 1e-2", … for the three learning rates of `names`.
+fn lr_groups(names: [&'static str; 3], act: &str) -> Vec<(&'static str, String)> {
+    names
+        .iter()
+        .zip(["1e-2", "1e-3", "1e-4"])
+        .map(|(g, a)| (*g, format!("{act}, α = {a}")))
+        .collect()
+}
+
+/// §2.2: the sigmoid network's learning curves and its three learning rates.
+fn sigmoid_section(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
     b.push(Block::Heading(2, "§2.2 Learning curves, sigmoid".into()));
     save_figure(
         b,
@@ -539,13 +567,6 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
         ),
         "Figure 1a. Training and test loss of the sigmoid network at α = 1e-2 (seed §2.2).",
     )?;
-    let lr_groups = |names: [&'static str; 3], act: &str| -> Vec<(&'static str, String)> {
-        names
-            .iter()
-            .zip(["1e-2", "1e-3", "1e-4"])
-            .map(|(g, a)| (*g, format!("{act}, α = {a}")))
-            .collect()
-    };
     save_figure(
         b,
         dir,
@@ -557,7 +578,11 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
         ),
         "Figure 2a. Loss for α = 1e-2, 1e-3, 1e-4, sigmoid (seed §2.2).",
     )?;
+    Ok(())
+}
 
+/// §2.3: step decay against a constant rate, for both activations.
+fn schedule_section(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
     b.push(Block::Heading(2, "§2.3 Learning-rate schedule".into()));
     for (constant, step, act, n) in [
         (SIGMOID[0], SIGMOID_STEP, "Sigmoid", "a"),
@@ -607,7 +632,11 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
             ),
         )?;
     }
+    Ok(())
+}
 
+/// §2.4: the ReLU network's curves, its learning rates, and ReLU against sigmoid.
+fn relu_section(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
     b.push(Block::Heading(2, "§2.4 ReLU".into()));
     save_figure(
         b,
@@ -642,7 +671,11 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
         ),
         "Figure 4. ReLU against sigmoid at α = 1e-2 (seed §2.4).",
     )?;
+    Ok(())
+}
 
+/// §2.5: the 20 sample digits with both networks' top-3 (from `samples.json`).
+fn samples_section(dir: &Path, b: &mut Vec<Block>) -> Result<Option<Samples>> {
     b.push(Block::Heading(2, "§2.5 Sample predictions".into()));
     let samples_path = dir.join(seed::SAMPLES_FILE);
     let samples: Option<Samples> = if samples_path.is_file() {
@@ -650,11 +683,7 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
     } else {
         None
     };
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     if let Some(s) = &samples {
-        for n in &s.networks {
-            counts.insert(n.label.clone(), n.correct);
-        }
         let caption = s
             .networks
             .iter()
@@ -704,10 +733,15 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
             "(No samples.json: a network it needs did not finish.)".into(),
         ));
     }
+    Ok(samples)
+}
 
-    mistakes_section(rec, dir, b)?;
-
+/// The seed report's claims, each with our evidence and a verdict.
+fn claims_section(rec: &Records, samples: Option<&Samples>, b: &mut Vec<Block>) {
     b.push(Block::Heading(2, "The seed report's claims, checked".into()));
+    let counts: BTreeMap<String, usize> = samples
+        .map(|s| s.networks.iter().map(|n| (n.label.clone(), n.correct)).collect())
+        .unwrap_or_default();
     let mut rows: Vec<Vec<String>> = Vec::new();
     for (names, act) in [(SIGMOID, "sigmoid"), (RELU, "ReLU")] {
         let losses: Option<Vec<f64>> = names
@@ -784,7 +818,6 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
         ["claim", "evidence", "verdict"].map(String::from).to_vec(),
         rows,
     ));
-    Ok(())
 }
 
 /// How many mistakes of each network the mistakes figure shows.
