@@ -290,7 +290,9 @@ impl<'a> Trainer<'a> {
         ) / b as f64;
         if !loss.is_finite() || loss > DIVERGED_LOSS {
             let what = if loss.is_finite() {
-                format!("the batch-mean loss reached {loss:.3e}, above the {DIVERGED_LOSS:e} at which a run is stopped")
+                format!(
+                    "the batch-mean loss reached {loss:.3e}, above the {DIVERGED_LOSS:e} at which a run is stopped"
+                )
             } else {
                 format!("the loss became {loss}")
             };

