@@ -289,6 +289,57 @@ fn claims(b: &mut Vec<Block>, sigmoid: [&Layers; 3], relu: [&Layers; 3]) {
     ));
 }
 
+/// What figure 9 shows of one network's first layer.
+struct FirstLayer {
+    /// The image's side: the layer's inputs are `side × side` pixels.
+    side: usize,
+    units: usize,
+    /// The weights of the [`FEATURES_SHOWN`] units with the largest ‖w‖, largest first.
+    largest: Vec<Vec<f32>>,
+    /// The mean |w| of the pixels within [`FRAME`] of the edge over that of the rest.
+    frame_ratio: f64,
+}
+
+impl FirstLayer {
+    /// None when the inputs are not a square image larger than the frame.
+    fn of(mlp: &crate::nn::Mlp<f32>) -> Option<FirstLayer> {
+        let inputs = mlp.sizes[0];
+        let side = (inputs as f64).sqrt().round() as usize;
+        if side * side != inputs || side <= 2 * FRAME {
+            return None;
+        }
+        let w = &mlp.params[mlp.layers[0].w_range()];
+        let units: Vec<&[f32]> = w.chunks_exact(inputs).collect();
+        let norm = |u: &[f32]| u.iter().map(|&v| v as f64 * v as f64).sum::<f64>();
+        let mut order: Vec<usize> = (0..units.len()).collect();
+        // Largest norm first; ties by index, so that the figure is the same on every machine.
+        order.sort_by(|&a, &b| norm(units[b]).total_cmp(&norm(units[a])).then(a.cmp(&b)));
+        let largest = order
+            .iter()
+            .take(FEATURES_SHOWN)
+            .map(|&i| units[i].to_vec())
+            .collect();
+        let in_frame = |p: usize| {
+            let (y, x) = (p / side, p % side);
+            y < FRAME || x < FRAME || y >= side - FRAME || x >= side - FRAME
+        };
+        let mean_abs = |frame: bool| {
+            mean(
+                w.iter()
+                    .enumerate()
+                    .filter(|(i, _)| in_frame(i % inputs) == frame)
+                    .map(|(_, &v)| v.abs() as f64),
+            )
+        };
+        Some(FirstLayer {
+            side,
+            units: units.len(),
+            largest,
+            frame_ratio: mean_abs(true) / mean_abs(false),
+        })
+    }
+}
+
 /// Figure 9: first-layer weights of the sigmoid and ReLU networks at α = 1e-2, read from their
 /// model files.
 fn features_figure(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
@@ -308,42 +359,17 @@ fn features_figure(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> 
                 continue;
             }
         };
-        let mlp = &loaded.mlp;
-        let inputs = mlp.sizes[0];
-        side = (inputs as f64).sqrt().round() as usize;
-        if side * side != inputs || side <= 2 * FRAME {
+        let Some(first) = FirstLayer::of(&loaded.mlp) else {
+            let inputs = loaded.mlp.sizes[0];
             missing.push(format!("{label}: {inputs} inputs are not a square image"));
             continue;
-        }
-        let first = &mlp.layers[0];
-        let w = &mlp.params[first.w_range()];
-        let units: Vec<&[f32]> = w.chunks_exact(inputs).collect();
-        let norm = |u: &[f32]| u.iter().map(|&v| v as f64 * v as f64).sum::<f64>();
-        let mut order: Vec<usize> = (0..units.len()).collect();
-        // Largest norm first; ties by index, so that the figure is the same on every machine.
-        order.sort_by(|&a, &b| norm(units[b]).total_cmp(&norm(units[a])).then(a.cmp(&b)));
-        let shown = order
-            .iter()
-            .take(FEATURES_SHOWN)
-            .map(|&i| units[i].to_vec())
-            .collect::<Vec<_>>();
+        };
+        side = first.side;
         networks.push((
-            format!("{label} (first hidden layer: {} units)", units.len()),
-            shown,
+            format!("{label} (first hidden layer: {} units)", first.units),
+            first.largest,
         ));
-        let in_frame = |p: usize| {
-            let (y, x) = (p / side, p % side);
-            y < FRAME || x < FRAME || y >= side - FRAME || x >= side - FRAME
-        };
-        let mean_abs = |frame: bool| {
-            mean(
-                w.iter()
-                    .enumerate()
-                    .filter(|(i, _)| in_frame(i % inputs) == frame)
-                    .map(|(_, &v)| v.abs() as f64),
-            )
-        };
-        frames.push((label, mean_abs(true) / mean_abs(false)));
+        frames.push((label, first.frame_ratio));
     }
     if networks.is_empty() {
         b.push(Block::Para(format!(
