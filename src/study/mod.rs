@@ -163,25 +163,7 @@ pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> R
     if plans.is_empty() {
         return Err(Error::flag("--spec", "the study has no runs"));
     }
-    let mine: Vec<usize> = (0..plans.len())
-        .filter(|&i| opts.shard.as_ref().is_none_or(|s| s.takes(i)))
-        .filter(|&i| opts.only.as_ref().is_none_or(|n| plans[i].name == *n))
-        .collect();
-    if let Some(name) = &opts.only
-        && mine.is_empty()
-    {
-        let hint = if opts.shard.is_some() {
-            " in this shard"
-        } else {
-            ""
-        };
-        return Err(Error::flag(
-            "--only",
-            format!(
-                "the study has no run named '{name}'{hint}; `mnist-mlp study --spec FILE --list` lists them"
-            ),
-        ));
-    }
+    let mine = select(&plans, opts)?;
     let part_only = opts.shard.is_some() || opts.only.is_some();
     let jobs = opts.jobs.clamp(1, mine.len().max(1));
     let threads = threads_per_run(jobs);
@@ -191,28 +173,7 @@ pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> R
             p.config.data_dir = opts.data_dir.clone();
         }
     }
-    // One data set is loaded and shared by every run, so every run must ask for the same one.
-    let first = &plans[0];
-    if let Some(other) = plans
-        .iter()
-        .find(|p| (p.config.dataset, &p.config.data_dir) != (first.config.dataset, &first.config.data_dir))
-    {
-        let describe = |p: &RunPlan| match &p.config.data_dir {
-            Some(d) => format!("{} in {}", p.config.dataset, d.display()),
-            None => p.config.dataset.to_string(),
-        };
-        return Err(Error::flag(
-            &format!("study spec {origin}"),
-            format!(
-                "every run of a study uses one data set, but run '{}' uses {} and run '{}' uses {}; \
-                 set `dataset` and `data_dir` in [base] only",
-                first.name,
-                describe(first),
-                other.name,
-                describe(other)
-            ),
-        ));
-    }
+    check_one_data_set(&plans, origin)?;
     let runs_dir = opts.out.join("runs");
     std::fs::create_dir_all(&runs_dir).map_err(|e| Error::io(&runs_dir, e))?;
     let mut record = StudyRecord {
@@ -232,18 +193,7 @@ pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> R
     claim(&opts.out, &record)?;
 
     // Runs found finished are never trained again.
-    let mut skipped = Vec::new();
-    let mut todo = Vec::new();
-    for &i in &mine {
-        match shard::finished(&opts.out, &plans[i].name)? {
-            Some(r) => {
-                check_same_run(&opts.out, &r, &plans[i])?;
-                skipped.push(plans[i].name.clone());
-            }
-            None => todo.push(i),
-        }
-    }
-    let shard_label = opts.shard.as_ref().map(|s| s.label());
+    let (skipped, todo) = partition_finished(&opts.out, &plans, &mine)?;
     if !opts.quiet {
         let part = match (&opts.shard, &opts.only) {
             (Some(s), _) => format!("shard {} ({}) takes {}; ", s.label(), s.source, mine.len()),
@@ -263,149 +213,27 @@ pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> R
         None
     } else {
         Some(Dataset::open(
-            first.config.data_dir.as_deref(),
-            first.config.dataset,
+            plans[0].config.data_dir.as_deref(),
+            plans[0].config.dataset,
             true,
         )?)
     };
-
-    let terminal = !opts.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let multi = indicatif::MultiProgress::new();
-    let total_iterations: usize = todo.iter().map(|&i| plans[i].config.iterations).sum();
-    let overall = terminal.then(|| {
-        let bar = multi.add(train::new_bar(total_iterations, "all runs"));
-        bar.set_message(format!("0/{} runs done", todo.len()));
-        bar
-    });
-
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<Option<Result<Done>>>> = Mutex::new((0..todo.len()).map(|_| None).collect());
-    if let Some(data) = &data {
-        std::thread::scope(|scope| {
-            for _ in 0..jobs.min(todo.len()) {
-                scope.spawn(|| {
-                    loop {
-                        let t = next.fetch_add(1, Ordering::SeqCst);
-                        let Some(&i) = todo.get(t) else { break };
-                        let plan = &plans[i];
-                        let progress = if terminal {
-                            Progress::Bar(multi.insert_before(
-                                overall.as_ref().expect("terminal has an overall bar"),
-                                train::new_bar(plan.config.iterations, &plan.name),
-                            ))
-                        } else {
-                            Progress::Quiet
-                        };
-                        let bar = match &progress {
-                            Progress::Bar(b) => Some(b.clone()),
-                            _ => None,
-                        };
-                        let outcome = train_one(
-                            &opts.out,
-                            plan,
-                            data,
-                            shard_label.as_deref(),
-                            progress,
-                            opts.quiet,
-                        );
-                        if let Some(b) = bar {
-                            b.finish_and_clear();
-                            multi.remove(&b);
-                        }
-                        let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                        if let Some(o) = &overall {
-                            o.inc(plan.config.iterations as u64);
-                            o.set_message(format!("{n}/{} runs done", todo.len()));
-                        }
-                        if !opts.quiet {
-                            let line = match &outcome {
-                                Ok(Done::Trained(r)) => describe_result(r),
-                                Ok(Done::FinishedElsewhere) => {
-                                    format!("{:<28} finished by another process meanwhile", plan.name)
-                                }
-                                Ok(Done::Busy(msg)) => format!("{:<28} skipped: {msg}", plan.name),
-                                Err(e) => format!("{:<28} failed: {e}", plan.name),
-                            };
-                            match &overall {
-                                Some(o) => o.println(line),
-                                None => eprintln!("[{n}/{}] {line}", todo.len()),
-                            }
-                        }
-                        outcomes.lock().expect("no worker panics")[t] = Some(outcome);
-                    }
-                });
-            }
-        });
-    }
-    if let Some(o) = &overall {
-        o.finish_and_clear();
-    }
-    let mut trained = Vec::new();
-    let mut busy = Vec::new();
-    let mut failed = Vec::new();
-    for (t, outcome) in outcomes
-        .into_inner()
-        .expect("no worker panics")
-        .into_iter()
-        .enumerate()
-    {
-        let name = plans[todo[t]].name.clone();
-        match outcome.expect("every run has an outcome") {
-            Ok(Done::Trained(r)) => {
-                if r.status == "failed" {
-                    failed.push(format!(
-                        "run '{}' failed: {}",
-                        r.name,
-                        r.message.clone().unwrap_or_default()
-                    ));
-                } else {
-                    trained.push(name);
-                }
-            }
-            Ok(Done::FinishedElsewhere) => skipped.push(name),
-            Ok(Done::Busy(msg)) => busy.push(msg),
-            Err(e) => failed.push(format!("run '{name}' failed: {e}")),
-        }
+    let outcomes = match &data {
+        Some(data) => train_all(&plans, &todo, data, jobs, opts),
+        None => Vec::new(),
+    };
+    let mut tally = Tally {
+        skipped,
+        ..Tally::default()
+    };
+    for (t, outcome) in outcomes.into_iter().enumerate() {
+        tally.add(&plans[todo[t]].name, outcome);
     }
 
     if part_only {
-        let s = shard::ShardRecord {
-            shard: match (&opts.shard, &opts.only) {
-                (Some(s), _) => s.label(),
-                (None, Some(n)) => format!("only {n}"),
-                (None, None) => unreachable!("part_only"),
-            },
-            source: opts
-                .shard
-                .as_ref()
-                .map(|s| s.source.clone())
-                .unwrap_or_else(|| "--only".into()),
-            host: crate::fsutil::hostname(),
-            pid: std::process::id(),
-            command: record.command.clone(),
-            machine: record.machine.clone(),
-            jobs,
-            threads_per_run: threads,
-            started_unix,
-            wall_seconds: started.elapsed().as_secs_f64(),
-            trained: trained.clone(),
-            skipped: skipped.clone(),
-        };
-        shard::write_shard_record(&opts.out, &s)?;
-        if !opts.quiet {
-            eprintln!(
-                "{} done in {:.1} s: {} trained, {} finished already, {} busy, {} failed. When every shard is done: mnist-mlp report --from {}",
-                s.shard,
-                s.wall_seconds,
-                trained.len(),
-                skipped.len(),
-                busy.len(),
-                failed.len(),
-                opts.out.display()
-            );
-        }
-    } else if busy.is_empty() {
+        let wall_seconds = started.elapsed().as_secs_f64();
+        record_shard(opts, &record, started_unix, wall_seconds, &tally)?;
+    } else if tally.busy.is_empty() {
         record.wall_seconds = started.elapsed().as_secs_f64();
         write_json_atomic(&opts.out.join(STUDY_FILE), &record)?;
         assemble_and_report(&opts.out, &opts.ablation, data.as_ref(), true)?;
@@ -419,21 +247,263 @@ pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> R
             );
         }
     }
-    if !busy.is_empty() {
+    tally.into_result(&opts.out)
+}
+
+/// The runs of `mine` finished before (their names) and those left to train (positions).
+fn partition_finished(out: &Path, plans: &[RunPlan], mine: &[usize]) -> Result<(Vec<String>, Vec<usize>)> {
+    let mut skipped = Vec::new();
+    let mut todo = Vec::new();
+    for &i in mine {
+        match shard::finished(out, &plans[i].name)? {
+            Some(r) => {
+                check_same_run(out, &r, &plans[i])?;
+                skipped.push(plans[i].name.clone());
+            }
+            None => todo.push(i),
+        }
+    }
+    Ok((skipped, todo))
+}
+
+/// A shard's (or `--only`'s) record of what it trained, and the line that says so.
+fn record_shard(
+    opts: &StudyOptions,
+    record: &StudyRecord,
+    started_unix: f64,
+    wall_seconds: f64,
+    tally: &Tally,
+) -> Result<()> {
+    let s = shard::ShardRecord {
+        shard: match (&opts.shard, &opts.only) {
+            (Some(s), _) => s.label(),
+            (None, Some(n)) => format!("only {n}"),
+            (None, None) => unreachable!("part_only"),
+        },
+        source: opts
+            .shard
+            .as_ref()
+            .map(|s| s.source.clone())
+            .unwrap_or_else(|| "--only".into()),
+        host: crate::fsutil::hostname(),
+        pid: std::process::id(),
+        command: record.command.clone(),
+        machine: record.machine.clone(),
+        jobs: record.jobs,
+        threads_per_run: record.threads_per_run,
+        started_unix,
+        wall_seconds,
+        trained: tally.trained.clone(),
+        skipped: tally.skipped.clone(),
+    };
+    shard::write_shard_record(&opts.out, &s)?;
+    if !opts.quiet {
+        eprintln!(
+            "{} done in {:.1} s: {} trained, {} finished already, {} busy, {} failed. When every shard is done: mnist-mlp report --from {}",
+            s.shard,
+            s.wall_seconds,
+            tally.trained.len(),
+            tally.skipped.len(),
+            tally.busy.len(),
+            tally.failed.len(),
+            opts.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// The positions of the runs this process trains: its shard's, or the one `--only` names.
+fn select(plans: &[RunPlan], opts: &StudyOptions) -> Result<Vec<usize>> {
+    let mine: Vec<usize> = (0..plans.len())
+        .filter(|&i| opts.shard.as_ref().is_none_or(|s| s.takes(i)))
+        .filter(|&i| opts.only.as_ref().is_none_or(|n| plans[i].name == *n))
+        .collect();
+    if let Some(name) = &opts.only
+        && mine.is_empty()
+    {
+        let hint = if opts.shard.is_some() {
+            " in this shard"
+        } else {
+            ""
+        };
         return Err(Error::flag(
-            "study",
+            "--only",
             format!(
-                "{} run(s) left alone because another process is training them (see `mnist-mlp study --status {}`):\n{}",
-                busy.len(),
-                opts.out.display(),
-                busy.join("\n")
+                "the study has no run named '{name}'{hint}; `mnist-mlp study --spec FILE --list` lists them"
             ),
         ));
     }
-    if let Some(first) = failed.first() {
-        return Err(Error::flag("study", first.clone()));
+    Ok(mine)
+}
+
+/// One data set is loaded and shared by every run, so every run must ask for the same one.
+fn check_one_data_set(plans: &[RunPlan], origin: &str) -> Result<()> {
+    let first = &plans[0];
+    let Some(other) = plans
+        .iter()
+        .find(|p| (p.config.dataset, &p.config.data_dir) != (first.config.dataset, &first.config.data_dir))
+    else {
+        return Ok(());
+    };
+    let describe = |p: &RunPlan| match &p.config.data_dir {
+        Some(d) => format!("{} in {}", p.config.dataset, d.display()),
+        None => p.config.dataset.to_string(),
+    };
+    Err(Error::flag(
+        &format!("study spec {origin}"),
+        format!(
+            "every run of a study uses one data set, but run '{}' uses {} and run '{}' uses {}; \
+             set `dataset` and `data_dir` in [base] only",
+            first.name,
+            describe(first),
+            other.name,
+            describe(other)
+        ),
+    ))
+}
+
+/// Train the runs at positions `todo`, `jobs` at a time, with a progress bar per run and one
+/// for all on a terminal; the outcome of each, in the order of `todo`.
+fn train_all(
+    plans: &[RunPlan],
+    todo: &[usize],
+    data: &Dataset,
+    jobs: usize,
+    opts: &StudyOptions,
+) -> Vec<Result<Done>> {
+    let shard_label = opts.shard.as_ref().map(|s| s.label());
+    let terminal = !opts.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let multi = indicatif::MultiProgress::new();
+    let total_iterations: usize = todo.iter().map(|&i| plans[i].config.iterations).sum();
+    let overall = terminal.then(|| {
+        let bar = multi.add(train::new_bar(total_iterations, "all runs"));
+        bar.set_message(format!("0/{} runs done", todo.len()));
+        bar
+    });
+
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<Option<Result<Done>>>> = Mutex::new((0..todo.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(todo.len()) {
+            scope.spawn(|| {
+                loop {
+                    let t = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&i) = todo.get(t) else { break };
+                    let plan = &plans[i];
+                    let progress = if terminal {
+                        Progress::Bar(multi.insert_before(
+                            overall.as_ref().expect("terminal has an overall bar"),
+                            train::new_bar(plan.config.iterations, &plan.name),
+                        ))
+                    } else {
+                        Progress::Quiet
+                    };
+                    let bar = match &progress {
+                        Progress::Bar(b) => Some(b.clone()),
+                        _ => None,
+                    };
+                    let outcome = train_one(
+                        &opts.out,
+                        plan,
+                        data,
+                        shard_label.as_deref(),
+                        progress,
+                        opts.quiet,
+                    );
+                    if let Some(b) = bar {
+                        b.finish_and_clear();
+                        multi.remove(&b);
+                    }
+                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    if let Some(o) = &overall {
+                        o.inc(plan.config.iterations as u64);
+                        o.set_message(format!("{n}/{} runs done", todo.len()));
+                    }
+                    if !opts.quiet {
+                        let line = outcome_line(plan, &outcome);
+                        match &overall {
+                            Some(o) => o.println(line),
+                            None => eprintln!("[{n}/{}] {line}", todo.len()),
+                        }
+                    }
+                    outcomes.lock().expect("no worker panics")[t] = Some(outcome);
+                }
+            });
+        }
+    });
+    if let Some(o) = &overall {
+        o.finish_and_clear();
     }
-    Ok(())
+    outcomes
+        .into_inner()
+        .expect("no worker panics")
+        .into_iter()
+        .map(|o| o.expect("every run has an outcome"))
+        .collect()
+}
+
+/// The line printed when a run ends.
+fn outcome_line(plan: &RunPlan, outcome: &Result<Done>) -> String {
+    match outcome {
+        Ok(Done::Trained(r)) => describe_result(r),
+        Ok(Done::FinishedElsewhere) => {
+            format!("{:<28} finished by another process meanwhile", plan.name)
+        }
+        Ok(Done::Busy(msg)) => format!("{:<28} skipped: {msg}", plan.name),
+        Err(e) => format!("{:<28} failed: {e}", plan.name),
+    }
+}
+
+/// What became of the runs this process took on.
+#[derive(Default)]
+struct Tally {
+    trained: Vec<String>,
+    /// Finished before, or by another process meanwhile.
+    skipped: Vec<String>,
+    /// Held by another live process: why, one line each.
+    busy: Vec<String>,
+    failed: Vec<String>,
+}
+
+impl Tally {
+    fn add(&mut self, name: &str, outcome: Result<Done>) {
+        match outcome {
+            Ok(Done::Trained(r)) => {
+                if r.status == "failed" {
+                    self.failed.push(format!(
+                        "run '{}' failed: {}",
+                        r.name,
+                        r.message.clone().unwrap_or_default()
+                    ));
+                } else {
+                    self.trained.push(name.to_string());
+                }
+            }
+            Ok(Done::FinishedElsewhere) => self.skipped.push(name.to_string()),
+            Ok(Done::Busy(msg)) => self.busy.push(msg),
+            Err(e) => self.failed.push(format!("run '{name}' failed: {e}")),
+        }
+    }
+
+    /// An error naming the busy runs, else the first failure, else Ok.
+    fn into_result(self, out: &Path) -> Result<()> {
+        if !self.busy.is_empty() {
+            return Err(Error::flag(
+                "study",
+                format!(
+                    "{} run(s) left alone because another process is training them (see `mnist-mlp study --status {}`):\n{}",
+                    self.busy.len(),
+                    out.display(),
+                    self.busy.join("\n")
+                ),
+            ));
+        }
+        if let Some(first) = self.failed.first() {
+            return Err(Error::flag("study", first.clone()));
+        }
+        Ok(())
+    }
 }
 
 /// Write `study.json` into a new study directory, or check that the one there describes the
