@@ -18,7 +18,7 @@ use crate::config::RunConfig;
 use crate::data::Batches;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::train::MetricsRow;
+use crate::records::MetricsRow;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

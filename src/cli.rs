@@ -572,10 +572,7 @@ fn cmd_serve(args: &ServeArgs) -> Result<()> {
         )
         .into());
     }
-    let summary_path = args.model.join("summary.json");
-    let summary = std::fs::read_to_string(&summary_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let summary = crate::records::read_summary(&args.model).ok();
     let banner = format!(
         "serving model {} ({} {}) with {} threads; open the address below in a browser",
         args.model.display(),

@@ -53,6 +53,7 @@ pub mod model;
 pub mod nn;
 pub mod optim;
 pub mod preprocess;
+pub mod records;
 pub mod rng;
 pub mod serve;
 pub mod study;

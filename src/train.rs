@@ -8,14 +8,14 @@ use crate::data::augment::Augmenter;
 use crate::data::{Batches, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluation, evaluate};
-use crate::fsutil::{write_atomic, write_json_atomic};
+use crate::fsutil::write_atomic;
 use crate::kernels::{Engine, StepParams};
 use crate::layerstats::{self, LayerRow, Probe};
 use crate::model;
 use crate::nn::{Mlp, Workspace};
 use crate::preprocess::{PIXELS, SIDE};
+use crate::records::{self, MetricsRow, Summary};
 use crate::rng::{Rng, stream};
-use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,71 +24,12 @@ use std::time::{Duration, Instant};
 /// Images per forward pass when evaluating.
 pub const EVAL_CHUNK: usize = 1000;
 
-/// One row of `metrics.csv`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MetricsRow {
-    pub iteration: usize,
-    /// α used for the last update before this row.
-    pub lr: f64,
-    /// Mean training loss over the iterations since the previous row.
-    pub train_loss: f64,
-    /// Loss and accuracy on the held-out set that draws the curves: the test set, or the
-    /// validation set with `--validation` (the CSV's header then says `val_loss,val_accuracy`).
-    pub test_loss: f64,
-    pub test_accuracy: f64,
-}
-
 /// A batch-mean cross-entropy above this many nats stops a run as diverged, as a non-finite one
 /// does. The true class then has a probability below e^-10000, far under the smallest f32
 /// (about e^-104), so the loss no longer measures anything; and whether the sums that follow
 /// overflow to ±inf and NaN, or stay finite at 1e36, depends on the order in which a kernel adds.
 /// Without this bound the reference and the fast kernels could end the same run differently.
 pub const DIVERGED_LOSS: f64 = 1e4;
-
-pub const METRICS_HEADER: &str = "iteration,lr,train_loss,test_loss,test_accuracy";
-pub const METRICS_HEADER_VALIDATION: &str = "iteration,lr,train_loss,val_loss,val_accuracy";
-
-pub fn metrics_csv(rows: &[MetricsRow]) -> String {
-    metrics_csv_with(rows, METRICS_HEADER)
-}
-
-pub fn metrics_csv_with(rows: &[MetricsRow], header: &str) -> String {
-    let mut s = format!("{header}\n");
-    for r in rows {
-        s += &format!(
-            "{},{},{},{},{}\n",
-            r.iteration, r.lr, r.train_loss, r.test_loss, r.test_accuracy
-        );
-    }
-    s
-}
-
-/// The contents of `summary.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Summary {
-    pub test_accuracy: f64,
-    pub test_loss: f64,
-    /// With `--validation`: the last evaluation on the validation set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation_accuracy: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation_loss: Option<f64>,
-    /// With `--keep-best`: the iteration whose parameters were kept (the validation figures
-    /// above are that evaluation's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selected_iteration: Option<usize>,
-    pub iterations: usize,
-    pub epochs: f64,
-    /// Training loop only: batches, forward, backward, updates. Evaluation is not included.
-    pub train_seconds: f64,
-    pub eval_seconds: f64,
-    pub samples_per_second: f64,
-    pub final_lr: f64,
-    pub threads: usize,
-    /// The step implementation that ran (`avx512-fma`, `avx2-fma` or `reference`).
-    pub kernels: String,
-    pub tool_version: String,
-}
 
 /// How a run reports progress on stderr.
 #[derive(Clone, Debug)]
@@ -636,15 +577,7 @@ pub fn run_with(
                     None => best = Some(t.mlp.params.clone()),
                 }
             }
-            let header = if cfg.validation > 0 {
-                METRICS_HEADER_VALIDATION
-            } else {
-                METRICS_HEADER
-            };
-            write_atomic(
-                &out.join("metrics.csv"),
-                metrics_csv_with(&rows, header).as_bytes(),
-            )?;
+            records::write_metrics(out, &rows, cfg.validation > 0)?;
             let started = Instant::now();
             layer_rows.extend(probe.measure(&t.mlp, t.iteration));
             write_atomic(&out.join(LAYERS_FILE), layerstats::to_csv(&layer_rows).as_bytes())?;
@@ -707,7 +640,7 @@ pub fn run_with(
         kernels: t.engine.backend().name().to_string(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    write_json_atomic(&out.join("summary.json"), &summary)?;
+    records::write_summary(out, &summary)?;
     if let Some(warning) = chance_warning(summary.test_accuracy, t.mlp.classes()) {
         eprintln!("{warning}");
     }

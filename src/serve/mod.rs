@@ -129,8 +129,8 @@ fn json_response(status: StatusCode, body: String) -> Response {
 /// What the server knows of its model, shared by every request.
 pub struct Service {
     pub loaded: Loaded,
-    /// `summary.json` of the model's run, if it was there.
-    pub summary: Option<serde_json::Value>,
+    /// `summary.json` of the model's run, if it was there and readable.
+    pub summary: Option<crate::records::Summary>,
 }
 
 /// `{"pixels": [n numbers in 0..1]}`, parsed straight into `f32`s: the seed knows `n`, the
@@ -327,10 +327,7 @@ impl Service {
     }
 
     fn model_json(&self) -> String {
-        let acc = self
-            .summary
-            .as_ref()
-            .and_then(|s| s.get("test_accuracy").cloned());
+        let acc = self.summary.as_ref().map(|s| s.test_accuracy);
         serde_json::json!({
             "model": self.loaded.config.model,
             "train": self.loaded.config.train,

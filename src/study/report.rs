@@ -7,7 +7,7 @@ use super::{RESULTS_FILE, RunResult, STUDY_FILE, StudyRecord, read_json};
 use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::train::MetricsRow;
+use crate::records::{self, MetricsRow, read_metrics};
 use base64::Engine;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -118,31 +118,6 @@ img{{max-width:100%;border:1px solid #ddd}}figure{{margin:1.5em 0}}figcaption{{c
     Ok(s)
 }
 
-/// Read a run's `metrics.csv`.
-pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let bad = |line: usize| Error::Dataset {
-        dir: path.to_path_buf(),
-        msg: format!("line {line} is not `{}`", crate::train::METRICS_HEADER),
-    };
-    let mut rows = Vec::new();
-    for (n, line) in text.lines().enumerate().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 5 {
-            return Err(bad(n + 1));
-        }
-        let num = |i: usize| f[i].parse::<f64>().map_err(|_| bad(n + 1));
-        rows.push(MetricsRow {
-            iteration: f[0].parse().map_err(|_| bad(n + 1))?,
-            lr: num(1)?,
-            train_loss: num(2)?,
-            test_loss: num(3)?,
-            test_accuracy: num(4)?,
-        });
-    }
-    Ok(rows)
-}
-
 /// Everything the report needs, read from a study directory.
 struct Records {
     study: StudyRecord,
@@ -156,7 +131,7 @@ impl Records {
         let results: Vec<RunResult> = read_json(&dir.join(RESULTS_FILE))?;
         let mut metrics = BTreeMap::new();
         for r in &results {
-            let path = dir.join("runs").join(&r.name).join("metrics.csv");
+            let path = dir.join("runs").join(&r.name).join(records::METRICS_FILE);
             if path.is_file() {
                 metrics.insert(r.name.clone(), read_metrics(&path)?);
             }
