@@ -134,7 +134,7 @@ impl<'a> Trainer<'a> {
                 },
             ));
         }
-        let sizes = cfg.layer_sizes(data.input_size(), crate::data::mnist::CLASSES);
+        let sizes = cfg.layer_sizes(data.input_size(), crate::data::sets::CLASS_COUNT);
         let mut mlp = Mlp::new(&sizes, cfg.activation);
         mlp.init(cfg.init, &mut Rng::new(cfg.seed, stream::INIT));
         let n = mlp.num_params();

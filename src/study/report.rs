@@ -650,7 +650,7 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
             })
             .collect();
         let classes = if s.classes.is_empty() {
-            crate::data::sets::digit_names(crate::data::mnist::CLASSES)
+            crate::data::sets::digit_names(crate::data::sets::CLASS_COUNT)
         } else {
             s.classes.clone()
         };
