@@ -20,6 +20,9 @@ pub const METRICS_HEADER: &str = "iteration,lr,train_loss,test_loss,test_accurac
 pub const METRICS_HEADER_VALIDATION: &str = "iteration,lr,train_loss,val_loss,val_accuracy";
 
 /// One row of `metrics.csv`.
+///
+/// The serde names are those of the checkpoint's JSON state, which holds the rows so far, and
+/// stay as they were (`test_loss`, `test_accuracy`) so that older checkpoints resume.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetricsRow {
     pub iteration: usize,
@@ -27,10 +30,14 @@ pub struct MetricsRow {
     pub lr: f64,
     /// Mean training loss over the iterations since the previous row.
     pub train_loss: f64,
-    /// Loss and accuracy on the held-out set that draws the curves: the test set, or the
-    /// validation set with `--validation` (the CSV's header then says `val_loss,val_accuracy`).
-    pub test_loss: f64,
-    pub test_accuracy: f64,
+    /// Loss on the held-out set that draws the curves: the test set, or the validation split
+    /// with `--validation` (the CSV's header then says `val_loss`, else `test_loss`).
+    #[serde(rename = "test_loss")]
+    pub eval_loss: f64,
+    /// Accuracy on the same set as [`eval_loss`](Self::eval_loss) (`val_accuracy` or
+    /// `test_accuracy` in the CSV).
+    #[serde(rename = "test_accuracy")]
+    pub eval_accuracy: f64,
 }
 
 /// The header of `metrics.csv`: which set the evaluation columns measure.
@@ -48,7 +55,7 @@ pub fn metrics_csv(rows: &[MetricsRow], header: &str) -> String {
     for r in rows {
         s += &format!(
             "{},{},{},{},{}\n",
-            r.iteration, r.lr, r.train_loss, r.test_loss, r.test_accuracy
+            r.iteration, r.lr, r.train_loss, r.eval_loss, r.eval_accuracy
         );
     }
     s
@@ -93,8 +100,8 @@ fn parse_metrics(text: &str) -> std::result::Result<Vec<MetricsRow>, (usize, Str
             iteration: f[0].parse().map_err(|_| bad())?,
             lr: num(1)?,
             train_loss: num(2)?,
-            test_loss: num(3)?,
-            test_accuracy: num(4)?,
+            eval_loss: num(3)?,
+            eval_accuracy: num(4)?,
         });
     }
     Ok(rows)
@@ -154,8 +161,8 @@ mod tests {
             iteration: i,
             lr: 0.01,
             train_loss: 0.5,
-            test_loss: 0.25,
-            test_accuracy: 0.9375,
+            eval_loss: 0.25,
+            eval_accuracy: 0.9375,
         }
     }
 

@@ -385,11 +385,11 @@ fn data_shape(data: &Dataset) -> DataShape {
     }
 }
 
-/// The row with the highest accuracy, the first on ties.
+/// The row with the highest held-out accuracy, the first on ties.
 fn best_row(rows: &[MetricsRow]) -> Option<usize> {
     let mut best: Option<usize> = None;
     for (i, r) in rows.iter().enumerate() {
-        if best.is_none_or(|b| r.test_accuracy > rows[b].test_accuracy) {
+        if best.is_none_or(|b| r.eval_accuracy > rows[b].eval_accuracy) {
             best = Some(i);
         }
     }
@@ -547,8 +547,8 @@ pub fn run_with(
                 iteration: t.iteration,
                 lr,
                 train_loss: window_loss / window_len as f64,
-                test_loss: ev.loss,
-                test_accuracy: ev.accuracy,
+                eval_loss: ev.loss,
+                eval_accuracy: ev.accuracy,
             };
             window_loss = 0.0;
             window_len = 0;
@@ -556,8 +556,8 @@ pub fn run_with(
             let msg = format!(
                 "train loss {:.4}  {set} loss {:.4}  {set} acc {:.2}%",
                 row.train_loss,
-                row.test_loss,
-                100.0 * row.test_accuracy
+                row.eval_loss,
+                100.0 * row.eval_accuracy
             );
             match (&bar, &progress) {
                 (Some(bar), _) => {
@@ -619,9 +619,9 @@ pub fn run_with(
         let started = Instant::now();
         let ev = t.evaluate_test();
         eval_time += started.elapsed();
-        ((ev.accuracy, ev.loss), Some((last.test_accuracy, last.test_loss)))
+        ((ev.accuracy, ev.loss), Some((last.eval_accuracy, last.eval_loss)))
     } else {
-        ((last.test_accuracy, last.test_loss), None)
+        ((last.eval_accuracy, last.eval_loss), None)
     };
     let train_seconds = train_time.as_secs_f64();
     let summary = Summary {
@@ -680,12 +680,12 @@ mod tests {
 
     #[test]
     fn the_best_row_is_the_first_with_the_highest_accuracy() {
-        let row = |test_accuracy| MetricsRow {
+        let row = |eval_accuracy| MetricsRow {
             iteration: 0,
             lr: 0.1,
             train_loss: 1.0,
-            test_loss: 1.0,
-            test_accuracy,
+            eval_loss: 1.0,
+            eval_accuracy,
         };
         let rows: Vec<MetricsRow> = [0.5, 0.7, 0.7, 0.6].into_iter().map(row).collect();
         assert_eq!(best_row(&rows), Some(1));

@@ -214,8 +214,9 @@ fn loss_panel(title: &str, series: Vec<Series>) -> Panel {
 fn train_loss(r: &MetricsRow) -> f64 {
     r.train_loss
 }
-fn test_loss(r: &MetricsRow) -> f64 {
-    r.test_loss
+/// The held-out loss of a row: the test set's, unless the run held out a validation split.
+fn eval_loss(r: &MetricsRow) -> f64 {
+    r.eval_loss
 }
 
 /// Train and test loss of several groups, in two panels.
@@ -225,7 +226,7 @@ fn train_test_figure(rec: &Records, title: &str, groups: &[(&str, String)]) -> O
     for (i, (g, label)) in groups.iter().enumerate() {
         let rows = rec.curve(g)?;
         train.push(series(label, rows, i, train_loss));
-        test.push(series(label, rows, i, test_loss));
+        test.push(series(label, rows, i, eval_loss));
     }
     Some(LineFigure {
         title: title.into(),
@@ -261,7 +262,7 @@ fn save_figure(
 fn loss_at(rows: &[MetricsRow], iteration: usize) -> Option<f64> {
     rows.iter()
         .find(|r| r.iteration >= iteration)
-        .map(|r| r.test_loss)
+        .map(|r| r.eval_loss)
 }
 
 /// Mean absolute change of the test loss between evaluations over the second half of training:
@@ -272,7 +273,7 @@ fn roughness(rows: &[MetricsRow]) -> f64 {
         return f64::NAN;
     }
     half.windows(2)
-        .map(|w| (w[1].test_loss - w[0].test_loss).abs())
+        .map(|w| (w[1].eval_loss - w[0].eval_loss).abs())
         .sum::<f64>()
         / (half.len() - 1) as f64
 }
@@ -556,8 +557,8 @@ fn seed_sections(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()> {
                     loss_panel(
                         "test loss",
                         vec![
-                            series("constant", c, 0, test_loss),
-                            series("step decay", s, 1, test_loss),
+                            series("constant", c, 0, eval_loss),
+                            series("step decay", s, 1, eval_loss),
                         ],
                     ),
                     Panel {
