@@ -84,10 +84,12 @@ pub struct Trainer<'a> {
     pub mlp: Mlp<f32>,
     /// ∂E/∂θ of the last batch, same layout as `mlp.params`.
     pub grads: Vec<f32>,
-    /// The optimizer's first state vector: momentum v (Adam's m), same layout as `mlp.params`.
-    pub velocity: Vec<f32>,
-    /// Adam's s, same layout; empty for the other rules.
-    pub second: Vec<f32>,
+    /// The optimizer's first state vector, same layout as `mlp.params`: the velocity v of SGD
+    /// and Nesterov (`v ← μv − αg`), Adam's and AdamW's first-moment estimate m.
+    pub first_moment: Vec<f32>,
+    /// Adam's and AdamW's second-moment estimate s (of the squared gradient), same layout;
+    /// empty for SGD and Nesterov.
+    pub second_moment: Vec<f32>,
     /// One augmenter (with its scratch buffers) per engine thread; empty without augmentation.
     augmenters: Vec<std::sync::Mutex<Augmenter>>,
     ws: Workspace<f32>,
@@ -159,8 +161,8 @@ impl<'a> Trainer<'a> {
             cfg: cfg.clone(),
             data,
             grads: vec![0.0; n],
-            velocity: vec![0.0; n],
-            second: vec![0.0; if adam { n } else { 0 }],
+            first_moment: vec![0.0; n],
+            second_moment: vec![0.0; if adam { n } else { 0 }],
             augmenters,
             ws: Workspace::with_dropout(&sizes, cfg.batch_size, cfg.input_dropout, cfg.dropout),
             eval_ws: Workspace::new(&sizes, EVAL_CHUNK.min(data.test.len())),
@@ -222,8 +224,8 @@ impl<'a> Trainer<'a> {
         };
         let loss = self.engine.train_step(
             &mut self.mlp,
-            &mut self.velocity,
-            &mut self.second,
+            &mut self.first_moment,
+            &mut self.second_moment,
             &mut self.grads,
             &mut self.ws,
             &self.labels,
@@ -256,8 +258,8 @@ impl<'a> Trainer<'a> {
     pub fn non_finite(&self) -> Option<String> {
         let vectors = [
             ("parameter", &self.mlp.params),
-            ("velocity (or Adam's m) of parameter", &self.velocity),
-            ("Adam's s of parameter", &self.second),
+            ("velocity (or Adam's m) of parameter", &self.first_moment),
+            ("Adam's s of parameter", &self.second_moment),
         ];
         for (name, v) in vectors {
             if let Some(j) = v.iter().position(|x| !x.is_finite()) {
@@ -284,21 +286,21 @@ impl<'a> Trainer<'a> {
     /// Continue from a checkpoint's state.
     pub fn restore(&mut self, ck: Checkpoint) -> Result<()> {
         assert_eq!(ck.params.len(), self.mlp.params.len());
-        assert_eq!(ck.velocity.len(), self.velocity.len());
-        if ck.second.len() != self.second.len() {
+        assert_eq!(ck.first_moment.len(), self.first_moment.len());
+        if ck.second_moment.len() != self.second_moment.len() {
             return Err(Error::flag(
                 "--resume",
                 format!(
                     "the checkpoint holds {} second-moment values; {} needs {}",
-                    ck.second.len(),
+                    ck.second_moment.len(),
                     self.cfg.optimizer,
-                    self.second.len()
+                    self.second_moment.len()
                 ),
             ));
         }
         self.mlp.params = ck.params;
-        self.velocity = ck.velocity;
-        self.second = ck.second;
+        self.first_moment = ck.first_moment;
+        self.second_moment = ck.second_moment;
         self.batches = ck.state.batches;
         self.iteration = ck.state.iteration;
         Ok(())
@@ -501,7 +503,14 @@ pub fn run_with(
                 eval_seconds: eval_time.as_secs_f64(),
             };
             let best_params = best.as_deref().unwrap_or(&[]);
-            crate::checkpoint::save(out, &state, &t.mlp.params, &t.velocity, &t.second, best_params)?;
+            crate::checkpoint::save(
+                out,
+                &state,
+                &t.mlp.params,
+                &t.first_moment,
+                &t.second_moment,
+                best_params,
+            )?;
             last_checkpoint = Some(t.iteration);
         }};
     }
