@@ -80,8 +80,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Serialize)]
 struct TopClass {
-    /// The class index (named `digit` since MNIST, kept for clients that read it).
-    digit: usize,
+    /// The class index: a digit for MNIST, a kind of clothing for Fashion-MNIST. Sent as
+    /// `digit`, its name in the HTTP API since MNIST (docs/serving.md), which the page and
+    /// clients read.
+    #[serde(rename = "digit")]
+    class: usize,
     name: String,
     probability: f32,
 }
@@ -312,9 +315,9 @@ impl Service {
         });
         let top = top_k(&probs, 3)
             .into_iter()
-            .map(|(digit, probability)| TopClass {
-                digit,
-                name: self.loaded.config.model.classes[digit].clone(),
+            .map(|(class, probability)| TopClass {
+                class,
+                name: self.loaded.config.model.classes[class].clone(),
                 probability,
             })
             .collect();
