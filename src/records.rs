@@ -196,6 +196,44 @@ mod tests {
         assert!(!err.contains("data set"), "{err}");
     }
 
+    /// `serve` shows a model's test accuracy from its summary, also for runs from before
+    /// `kernels` was recorded.
+    #[test]
+    fn a_summary_reads_back_and_one_without_kernels_reads_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = Summary {
+            test_accuracy: 0.97,
+            test_loss: 0.1,
+            validation_accuracy: None,
+            validation_loss: None,
+            selected_iteration: None,
+            iterations: 600,
+            epochs: 0.64,
+            train_seconds: 1.5,
+            eval_seconds: 0.25,
+            samples_per_second: 25600.0,
+            final_lr: 0.01,
+            threads: 2,
+            kernels: "avx2-fma".into(),
+            tool_version: "0.1.0".into(),
+        };
+        write_summary(dir.path(), &summary).unwrap();
+        let back = read_summary(dir.path()).unwrap();
+        assert_eq!((back.test_accuracy, back.kernels.as_str()), (0.97, "avx2-fma"));
+        let text = std::fs::read_to_string(dir.path().join(SUMMARY_FILE)).unwrap();
+        let old = text.replace("  \"kernels\": \"avx2-fma\",\n", "");
+        assert_ne!(old, text);
+        std::fs::write(dir.path().join(SUMMARY_FILE), old).unwrap();
+        let back = read_summary(dir.path()).unwrap();
+        assert_eq!((back.test_accuracy, back.kernels.as_str()), (0.97, ""));
+        std::fs::write(dir.path().join(SUMMARY_FILE), "{\n  \"test_accuracy\": 0.9\n}\n").unwrap();
+        let err = read_summary(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(SUMMARY_FILE) && err.contains("not a run summary"),
+            "{err}"
+        );
+    }
+
     /// Checkpoints hold the rows as JSON under these names; renaming the fields must not
     /// change them, or older checkpoints would not resume.
     #[test]
