@@ -173,7 +173,8 @@ pub fn fma_peak(threads: usize) -> Option<f64> {
 /// images are full of and random pixels never have.
 pub struct SeedStep {
     mlp: Mlp<f32>,
-    velocity: Vec<f32>,
+    /// SGD's velocity (the optimizer state [`Engine::train_step`] updates).
+    first_moment: Vec<f32>,
     grads: Vec<f32>,
     ws: Workspace<f32>,
     /// `batches` batches of pixels, one after another.
@@ -205,7 +206,7 @@ impl SeedStep {
         let labels = (0..batch).map(|_| rng.below(10) as u8).collect();
         SeedStep {
             mlp,
-            velocity: vec![0.0; n],
+            first_moment: vec![0.0; n],
             grads: vec![0.0; n],
             ws: Workspace::new(&SIZES, batch),
             batches: x.len() / per_batch,
@@ -237,7 +238,7 @@ impl SeedStep {
         self.ws.input_mut(batch).copy_from_slice(x);
         engine.train_step(
             &mut self.mlp,
-            &mut self.velocity,
+            &mut self.first_moment,
             &mut [],
             &mut self.grads,
             &mut self.ws,

@@ -2,8 +2,10 @@
 //! resumes to the very same bits.
 //!
 //! `checkpoint.safetensors` holds two f32 tensors, `params` and `velocity` (the network's flat
-//! parameter vector and its momentum, same layout), a third, `second`, for Adam's squared-
-//! gradient average, and in its metadata under `"state"` a JSON
+//! parameter vector and the optimizer's first state vector, same layout: SGD's velocity or
+//! Adam's first moment, [`Checkpoint::first_moment`]), a third, `second`, for Adam's
+//! squared-gradient average ([`Checkpoint::second_moment`]), a fourth, `best`, with
+//! `--keep-best`, and in its metadata under `"state"` a JSON
 //! document with everything else: format and version, the run's configuration, the iteration,
 //! the shuffler (RNG state, permutation, position), the metrics so far, the partial training
 //! loss window, and the time spent. It is written atomically (temporary file, fsync, rename), so
@@ -18,7 +20,7 @@ use crate::config::RunConfig;
 use crate::data::Batches;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::train::MetricsRow;
+use crate::records::MetricsRow;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -59,14 +61,19 @@ pub struct State {
 pub struct Checkpoint {
     pub state: State,
     pub params: Vec<f32>,
-    pub velocity: Vec<f32>,
-    /// Adam's s; empty for the other update rules.
-    pub second: Vec<f32>,
+    /// The optimizer's first state vector: SGD's and Nesterov's velocity v, Adam's and AdamW's
+    /// first moment m. Tensor `velocity` in the file, whatever the rule.
+    pub first_moment: Vec<f32>,
+    /// Adam's and AdamW's second moment s; empty for the other update rules. Tensor `second` in
+    /// the file.
+    pub second_moment: Vec<f32>,
     /// With `--keep-best`: the parameters of the best evaluation so far; else empty.
     pub best: Vec<f32>,
 }
 
-/// The tensors a checkpoint may hold, in the order the checksum covers them.
+/// The tensors a checkpoint may hold, in the order the checksum covers them. The names are the
+/// file format's: `velocity` holds [`Checkpoint::first_moment`] and `second`
+/// [`Checkpoint::second_moment`].
 const TENSORS: [&str; 4] = ["params", "velocity", "second", "best"];
 
 /// SHA-256 (hex) over the state's JSON text and each tensor's name, length and bytes (an
@@ -95,14 +102,14 @@ pub fn save(
     dir: &Path,
     state: &State,
     params: &[f32],
-    velocity: &[f32],
-    second: &[f32],
+    first_moment: &[f32],
+    second_moment: &[f32],
     best: &[f32],
 ) -> Result<()> {
     let (p, v, s, b) = (
         f32_bytes(params),
-        f32_bytes(velocity),
-        f32_bytes(second),
+        f32_bytes(first_moment),
+        f32_bytes(second_moment),
         f32_bytes(best),
     );
     let mut views = vec![
@@ -112,10 +119,10 @@ pub fn save(
         ),
         (
             "velocity",
-            TensorView::new(Dtype::F32, vec![velocity.len()], &v).expect("shape matches"),
+            TensorView::new(Dtype::F32, vec![first_moment.len()], &v).expect("shape matches"),
         ),
     ];
-    for (name, values, bytes) in [("second", second, &s), ("best", best, &b)] {
+    for (name, values, bytes) in [("second", second_moment, &s), ("best", best, &b)] {
         if !values.is_empty() {
             views.push((
                 name,
@@ -171,7 +178,7 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect())
     };
-    let (params, velocity) = (read("params")?, read("velocity")?);
+    let (params, first_moment) = (read("params")?, read("velocity")?);
     let optional = |name: &str| -> Result<Vec<f32>> {
         if tensors.names().contains(&name) {
             read(name)
@@ -179,11 +186,11 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
             Ok(Vec::new())
         }
     };
-    let (second, best) = (optional("second")?, optional("best")?);
+    let (second_moment, best) = (optional("second")?, optional("best")?);
     let stored = meta.metadata().as_ref().and_then(|m| m.get("sha256"));
     let actual = checksum(
         json,
-        [&params, &velocity, &second, &best]
+        [&params, &first_moment, &second_moment, &best]
             .map(|t| f32_bytes(t))
             .each_ref()
             .map(|b| &b[..]),
@@ -200,20 +207,20 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
     let sizes = &state.config.model.layer_sizes;
     let expected: usize = sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
     if params.len() != expected
-        || velocity.len() != expected
-        || !(second.is_empty() || second.len() == expected)
+        || first_moment.len() != expected
+        || !(second_moment.is_empty() || second_moment.len() == expected)
     {
         return Err(bad(format!(
             "holds {} parameters and {} velocities; layer sizes {sizes:?} need {expected}",
             params.len(),
-            velocity.len()
+            first_moment.len()
         )));
     }
     Ok(Checkpoint {
         state,
         params,
-        velocity,
-        second,
+        first_moment,
+        second_moment,
         best,
     })
 }

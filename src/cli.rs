@@ -572,10 +572,7 @@ fn cmd_serve(args: &ServeArgs) -> Result<()> {
         )
         .into());
     }
-    let summary_path = args.model.join("summary.json");
-    let summary = std::fs::read_to_string(&summary_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let summary = crate::records::read_summary(&args.model).ok();
     let banner = format!(
         "serving model {} ({} {}) with {} threads; open the address below in a browser",
         args.model.display(),
@@ -1036,8 +1033,10 @@ struct PredictInput {
 
 #[derive(serde::Serialize)]
 struct TopClass {
-    /// The class index (named `digit` since MNIST, kept for scripts that read it).
-    digit: usize,
+    /// The class index: a digit for MNIST, a kind of clothing for Fashion-MNIST. Written as
+    /// `digit`, its name in `predict --json` since MNIST, which scripts read.
+    #[serde(rename = "digit")]
+    class: usize,
     name: String,
     probability: f32,
 }
@@ -1191,9 +1190,9 @@ fn cmd_predict(args: &PredictArgs) -> Result<()> {
                 .map(|l| names.get(l as usize).cloned().unwrap_or_else(|| l.to_string())),
             top: eval::top_k(&probabilities, args.top)
                 .into_iter()
-                .map(|(digit, probability)| TopClass {
-                    digit,
-                    name: names[digit].clone(),
+                .map(|(class, probability)| TopClass {
+                    class,
+                    name: names[class].clone(),
                     probability,
                 })
                 .collect(),

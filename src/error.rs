@@ -69,6 +69,11 @@ pub enum Error {
         holder: String,
     },
 
+    /// A run record (`metrics.csv`, `summary.json`) that cannot be read: the file, the line
+    /// (1-based), what is wrong there and what was expected.
+    #[error("{path}, line {line}: {msg}")]
+    Record { path: PathBuf, line: usize, msg: String },
+
     #[error("model in {path}: {msg}")]
     Model { path: PathBuf, msg: String },
 

@@ -4,7 +4,8 @@
 //!
 //! Data flows one way: [`data`] reads IDX files → [`train`] draws batches and runs
 //! [`nn::Mlp`] forward and backward, and [`optim::Optimizer`] updates the parameters → [`model`]
-//! writes `model.safetensors` and `config.json` → [`eval`] reads them back.
+//! writes `model.safetensors` and `config.json` (and [`records`] the run's `metrics.csv` and
+//! `summary.json`) → [`eval`] reads them back.
 //!
 //! Train a small network on images held in memory, evaluate it, save it, and read it back:
 //!
@@ -53,6 +54,7 @@ pub mod model;
 pub mod nn;
 pub mod optim;
 pub mod preprocess;
+pub mod records;
 pub mod rng;
 pub mod serve;
 pub mod study;

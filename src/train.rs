@@ -8,14 +8,14 @@ use crate::data::augment::Augmenter;
 use crate::data::{Batches, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluation, evaluate};
-use crate::fsutil::{write_atomic, write_json_atomic};
+use crate::fsutil::write_atomic;
 use crate::kernels::{Engine, StepParams};
 use crate::layerstats::{self, LayerRow, Probe};
 use crate::model;
 use crate::nn::{Mlp, Workspace};
 use crate::preprocess::{PIXELS, SIDE};
+use crate::records::{self, MetricsRow, Summary};
 use crate::rng::{Rng, stream};
-use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,71 +24,12 @@ use std::time::{Duration, Instant};
 /// Images per forward pass when evaluating.
 pub const EVAL_CHUNK: usize = 1000;
 
-/// One row of `metrics.csv`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MetricsRow {
-    pub iteration: usize,
-    /// α used for the last update before this row.
-    pub lr: f64,
-    /// Mean training loss over the iterations since the previous row.
-    pub train_loss: f64,
-    /// Loss and accuracy on the held-out set that draws the curves: the test set, or the
-    /// validation set with `--validation` (the CSV's header then says `val_loss,val_accuracy`).
-    pub test_loss: f64,
-    pub test_accuracy: f64,
-}
-
 /// A batch-mean cross-entropy above this many nats stops a run as diverged, as a non-finite one
 /// does. The true class then has a probability below e^-10000, far under the smallest f32
 /// (about e^-104), so the loss no longer measures anything; and whether the sums that follow
 /// overflow to ±inf and NaN, or stay finite at 1e36, depends on the order in which a kernel adds.
 /// Without this bound the reference and the fast kernels could end the same run differently.
 pub const DIVERGED_LOSS: f64 = 1e4;
-
-pub const METRICS_HEADER: &str = "iteration,lr,train_loss,test_loss,test_accuracy";
-pub const METRICS_HEADER_VALIDATION: &str = "iteration,lr,train_loss,val_loss,val_accuracy";
-
-pub fn metrics_csv(rows: &[MetricsRow]) -> String {
-    metrics_csv_with(rows, METRICS_HEADER)
-}
-
-pub fn metrics_csv_with(rows: &[MetricsRow], header: &str) -> String {
-    let mut s = format!("{header}\n");
-    for r in rows {
-        s += &format!(
-            "{},{},{},{},{}\n",
-            r.iteration, r.lr, r.train_loss, r.test_loss, r.test_accuracy
-        );
-    }
-    s
-}
-
-/// The contents of `summary.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Summary {
-    pub test_accuracy: f64,
-    pub test_loss: f64,
-    /// With `--validation`: the last evaluation on the validation set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation_accuracy: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation_loss: Option<f64>,
-    /// With `--keep-best`: the iteration whose parameters were kept (the validation figures
-    /// above are that evaluation's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selected_iteration: Option<usize>,
-    pub iterations: usize,
-    pub epochs: f64,
-    /// Training loop only: batches, forward, backward, updates. Evaluation is not included.
-    pub train_seconds: f64,
-    pub eval_seconds: f64,
-    pub samples_per_second: f64,
-    pub final_lr: f64,
-    pub threads: usize,
-    /// The step implementation that ran (`avx512-fma`, `avx2-fma` or `reference`).
-    pub kernels: String,
-    pub tool_version: String,
-}
 
 /// How a run reports progress on stderr.
 #[derive(Clone, Debug)]
@@ -143,10 +84,12 @@ pub struct Trainer<'a> {
     pub mlp: Mlp<f32>,
     /// ∂E/∂θ of the last batch, same layout as `mlp.params`.
     pub grads: Vec<f32>,
-    /// The optimizer's first state vector: momentum v (Adam's m), same layout as `mlp.params`.
-    pub velocity: Vec<f32>,
-    /// Adam's s, same layout; empty for the other rules.
-    pub second: Vec<f32>,
+    /// The optimizer's first state vector, same layout as `mlp.params`: the velocity v of SGD
+    /// and Nesterov (`v ← μv − αg`), Adam's and AdamW's first-moment estimate m.
+    pub first_moment: Vec<f32>,
+    /// Adam's and AdamW's second-moment estimate s (of the squared gradient), same layout;
+    /// empty for SGD and Nesterov.
+    pub second_moment: Vec<f32>,
     /// One augmenter (with its scratch buffers) per engine thread; empty without augmentation.
     augmenters: Vec<std::sync::Mutex<Augmenter>>,
     ws: Workspace<f32>,
@@ -193,7 +136,7 @@ impl<'a> Trainer<'a> {
                 },
             ));
         }
-        let sizes = cfg.layer_sizes(data.input_size(), crate::data::mnist::CLASSES);
+        let sizes = cfg.layer_sizes(data.input_size(), crate::data::sets::CLASS_COUNT);
         let mut mlp = Mlp::new(&sizes, cfg.activation);
         mlp.init(cfg.init, &mut Rng::new(cfg.seed, stream::INIT));
         let n = mlp.num_params();
@@ -218,8 +161,8 @@ impl<'a> Trainer<'a> {
             cfg: cfg.clone(),
             data,
             grads: vec![0.0; n],
-            velocity: vec![0.0; n],
-            second: vec![0.0; if adam { n } else { 0 }],
+            first_moment: vec![0.0; n],
+            second_moment: vec![0.0; if adam { n } else { 0 }],
             augmenters,
             ws: Workspace::with_dropout(&sizes, cfg.batch_size, cfg.input_dropout, cfg.dropout),
             eval_ws: Workspace::new(&sizes, EVAL_CHUNK.min(data.test.len())),
@@ -281,8 +224,8 @@ impl<'a> Trainer<'a> {
         };
         let loss = self.engine.train_step(
             &mut self.mlp,
-            &mut self.velocity,
-            &mut self.second,
+            &mut self.first_moment,
+            &mut self.second_moment,
             &mut self.grads,
             &mut self.ws,
             &self.labels,
@@ -317,8 +260,8 @@ impl<'a> Trainer<'a> {
     pub fn non_finite(&self) -> Option<String> {
         let vectors = [
             ("parameter", &self.mlp.params),
-            ("velocity (or Adam's m) of parameter", &self.velocity),
-            ("Adam's s of parameter", &self.second),
+            ("velocity (or Adam's m) of parameter", &self.first_moment),
+            ("Adam's s of parameter", &self.second_moment),
         ];
         for (name, v) in vectors {
             if let Some(j) = v.iter().position(|x| !x.is_finite()) {
@@ -345,21 +288,21 @@ impl<'a> Trainer<'a> {
     /// Continue from a checkpoint's state.
     pub fn restore(&mut self, ck: Checkpoint) -> Result<()> {
         assert_eq!(ck.params.len(), self.mlp.params.len());
-        assert_eq!(ck.velocity.len(), self.velocity.len());
-        if ck.second.len() != self.second.len() {
+        assert_eq!(ck.first_moment.len(), self.first_moment.len());
+        if ck.second_moment.len() != self.second_moment.len() {
             return Err(Error::flag(
                 "--resume",
                 format!(
                     "the checkpoint holds {} second-moment values; {} needs {}",
-                    ck.second.len(),
+                    ck.second_moment.len(),
                     self.cfg.optimizer,
-                    self.second.len()
+                    self.second_moment.len()
                 ),
             ));
         }
         self.mlp.params = ck.params;
-        self.velocity = ck.velocity;
-        self.second = ck.second;
+        self.first_moment = ck.first_moment;
+        self.second_moment = ck.second_moment;
         self.batches = ck.state.batches;
         self.iteration = ck.state.iteration;
         Ok(())
@@ -446,11 +389,11 @@ fn data_shape(data: &Dataset) -> DataShape {
     }
 }
 
-/// The row with the highest accuracy, the first on ties.
+/// The row with the highest held-out accuracy, the first on ties.
 fn best_row(rows: &[MetricsRow]) -> Option<usize> {
     let mut best: Option<usize> = None;
     for (i, r) in rows.iter().enumerate() {
-        if best.is_none_or(|b| r.test_accuracy > rows[b].test_accuracy) {
+        if best.is_none_or(|b| r.eval_accuracy > rows[b].eval_accuracy) {
             best = Some(i);
         }
     }
@@ -562,7 +505,14 @@ pub fn run_with(
                 eval_seconds: eval_time.as_secs_f64(),
             };
             let best_params = best.as_deref().unwrap_or(&[]);
-            crate::checkpoint::save(out, &state, &t.mlp.params, &t.velocity, &t.second, best_params)?;
+            crate::checkpoint::save(
+                out,
+                &state,
+                &t.mlp.params,
+                &t.first_moment,
+                &t.second_moment,
+                best_params,
+            )?;
             last_checkpoint = Some(t.iteration);
         }};
     }
@@ -608,8 +558,8 @@ pub fn run_with(
                 iteration: t.iteration,
                 lr,
                 train_loss: window_loss / window_len as f64,
-                test_loss: ev.loss,
-                test_accuracy: ev.accuracy,
+                eval_loss: ev.loss,
+                eval_accuracy: ev.accuracy,
             };
             window_loss = 0.0;
             window_len = 0;
@@ -617,8 +567,8 @@ pub fn run_with(
             let msg = format!(
                 "train loss {:.4}  {set} loss {:.4}  {set} acc {:.2}%",
                 row.train_loss,
-                row.test_loss,
-                100.0 * row.test_accuracy
+                row.eval_loss,
+                100.0 * row.eval_accuracy
             );
             match (&bar, &progress) {
                 (Some(bar), _) => {
@@ -638,15 +588,7 @@ pub fn run_with(
                     None => best = Some(t.mlp.params.clone()),
                 }
             }
-            let header = if cfg.validation > 0 {
-                METRICS_HEADER_VALIDATION
-            } else {
-                METRICS_HEADER
-            };
-            write_atomic(
-                &out.join("metrics.csv"),
-                metrics_csv_with(&rows, header).as_bytes(),
-            )?;
+            records::write_metrics(out, &rows, cfg.validation > 0)?;
             let started = Instant::now();
             layer_rows.extend(probe.measure(&t.mlp, t.iteration));
             write_atomic(&out.join(LAYERS_FILE), layerstats::to_csv(&layer_rows).as_bytes())?;
@@ -688,9 +630,9 @@ pub fn run_with(
         let started = Instant::now();
         let ev = t.evaluate_test();
         eval_time += started.elapsed();
-        ((ev.accuracy, ev.loss), Some((last.test_accuracy, last.test_loss)))
+        ((ev.accuracy, ev.loss), Some((last.eval_accuracy, last.eval_loss)))
     } else {
-        ((last.test_accuracy, last.test_loss), None)
+        ((last.eval_accuracy, last.eval_loss), None)
     };
     let train_seconds = train_time.as_secs_f64();
     let summary = Summary {
@@ -709,7 +651,7 @@ pub fn run_with(
         kernels: t.engine.backend().name().to_string(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    write_json_atomic(&out.join("summary.json"), &summary)?;
+    records::write_summary(out, &summary)?;
     if let Some(warning) = chance_warning(summary.test_accuracy, t.mlp.classes()) {
         eprintln!("{warning}");
     }
@@ -749,12 +691,12 @@ mod tests {
 
     #[test]
     fn the_best_row_is_the_first_with_the_highest_accuracy() {
-        let row = |test_accuracy| MetricsRow {
+        let row = |eval_accuracy| MetricsRow {
             iteration: 0,
             lr: 0.1,
             train_loss: 1.0,
-            test_loss: 1.0,
-            test_accuracy,
+            eval_loss: 1.0,
+            eval_accuracy,
         };
         let rows: Vec<MetricsRow> = [0.5, 0.7, 0.7, 0.6].into_iter().map(row).collect();
         assert_eq!(best_row(&rows), Some(1));

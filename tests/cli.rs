@@ -547,7 +547,7 @@ fn a_mirror_serving_wrong_bytes_is_refused_with_both_hashes_and_nothing_is_writt
         .assert()
         .failure();
     let err = stderr_of(&a);
-    let wrong = mnist_mlp::data::mnist::sha256_hex(b"not MNIST at all");
+    let wrong = mnist_mlp::data::sets::sha256_hex(b"not MNIST at all");
     assert!(
         err.contains("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
         "{err}"

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{mnist_mlp, read_json, stderr_of};
-use mnist_mlp::data::mnist::{TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, sha256_hex};
+use mnist_mlp::data::sets::{TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, sha256_hex};
 use mnist_mlp::data::{Dataset, DatasetKind};
 use std::path::{Path, PathBuf};
 

@@ -737,8 +737,8 @@ fn step_with(spoil: impl FnOnce(&mut Mlp<f32>, &mut Vec<f32>, &mut Vec<f32>, &mu
 }
 
 #[test]
-#[should_panic(expected = "velocity: 1631 values for 1632 parameters")]
-fn a_step_with_a_short_velocity_panics() {
+#[should_panic(expected = "first moment: 1631 values for 1632 parameters")]
+fn a_step_with_a_short_first_moment_panics() {
     step_with(|_, v, _, _| {
         v.pop();
     });

@@ -177,7 +177,7 @@ fn a_file_that_does_not_match_the_mnist_checksum_is_refused_with_both_hashes() {
             && e.contains("ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
         "{e}"
     );
-    let actual = mnist_mlp::data::mnist::sha256_hex(
+    let actual = mnist_mlp::data::sets::sha256_hex(
         &std::fs::read(dir.path().join("train-images-idx3-ubyte")).unwrap(),
     );
     assert!(e.contains(&actual), "{e}");

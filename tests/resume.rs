@@ -344,7 +344,7 @@ fn a_nan_parameter_stops_the_run_though_the_loss_stays_finite() {
     train(&data, &out, &[&run[..], &stop].concat()).code(130);
     let mut ck = mnist_mlp::checkpoint::load(&out).unwrap();
     ck.params[3] = f32::NAN;
-    let (p, v, s, b) = (&ck.params, &ck.velocity, &ck.second, &ck.best);
+    let (p, v, s, b) = (&ck.params, &ck.first_moment, &ck.second_moment, &ck.best);
     mnist_mlp::checkpoint::save(&out, &ck.state, p, v, s, b).unwrap();
     let a = mnist_mlp()
         .args(["train", "--quiet", "--resume"])

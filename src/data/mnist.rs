@@ -1,24 +1,13 @@
-//! The four files of an MNIST-style data set, and loading a directory of them into memory with
-//! every check done. Which data sets we know, and where they live, is in [`super::sets`].
+//! Loading a directory of the four files of an MNIST-style data set into memory, with every
+//! check done. Which files those are, which data sets we know and where they live is in
+//! [`super::sets`]; filling a data set's cache first ([`Dataset::open`]) is in [`super::fetch`].
 
 use super::idx::{self, Images};
-use super::sets::DatasetKind;
+use super::sets::{
+    CLASS_COUNT, DatasetKind, FILE_NAMES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
+};
 use crate::error::{Error, Result};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-
-pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
-pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
-pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
-pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
-pub const FILE_NAMES: [&str; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
-
-/// Classes of every data set we read (digits 0–9; Fashion-MNIST also has ten).
-pub const CLASSES: usize = 10;
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Where file `name` is in `dir`: the raw file if present, else `name.gz`.
 pub fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
@@ -128,7 +117,7 @@ impl Dataset {
             let images = idx::parse_images(&ibytes, &ipath)?;
             drop(ibytes);
             let (lpath, lbytes) = read(labels)?;
-            let labels = idx::parse_labels(&lbytes, &lpath, CLASSES)?;
+            let labels = idx::parse_labels(&lbytes, &lpath, CLASS_COUNT)?;
             if images.count != labels.len() {
                 return Err(Error::Dataset {
                     dir: dir.to_path_buf(),
@@ -160,22 +149,5 @@ impl Dataset {
             train,
             test,
         })
-    }
-
-    /// The data set a command asked for: `--data-dir` as given (no checksums: it is the user's
-    /// data), or else the cache of `kind`, fetched first if any file is missing, and verified.
-    pub fn open(data_dir: Option<&Path>, kind: DatasetKind, fetch_if_missing: bool) -> Result<Dataset> {
-        match data_dir {
-            Some(dir) => Dataset::load(dir, None),
-            None => {
-                let cache = kind.cache_dir();
-                let complete = FILE_NAMES.iter().all(|n| find_file(&cache, n).is_some());
-                if !complete && fetch_if_missing {
-                    eprintln!("{} is not in {}; fetching it", kind.title(), cache.display());
-                    super::fetch::fetch(&cache, &super::fetch::FetchOptions::new(kind))?;
-                }
-                Dataset::load(&cache, Some(kind))
-            }
-        }
     }
 }

@@ -1,12 +1,32 @@
-//! The data sets we know by name (`--dataset`): where each is cached, where it is fetched
-//! from, the SHA-256 of its four files, and the names of its classes.
+//! The catalogue of data sets: the four files every data set we read consists of, the number of
+//! classes, and the data sets we know by name (`--dataset`): where each is cached, where it is
+//! fetched from, the SHA-256 of its four files, and the names of its classes.
 //!
 //! Both use MNIST's four file names and format; any other directory of IDX files works through
 //! `--data-dir`, without checksums, and takes its class names from `--dataset`.
+//!
+//! The bottom of [`super`]: [`super::mnist`] (loading a directory) and [`super::fetch`]
+//! (filling a cache) import from here, and this module imports neither.
 
-use super::mnist::{TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, sha256_hex};
 use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+
+pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+/// The four files of a data set, as MNIST names them.
+pub const FILE_NAMES: [&str; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
+
+/// Classes of every data set we read: labels are 0–9 (MNIST's digits, Fashion-MNIST's ten
+/// kinds of clothing), and a network has this many outputs.
+pub const CLASS_COUNT: usize = 10;
+
+/// SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// A data set known by name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -200,7 +220,7 @@ impl DatasetKind {
     /// The name of each label 0–9.
     pub fn class_names(self) -> Vec<String> {
         match self {
-            DatasetKind::Mnist => digit_names(super::mnist::CLASSES),
+            DatasetKind::Mnist => digit_names(CLASS_COUNT),
             DatasetKind::FashionMnist => FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect(),
         }
     }

@@ -523,16 +523,16 @@ impl Engine {
 
     /// One training step on the batch already in `ws.acts[0]` with `labels` (and dropout masks
     /// already drawn, if any): forward, loss, backward, update. Returns the loss summed over the
-    /// batch. `velocity` and `second` are the optimizer's state (`second` is empty except for
-    /// Adam).
+    /// batch. `first_moment` and `second_moment` are the optimizer's state (SGD's velocity or
+    /// Adam's m, and Adam's s; `second_moment` is empty except for Adam and AdamW).
     ///
     /// `grads` is only used by the reference backend; the fused backend never forms gradients.
     #[allow(clippy::too_many_arguments)]
     pub fn train_step(
         &self,
         mlp: &mut Mlp<f32>,
-        velocity: &mut [f32],
-        second: &mut [f32],
+        first_moment: &mut [f32],
+        second_moment: &mut [f32],
         grads: &mut [f32],
         ws: &mut Workspace<f32>,
         labels: &[u8],
@@ -543,18 +543,18 @@ impl Engine {
         // The fused update writes the optimizer state through raw pointers at the parameters'
         // offsets; `assert_shapes` (through forward) checks the parameters themselves.
         assert_eq!(
-            velocity.len(),
+            first_moment.len(),
             n,
-            "velocity: {} values for {n} parameters",
-            velocity.len()
+            "first moment: {} values for {n} parameters",
+            first_moment.len()
         );
         let adam = p.opt.method.has_second_moment();
         let second_len = if adam { n } else { 0 };
         assert_eq!(
-            second.len(),
+            second_moment.len(),
             second_len,
             "second moment: {} values, {} needs {second_len}",
-            second.len(),
+            second_moment.len(),
             p.opt.method
         );
         if self.backend == Backend::Reference {
@@ -571,15 +571,23 @@ impl Engine {
             Backend::Reference => {
                 mlp.backward(ws, labels, p.loss_scale as f32, grads);
                 let (params, layers) = (&mut mlp.params, &mlp.layers);
-                p.opt
-                    .step(p.lr, p.t, batch, layers, params, grads, velocity, second);
+                p.opt.step(
+                    p.lr,
+                    p.t,
+                    batch,
+                    layers,
+                    params,
+                    grads,
+                    first_moment,
+                    second_moment,
+                );
                 if let Some(c) = p.max_norm {
                     max_norm::apply(layers, params, c as f32);
                 }
             }
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2 | Backend::Avx512 => {
-                self.backward_update_avx2(mlp, velocity, second, ws, labels, p)
+                self.backward_update_avx2(mlp, first_moment, second_moment, ws, labels, p)
             }
             #[cfg(not(target_arch = "x86_64"))]
             Backend::Avx2 | Backend::Avx512 => unreachable!(),
@@ -591,8 +599,8 @@ impl Engine {
     fn backward_update_avx2(
         &self,
         mlp: &mut Mlp<f32>,
-        velocity: &mut [f32],
-        second: &mut [f32],
+        first_moment: &mut [f32],
+        second_moment: &mut [f32],
         ws: &mut Workspace<f32>,
         labels: &[u8],
         p: StepParams,
@@ -610,9 +618,9 @@ impl Engine {
         let adam = p.opt.method.has_second_moment();
         let act = act_code(mlp.activation);
         let params = Shared(mlp.params.as_mut_ptr());
-        let vel = Shared(velocity.as_mut_ptr());
+        let vel = Shared(first_moment.as_mut_ptr());
         let sec = Shared(if adam {
-            second.as_mut_ptr()
+            second_moment.as_mut_ptr()
         } else {
             std::ptr::null_mut()
         });

@@ -128,8 +128,8 @@ impl Optimizer {
     }
 
     /// Update number `t` (1-based) of every parameter with learning rate `lr` (α). `params`,
-    /// `grads`, `velocity` (v, or Adam's m) and `second` (Adam's s; empty for SGD and
-    /// Nesterov) share the flat layout described by `layers`: weights get the L2 term, biases
+    /// `grads`, `first_moment` (the velocity v of SGD and Nesterov, Adam's m) and
+    /// `second_moment` (Adam's s; empty for SGD and Nesterov) share the flat layout described by `layers`: weights get the L2 term, biases
     /// do not. `grads` must already hold the batch-mean data gradient `(1/N) Σ ∂E/∂w` (what
     /// [`crate::nn::Mlp::backward`] writes with `scale = 1/N`).
     #[allow(clippy::too_many_arguments)]
@@ -141,20 +141,20 @@ impl Optimizer {
         layers: &[Linear],
         params: &mut [T],
         grads: &[T],
-        velocity: &mut [T],
-        second: &mut [T],
+        first_moment: &mut [T],
+        second_moment: &mut [T],
     ) {
         assert_eq!(params.len(), grads.len());
-        assert_eq!(params.len(), velocity.len());
+        assert_eq!(params.len(), first_moment.len());
         let adam = self.method.has_second_moment();
-        assert_eq!(second.len(), if adam { params.len() } else { 0 });
+        assert_eq!(second_moment.len(), if adam { params.len() } else { 0 });
         let up = self.update::<T>(lr, t, batch);
         let mut unused = T::ZERO;
         for layer in layers {
             for (range, weights) in [(layer.w_range(), true), (layer.b_range(), false)] {
                 for i in range {
-                    let s = if adam { &mut second[i] } else { &mut unused };
-                    up.apply(&mut params[i], grads[i], &mut velocity[i], s, weights);
+                    let s = if adam { &mut second_moment[i] } else { &mut unused };
+                    up.apply(&mut params[i], grads[i], &mut first_moment[i], s, weights);
                 }
             }
         }

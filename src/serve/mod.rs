@@ -80,8 +80,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Serialize)]
 struct TopClass {
-    /// The class index (named `digit` since MNIST, kept for clients that read it).
-    digit: usize,
+    /// The class index: a digit for MNIST, a kind of clothing for Fashion-MNIST. Sent as
+    /// `digit`, its name in the HTTP API since MNIST (docs/serving.md), which the page and
+    /// clients read.
+    #[serde(rename = "digit")]
+    class: usize,
     name: String,
     probability: f32,
 }
@@ -129,8 +132,8 @@ fn json_response(status: StatusCode, body: String) -> Response {
 /// What the server knows of its model, shared by every request.
 pub struct Service {
     pub loaded: Loaded,
-    /// `summary.json` of the model's run, if it was there.
-    pub summary: Option<serde_json::Value>,
+    /// `summary.json` of the model's run, if it was there and readable.
+    pub summary: Option<crate::records::Summary>,
 }
 
 /// `{"pixels": [n numbers in 0..1]}`, parsed straight into `f32`s: the seed knows `n`, the
@@ -312,9 +315,9 @@ impl Service {
         });
         let top = top_k(&probs, 3)
             .into_iter()
-            .map(|(digit, probability)| TopClass {
-                digit,
-                name: self.loaded.config.model.classes[digit].clone(),
+            .map(|(class, probability)| TopClass {
+                class,
+                name: self.loaded.config.model.classes[class].clone(),
                 probability,
             })
             .collect();
@@ -327,10 +330,7 @@ impl Service {
     }
 
     fn model_json(&self) -> String {
-        let acc = self
-            .summary
-            .as_ref()
-            .and_then(|s| s.get("test_accuracy").cloned());
+        let acc = self.summary.as_ref().map(|s| s.test_accuracy);
         serde_json::json!({
             "model": self.loaded.config.model,
             "train": self.loaded.config.train,

@@ -688,7 +688,7 @@ pub fn assemble_and_report(
     Ok(a)
 }
 
-fn to_result(plan: &RunPlan, outcome: Result<train::Summary>) -> RunResult {
+fn to_result(plan: &RunPlan, outcome: Result<crate::records::Summary>) -> RunResult {
     let c = &plan.config;
     let mut r = RunResult {
         name: plan.name.clone(),

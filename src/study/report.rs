@@ -7,7 +7,7 @@ use super::{RESULTS_FILE, RunResult, STUDY_FILE, StudyRecord, read_json};
 use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::train::MetricsRow;
+use crate::records::{self, MetricsRow, read_metrics};
 use base64::Engine;
 
 mod inside;
@@ -120,31 +120,6 @@ img{{max-width:100%;border:1px solid #ddd}}figure{{margin:1.5em 0}}figcaption{{c
     Ok(s)
 }
 
-/// Read a run's `metrics.csv`.
-pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let bad = |line: usize| Error::Dataset {
-        dir: path.to_path_buf(),
-        msg: format!("line {line} is not `{}`", crate::train::METRICS_HEADER),
-    };
-    let mut rows = Vec::new();
-    for (n, line) in text.lines().enumerate().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 5 {
-            return Err(bad(n + 1));
-        }
-        let num = |i: usize| f[i].parse::<f64>().map_err(|_| bad(n + 1));
-        rows.push(MetricsRow {
-            iteration: f[0].parse().map_err(|_| bad(n + 1))?,
-            lr: num(1)?,
-            train_loss: num(2)?,
-            test_loss: num(3)?,
-            test_accuracy: num(4)?,
-        });
-    }
-    Ok(rows)
-}
-
 /// Everything the report needs, read from a study directory.
 struct Records {
     study: StudyRecord,
@@ -158,7 +133,7 @@ impl Records {
         let results: Vec<RunResult> = read_json(&dir.join(RESULTS_FILE))?;
         let mut metrics = BTreeMap::new();
         for r in &results {
-            let path = dir.join("runs").join(&r.name).join("metrics.csv");
+            let path = dir.join("runs").join(&r.name).join(records::METRICS_FILE);
             if path.is_file() {
                 metrics.insert(r.name.clone(), read_metrics(&path)?);
             }
@@ -241,8 +216,9 @@ fn loss_panel(title: &str, series: Vec<Series>) -> Panel {
 fn train_loss(r: &MetricsRow) -> f64 {
     r.train_loss
 }
-fn test_loss(r: &MetricsRow) -> f64 {
-    r.test_loss
+/// The held-out loss of a row: the test set's, unless the run held out a validation split.
+fn eval_loss(r: &MetricsRow) -> f64 {
+    r.eval_loss
 }
 
 /// Train and test loss of several groups, in two panels.
@@ -252,7 +228,7 @@ fn train_test_figure(rec: &Records, title: &str, groups: &[(&str, String)]) -> O
     for (i, (g, label)) in groups.iter().enumerate() {
         let rows = rec.curve(g)?;
         train.push(series(label, rows, i, train_loss));
-        test.push(series(label, rows, i, test_loss));
+        test.push(series(label, rows, i, eval_loss));
     }
     Some(LineFigure {
         title: title.into(),
@@ -288,7 +264,7 @@ fn save_figure(
 fn loss_at(rows: &[MetricsRow], iteration: usize) -> Option<f64> {
     rows.iter()
         .find(|r| r.iteration >= iteration)
-        .map(|r| r.test_loss)
+        .map(|r| r.eval_loss)
 }
 
 /// Mean absolute change of the test loss between evaluations over the second half of training:
@@ -299,7 +275,7 @@ fn roughness(rows: &[MetricsRow]) -> f64 {
         return f64::NAN;
     }
     half.windows(2)
-        .map(|w| (w[1].test_loss - w[0].test_loss).abs())
+        .map(|w| (w[1].eval_loss - w[0].eval_loss).abs())
         .sum::<f64>()
         / (half.len() - 1) as f64
 }
@@ -606,8 +582,8 @@ fn schedule_section(rec: &Records, dir: &Path, b: &mut Vec<Block>) -> Result<()>
                     loss_panel(
                         "test loss",
                         vec![
-                            series("constant", c, 0, test_loss),
-                            series("step decay", s, 1, test_loss),
+                            series("constant", c, 0, eval_loss),
+                            series("step decay", s, 1, eval_loss),
                         ],
                     ),
                     Panel {
@@ -704,7 +680,7 @@ fn samples_section(dir: &Path, b: &mut Vec<Block>) -> Result<Option<Samples>> {
             })
             .collect();
         let classes = if s.classes.is_empty() {
-            crate::data::sets::digit_names(crate::data::mnist::CLASSES)
+            crate::data::sets::digit_names(crate::data::sets::CLASS_COUNT)
         } else {
             s.classes.clone()
         };

@@ -227,7 +227,7 @@ pub enum RunState {
 }
 
 fn last_metrics_row(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("metrics.csv")).ok()?;
+    let text = std::fs::read_to_string(dir.join(crate::records::METRICS_FILE)).ok()?;
     let mut lines = text.lines();
     let header = lines.next()?;
     let last = lines.last()?;

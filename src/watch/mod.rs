@@ -45,7 +45,7 @@ type Shared = Arc<Watched>;
 fn classify(dir: &Path) -> Result<bool> {
     if dir.join("runs").is_dir() {
         Ok(true)
-    } else if dir.join("config.json").is_file() || dir.join("metrics.csv").is_file() {
+    } else if dir.join("config.json").is_file() || dir.join(crate::records::METRICS_FILE).is_file() {
         Ok(false)
     } else {
         Err(Error::flag(
@@ -128,10 +128,10 @@ async fn state(State(w): State<Shared>) -> Response {
     let runs: Vec<RunState> = run_dirs(&w)
         .into_iter()
         .map(|(name, dir)| {
-            let (columns, metrics) = read_csv(&dir.join("metrics.csv"));
+            let (columns, metrics) = read_csv(&dir.join(crate::records::METRICS_FILE));
             let (_, layers) = read_csv(&dir.join(crate::train::LAYERS_FILE));
             RunState {
-                finished: dir.join("summary.json").is_file(),
+                finished: dir.join(crate::records::SUMMARY_FILE).is_file(),
                 reported_accuracy: reported.get(&name).copied(),
                 name,
                 columns,
