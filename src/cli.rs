@@ -1032,16 +1032,6 @@ struct PredictInput {
 }
 
 #[derive(serde::Serialize)]
-struct TopClass {
-    /// The class index: a digit for MNIST, a kind of clothing for Fashion-MNIST. Written as
-    /// `digit`, its name in `predict --json` since MNIST, which scripts read.
-    #[serde(rename = "digit")]
-    class: usize,
-    name: String,
-    probability: f32,
-}
-
-#[derive(serde::Serialize)]
 struct PredictOutput {
     input: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1050,7 +1040,7 @@ struct PredictOutput {
     label: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     label_name: Option<String>,
-    top: Vec<TopClass>,
+    top: Vec<crate::predict::RankedClass>,
     probabilities: Vec<f32>,
     logits: Vec<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1066,8 +1056,6 @@ fn cmd_predict(args: &PredictArgs) -> Result<()> {
         .into());
     }
     let loaded = model::load(&args.model)?;
-    let spec = &loaded.config.model;
-    let names = &spec.classes;
     let classes = loaded.mlp.classes();
     if args.top == 0 || args.top > classes {
         return Err(Error::flag(
@@ -1079,21 +1067,66 @@ fn cmd_predict(args: &PredictArgs) -> Result<()> {
         )
         .into());
     }
-    let input_size = spec.layer_sizes[0];
+    let mut inputs = image_inputs(args, &loaded)?;
+    if !args.test_index.is_empty() {
+        inputs.extend(test_inputs(args, &loaded)?);
+    }
+
+    let x: Vec<f32> = inputs.iter().flat_map(|p| p.x.iter().copied()).collect();
+    let mut ws = Workspace::new(&loaded.mlp.sizes, inputs.len().min(EVAL_CHUNK));
+    let engine = kernels::Engine::new(1, kernels::Backend::detect());
+    let predictions = crate::predict::classify(&engine, &loaded, &mut ws, &x, args.top);
+
+    let spec = &loaded.config.model;
+    let mut outputs = Vec::with_capacity(inputs.len());
+    let mut used_names = std::collections::HashSet::new();
+    for (input, p) in inputs.iter().zip(predictions) {
+        let preprocessed = match &args.save_preprocessed {
+            None => None,
+            Some(dir) => {
+                let path = dir.join(unique_name(&input.save_as, &mut used_names));
+                let png = preprocess::encode_png(&input.x, spec.image_cols, spec.image_rows);
+                fsutil::write_atomic(&path, &png)?;
+                Some(path)
+            }
+        };
+        outputs.push(PredictOutput {
+            input: input.name.clone(),
+            test_index: input.test_index,
+            label: input.label,
+            label_name: input.label.map(|l| {
+                spec.classes
+                    .get(l as usize)
+                    .cloned()
+                    .unwrap_or_else(|| l.to_string())
+            }),
+            top: p.top,
+            probabilities: p.probabilities,
+            logits: p.logits,
+            preprocessed,
+        });
+    }
+    print_stdout(&predictions_text(&outputs, args.json)?)
+}
+
+/// The image files of `predict`, each prepared as MNIST's digits were.
+fn image_inputs(args: &PredictArgs, loaded: &model::Loaded) -> Result<Vec<PredictInput>> {
+    let spec = &loaded.config.model;
     let (rows, cols) = (spec.image_rows, spec.image_cols);
-    let mut inputs = Vec::new();
     if !args.images.is_empty() && (rows, cols) != (preprocess::SIDE, preprocess::SIDE) {
         return Err(Error::model(
             &args.model,
             format!(
-                "expects {rows}×{cols} = {input_size} inputs, but images are preprocessed to \
+                "expects {rows}×{cols} = {} inputs, but images are preprocessed to \
                  {side}×{side} = {} (MNIST's size); only --test-index can be used with this model",
+                spec.layer_sizes[0],
                 preprocess::PIXELS,
                 side = preprocess::SIDE
             ),
         )
         .into());
     }
+    let mut inputs = Vec::new();
     for path in &args.images {
         let name = path.display().to_string();
         let img = preprocess::load_image(path)?;
@@ -1110,117 +1143,92 @@ fn cmd_predict(args: &PredictArgs) -> Result<()> {
             save_as: format!("{stem}-preprocessed.png"),
         });
     }
-    if !args.test_index.is_empty() {
-        let data_dir = args
-            .data_dir
-            .clone()
-            .or_else(|| loaded.config.train.data_dir.clone());
-        let data = Dataset::open(data_dir.as_deref(), loaded.config.train.dataset, true)?;
-        let test = &data.test;
-        if data.input_size() != input_size {
-            return Err(Error::Dataset {
-                dir: data.dir.clone(),
-                msg: format!(
-                    "images are {}×{} but the model in {} expects {rows}×{cols}",
-                    test.images.rows,
-                    test.images.cols,
-                    args.model.display(),
+    Ok(inputs)
+}
+
+/// The test images `--test-index` names, from the model's data set (or `--data-dir`).
+fn test_inputs(args: &PredictArgs, loaded: &model::Loaded) -> Result<Vec<PredictInput>> {
+    let spec = &loaded.config.model;
+    let (rows, cols, input_size) = (spec.image_rows, spec.image_cols, spec.layer_sizes[0]);
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| loaded.config.train.data_dir.clone());
+    let data = Dataset::open(data_dir.as_deref(), loaded.config.train.dataset, true)?;
+    let test = &data.test;
+    if data.input_size() != input_size {
+        return Err(Error::Dataset {
+            dir: data.dir.clone(),
+            msg: format!(
+                "images are {}×{} but the model in {} expects {rows}×{cols}",
+                test.images.rows,
+                test.images.cols,
+                args.model.display(),
+            ),
+        }
+        .into());
+    }
+    let mut inputs = Vec::new();
+    for &i in &args.test_index {
+        if i >= test.len() {
+            return Err(Error::flag(
+                "--test-index",
+                format!(
+                    "{i} is out of range: the test set in {} has {} images, so valid indices are 0 to {}",
+                    data.dir.display(),
+                    test.len(),
+                    test.len().saturating_sub(1)
                 ),
-            }
+            )
             .into());
         }
-        for &i in &args.test_index {
-            if i >= test.len() {
-                return Err(Error::flag(
-                    "--test-index",
-                    format!(
-                        "{i} is out of range: the test set in {} has {} images, so valid indices are 0 to {}",
-                        data.dir.display(),
-                        test.len(),
-                        test.len().saturating_sub(1)
-                    ),
-                )
-                .into());
-            }
-            let mut x = vec![0.0; input_size];
-            let mut label = Vec::with_capacity(1);
-            test.gather(&[i as u32], &mut x, &mut label);
-            inputs.push(PredictInput {
-                name: format!("test image {i}"),
-                x,
-                test_index: Some(i),
-                label: Some(label[0]),
-                save_as: format!("test-{i}.png"),
-            });
-        }
-    }
-
-    let x: Vec<f32> = inputs.iter().flat_map(|p| p.x.iter().copied()).collect();
-    let mut ws = Workspace::new(&loaded.mlp.sizes, inputs.len().min(EVAL_CHUNK));
-    let engine = kernels::Engine::new(1, kernels::Backend::detect());
-    let scores = eval::predict_scores(&engine, &loaded.mlp, &mut ws, &x);
-
-    let mut outputs = Vec::with_capacity(inputs.len());
-    let mut used_names = std::collections::HashSet::new();
-    for (i, input) in inputs.iter().enumerate() {
-        let probabilities = scores.probabilities[i * classes..(i + 1) * classes].to_vec();
-        let logits = scores.logits[i * classes..(i + 1) * classes].to_vec();
-        let preprocessed = match &args.save_preprocessed {
-            None => None,
-            Some(dir) => {
-                // Two inputs may share a file name (a/7.png, b/7.png): number the later ones.
-                let mut file = input.save_as.clone();
-                let mut k = 2;
-                while !used_names.insert(file.clone()) {
-                    let base = input.save_as.trim_end_matches(".png");
-                    file = format!("{base}-{k}.png");
-                    k += 1;
-                }
-                let path = dir.join(file);
-                fsutil::write_atomic(&path, &preprocess::encode_png(&input.x, cols, rows))?;
-                Some(path)
-            }
-        };
-        outputs.push(PredictOutput {
-            input: input.name.clone(),
-            test_index: input.test_index,
-            label: input.label,
-            label_name: input
-                .label
-                .map(|l| names.get(l as usize).cloned().unwrap_or_else(|| l.to_string())),
-            top: eval::top_k(&probabilities, args.top)
-                .into_iter()
-                .map(|(class, probability)| TopClass {
-                    class,
-                    name: names[class].clone(),
-                    probability,
-                })
-                .collect(),
-            probabilities,
-            logits,
-            preprocessed,
+        let mut x = vec![0.0; input_size];
+        let mut label = Vec::with_capacity(1);
+        test.gather(&[i as u32], &mut x, &mut label);
+        inputs.push(PredictInput {
+            name: format!("test image {i}"),
+            x,
+            test_index: Some(i),
+            label: Some(label[0]),
+            save_as: format!("test-{i}.png"),
         });
     }
-    let mut text = String::new();
-    if args.json {
-        text = serde_json::to_string_pretty(&outputs).context("serialising the predictions")?;
-        text.push('\n');
-    } else {
-        for o in &outputs {
-            let top: Vec<String> = o
-                .top
-                .iter()
-                .map(|t| format!("{} ({})", t.name, percent(t.probability)))
-                .collect();
-            let label = o
-                .label_name
-                .as_ref()
-                .map(|l| format!(" (label {l})"))
-                .unwrap_or_default();
-            text += &format!("{}{label}: {}\n", o.input, top.join(", "));
-        }
+    Ok(inputs)
+}
+
+/// `name`, or `name-2.png`, `name-3.png`, … if an earlier input took it (a/7.png, b/7.png).
+fn unique_name(name: &str, used: &mut std::collections::HashSet<String>) -> String {
+    let mut file = name.to_string();
+    let mut k = 2;
+    while !used.insert(file.clone()) {
+        file = format!("{}-{k}.png", name.trim_end_matches(".png"));
+        k += 1;
     }
-    print_stdout(&text)
+    file
+}
+
+/// `predict`'s output: pretty JSON, or one line per input with its top classes.
+fn predictions_text(outputs: &[PredictOutput], json: bool) -> Result<String> {
+    if json {
+        let mut text = serde_json::to_string_pretty(outputs).context("serialising the predictions")?;
+        text.push('\n');
+        return Ok(text);
+    }
+    let mut text = String::new();
+    for o in outputs {
+        let top: Vec<String> = o
+            .top
+            .iter()
+            .map(|t| format!("{} ({})", t.name, percent(t.probability)))
+            .collect();
+        let label = o
+            .label_name
+            .as_ref()
+            .map(|l| format!(" (label {l})"))
+            .unwrap_or_default();
+        text += &format!("{}{label}: {}\n", o.input, top.join(", "));
+    }
+    Ok(text)
 }
 
 /// A probability as a percentage with one decimal; below 0.05% as "<0.1%" rather than "0.0%".

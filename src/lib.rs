@@ -53,6 +53,7 @@ pub mod linalg;
 pub mod model;
 pub mod nn;
 pub mod optim;
+pub mod predict;
 pub mod preprocess;
 pub mod records;
 pub mod rng;

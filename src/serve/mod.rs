@@ -37,7 +37,6 @@
 //! that accept connections and read requests.
 
 use crate::error::{Error, Result};
-use crate::eval::{predict, top_k};
 use crate::kernels::{Backend, Engine};
 use crate::model::Loaded;
 use crate::nn::Workspace;
@@ -78,20 +77,10 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// How long a shutdown waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// The answer to `/predict`: the top 3, every probability, and the 784 inputs the model saw.
 #[derive(Serialize)]
-struct TopClass {
-    /// The class index: a digit for MNIST, a kind of clothing for Fashion-MNIST. Sent as
-    /// `digit`, its name in the HTTP API since MNIST (docs/serving.md), which the page and
-    /// clients read.
-    #[serde(rename = "digit")]
-    class: usize,
-    name: String,
-    probability: f32,
-}
-
-#[derive(Serialize)]
-struct Prediction {
-    top: Vec<TopClass>,
+struct Answer {
+    top: Vec<crate::predict::RankedClass>,
     probabilities: Vec<f32>,
     input: Vec<f32>,
 }
@@ -302,7 +291,7 @@ impl Service {
     /// The answer to a prediction for inputs `x`, computed on this thread.
     fn predict_json(&self, x: Vec<f32>) -> String {
         let sizes = &self.loaded.mlp.sizes;
-        let probs = SCRATCH.with_borrow_mut(|slot| {
+        let p = SCRATCH.with_borrow_mut(|slot| {
             if slot.as_ref().is_none_or(|s| &s.sizes != sizes) {
                 *slot = Some(Scratch {
                     sizes: sizes.clone(),
@@ -311,19 +300,13 @@ impl Service {
                 });
             }
             let s = slot.as_mut().expect("just made");
-            predict(&s.engine, &self.loaded.mlp, &mut s.ws, &x)
+            crate::predict::classify(&s.engine, &self.loaded, &mut s.ws, &x, 3)
+                .pop()
+                .expect("one image, one prediction")
         });
-        let top = top_k(&probs, 3)
-            .into_iter()
-            .map(|(class, probability)| TopClass {
-                class,
-                name: self.loaded.config.model.classes[class].clone(),
-                probability,
-            })
-            .collect();
-        serde_json::to_string(&Prediction {
-            top,
-            probabilities: probs,
+        serde_json::to_string(&Answer {
+            top: p.top,
+            probabilities: p.probabilities,
             input: x,
         })
         .expect("serialisable")
