@@ -682,12 +682,7 @@ impl Engine {
                             act,
                         );
                         if let Some(mask) = mask {
-                            let m = mask as *const f32;
-                            for r in 0..batch {
-                                for c in cols.clone() {
-                                    *d_a.ptr().add(r * i + c) *= *m.add(r * i + c);
-                                }
-                            }
+                            apply_dropout_mask(d_a.ptr(), mask as *const f32, batch, i, cols);
                         }
                     }
                 });
@@ -710,19 +705,7 @@ impl Engine {
                     return;
                 }
                 // SAFETY: thread t writes rows `rows` of d_t only; d_z is read-only here.
-                unsafe {
-                    // Eight samples at a time, so that each row of d_t is written eight
-                    // contiguous floats at a time while the eight rows of d_z stay in L1.
-                    let d = d_z as *const f32;
-                    for b0 in (0..batch).step_by(8) {
-                        let b1 = (b0 + 8).min(batch);
-                        for r in rows.clone() {
-                            for b in b0..b1 {
-                                *d_t.ptr().add(r * ld_t + b) = *d.add(b * o + r);
-                            }
-                        }
-                    }
-                }
+                unsafe { transpose_rows(d_z as *const f32, batch, o, d_t.ptr(), ld_t, rows.clone()) };
                 // SAFETY: thread t reads and writes rows `rows` of W, b and their velocities
                 // only; d_z and a are read-only here.
                 unsafe {
@@ -753,26 +736,10 @@ impl Engine {
                         );
                         max_norm::rows(w, i, c as f32);
                     }
-                    // d_b = Σ_s d_z[s, r], summed over s in order for each r, reading rows of
-                    // d_z (a column at a time would stride O floats per sample).
-                    let d = d_z as *const f32;
-                    let mut unused = 0.0f32;
-                    const CHUNK: usize = 64;
-                    for r0 in rows.clone().step_by(CHUNK) {
-                        let width = (rows.end - r0).min(CHUNK);
-                        let mut d_b = [0.0f32; CHUNK];
-                        for s in 0..batch {
-                            let row = std::slice::from_raw_parts(d.add(s * o + r0), width);
-                            for (acc, &x) in d_b.iter_mut().zip(row) {
-                                *acc += x;
-                            }
-                        }
-                        for (k, &g) in d_b[..width].iter().enumerate() {
-                            let j = layer.b + r0 + k;
-                            let s = if adam { &mut *sec.ptr().add(j) } else { &mut unused };
-                            up.apply(&mut *params.ptr().add(j), g, &mut *vel.ptr().add(j), s, false);
-                        }
-                    }
+                    let b = layer.b;
+                    let sec_b = adam.then(|| sec.ptr().add(b));
+                    let (pb, vb) = (params.ptr().add(b), vel.ptr().add(b));
+                    bias_grad_update(d_z as *const f32, batch, o, rows, pb, vb, sec_b, &up);
                 }
             });
             if l > 0 {
@@ -780,5 +747,101 @@ impl Engine {
             }
         }
         ws.nonzero = nonzero;
+    }
+}
+
+/// With dropout, `d_a ⊙= m` on columns `cols` of the (B, I) delta: the units dropped in the
+/// forward pass pass no gradient back.
+///
+/// # Safety
+/// `d_a` and `mask` hold `batch × i` floats, and no other thread touches columns `cols`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn apply_dropout_mask(
+    d_a: *mut f32,
+    mask: *const f32,
+    batch: usize,
+    i: usize,
+    cols: std::ops::Range<usize>,
+) {
+    for r in 0..batch {
+        for c in cols.clone() {
+            // SAFETY: r < batch and c < i, within both buffers (the caller's contract).
+            unsafe { *d_a.add(r * i + c) *= *mask.add(r * i + c) };
+        }
+    }
+}
+
+/// Rows `rows` of d_zᵀ, (O, B), into `d_t` with row stride `ld_t`, eight samples at a time, so
+/// that each row of d_t is written eight contiguous floats at a time while the eight rows of
+/// d_z stay in L1.
+///
+/// # Safety
+/// `d_z` holds `batch × o` floats, `d_t` at least `o × ld_t` with `ld_t ≥ batch`, and no other
+/// thread writes rows `rows` of `d_t`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn transpose_rows(
+    d_z: *const f32,
+    batch: usize,
+    o: usize,
+    d_t: *mut f32,
+    ld_t: usize,
+    rows: std::ops::Range<usize>,
+) {
+    for b0 in (0..batch).step_by(8) {
+        let b1 = (b0 + 8).min(batch);
+        for r in rows.clone() {
+            for b in b0..b1 {
+                // SAFETY: r < o and b < batch ≤ ld_t (the caller's contract).
+                unsafe { *d_t.add(r * ld_t + b) = *d_z.add(b * o + r) };
+            }
+        }
+    }
+}
+
+/// d_b = Σ_s d_z[s, r] for the biases of rows `rows`, summed over s in order for each r,
+/// reading rows of d_z (a column at a time would stride O floats per sample), then the update
+/// rule on each bias (no L2: `up.apply(…, false)`).
+///
+/// # Safety
+/// `d_z` holds `batch × o` floats; `bias`, `first` and `second` (Adam's, or None) point at the
+/// layer's `o` biases and their optimizer state, and no other thread touches rows `rows`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn bias_grad_update(
+    d_z: *const f32,
+    batch: usize,
+    o: usize,
+    rows: std::ops::Range<usize>,
+    bias: *mut f32,
+    first: *mut f32,
+    second: Option<*mut f32>,
+    up: &super::avx2::Update,
+) {
+    let mut unused = 0.0f32;
+    const CHUNK: usize = 64;
+    for r0 in rows.clone().step_by(CHUNK) {
+        let width = (rows.end - r0).min(CHUNK);
+        let mut d_b = [0.0f32; CHUNK];
+        for s in 0..batch {
+            // SAFETY: s < batch and r0 + width ≤ o (the caller's contract).
+            let row = unsafe { std::slice::from_raw_parts(d_z.add(s * o + r0), width) };
+            for (acc, &x) in d_b.iter_mut().zip(row) {
+                *acc += x;
+            }
+        }
+        for (k, &g) in d_b[..width].iter().enumerate() {
+            let j = r0 + k;
+            // SAFETY: j < o, within the layer's biases and their state (the caller's contract).
+            unsafe {
+                let s = match second {
+                    Some(sec) => &mut *sec.add(j),
+                    None => &mut unused,
+                };
+                up.apply(&mut *bias.add(j), g, &mut *first.add(j), s, false);
+            }
+        }
     }
 }
