@@ -408,161 +408,58 @@ pub fn run_with(
     progress: Progress,
     opts: RunOptions,
 ) -> Result<Summary> {
-    let mut t = Trainer::new(cfg, data)?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    // What a killed run of this directory left half-written.
-    crate::fsutil::remove_stale_partials(out)?;
-    let run_config = RunConfig::new(t.model_spec(), cfg.clone());
-    model::save_config(out, &run_config)?;
-
-    let total = cfg.iterations;
-    let bar = match &progress {
-        Progress::Bar(bar) => {
-            bar.set_length(total as u64);
-            Some(bar.clone())
-        }
-        _ => None,
-    };
-
-    let mut rows: Vec<MetricsRow> = Vec::new();
-    let mut train_time = Duration::ZERO;
-    let mut eval_time = Duration::ZERO;
-    let mut window_loss = 0.0;
-    let mut window_len = 0usize;
-    // With --keep-best: the parameters of the evaluation `best_row(&rows)`.
-    let mut best: Option<Vec<f32>> = None;
-    // layers.csv: per-layer statistics on a fixed batch of training images, at every evaluation.
-    let mut probe = t.probe();
-    let mut layer_rows: Vec<LayerRow> = Vec::new();
-    if let Some(mut ck) = opts.resume {
-        let shape = data_shape(data);
-        if ck.state.data != shape {
-            return Err(Error::flag(
-                "--resume",
-                format!(
-                    "the checkpoint was trained on {} training and {} test images of {}×{}; this data set has {} and {} of {}×{}",
-                    ck.state.data.train_images,
-                    ck.state.data.test_images,
-                    ck.state.data.rows,
-                    ck.state.data.cols,
-                    shape.train_images,
-                    shape.test_images,
-                    shape.rows,
-                    shape.cols
-                ),
-            ));
-        }
-        rows = ck.state.rows.clone();
-        // The statistics recorded up to the checkpoint (a run from before layers.csv has none).
-        let layers_csv = out.join(LAYERS_FILE);
-        if layers_csv.exists() {
-            layer_rows = layerstats::read(&layers_csv)?;
-            layer_rows.retain(|r| r.iteration <= ck.state.iteration);
-        }
-        window_loss = ck.state.window_loss;
-        window_len = ck.state.window_len;
-        train_time = Duration::from_secs_f64(ck.state.train_seconds);
-        eval_time = Duration::from_secs_f64(ck.state.eval_seconds);
-        if cfg.keep_best && !ck.best.is_empty() {
-            best = Some(std::mem::take(&mut ck.best));
-        }
-        t.restore(ck)?;
-    }
-    let mut last_checkpoint: Option<usize> = None;
-    let mut last_loss: Option<f64> = None;
-    let diverged = |iteration, lr, what, last_loss, last_checkpoint: Option<usize>| Error::Diverged {
-        iteration,
-        lr,
-        what,
-        last_finite: last_loss,
-        checkpoint: last_checkpoint
-            .map(|i| format!("the last checkpoint (iteration {i}) is kept in {}", out.display())),
-    };
-    // A non-finite parameter ends the run as a non-finite loss does, before it can reach an
-    // evaluation, a checkpoint or the model file.
-    macro_rules! check_finite {
-        () => {
-            if let Some(what) = t.non_finite() {
-                let lr = cfg.lr_at(t.iteration.saturating_sub(1));
-                return Err(diverged(t.iteration, lr, what, last_loss, last_checkpoint));
-            }
-        };
-    }
-    macro_rules! checkpoint {
-        () => {{
-            check_finite!();
-            let state = State {
-                format: crate::checkpoint::CHECKPOINT_FORMAT.into(),
-                version: crate::checkpoint::CHECKPOINT_VERSION,
-                config: run_config.clone(),
-                data: data_shape(data),
-                iteration: t.iteration,
-                batches: t.batches.clone(),
-                rows: rows.clone(),
-                window_loss,
-                window_len,
-                train_seconds: train_time.as_secs_f64(),
-                eval_seconds: eval_time.as_secs_f64(),
-            };
-            let best_params = best.as_deref().unwrap_or(&[]);
-            crate::checkpoint::save(
-                out,
-                &state,
-                &t.mlp.params,
-                &t.first_moment,
-                &t.second_moment,
-                best_params,
-            )?;
-            last_checkpoint = Some(t.iteration);
-        }};
+    let mut run = Run::start(cfg, data, out, progress)?;
+    if let Some(ck) = opts.resume {
+        run.resume(ck)?;
     }
     // A checkpoint of the starting point, so that even a run that diverges in its first steps
     // leaves one to go back to.
-    if opts.checkpoint_every.is_some() && t.iteration == 0 {
-        checkpoint!();
+    if opts.checkpoint_every.is_some() && run.t.iteration == 0 {
+        run.checkpoint()?;
     }
+    let total = cfg.iterations;
     // A resumed run's bar starts where the run stopped, its rate and ETA counted from there.
-    if let Some(bar) = &bar {
-        bar.set_position(t.iteration as u64);
+    if let Some(bar) = run.bar() {
+        bar.set_position(run.t.iteration as u64);
         bar.reset_eta();
     }
-    while t.iteration < total {
-        let lr = t.lr();
-        let next = t.iteration + 1;
+    while run.t.iteration < total {
+        let lr = run.t.lr();
+        let next = run.t.iteration + 1;
         if next.is_multiple_of(cfg.eval_every) || next == total {
-            probe.remember(&t.mlp.params);
+            run.probe.remember(&run.t.mlp.params);
         }
         let started = Instant::now();
-        let loss = match t.step() {
+        let loss = match run.t.step() {
             Ok(loss) => loss,
             Err(Error::Diverged {
                 iteration, lr, what, ..
             }) => {
-                return Err(diverged(iteration, lr, what, last_loss, last_checkpoint));
+                return Err(run.diverged(iteration, lr, what));
             }
             Err(e) => return Err(e),
         };
-        train_time += started.elapsed();
-        last_loss = Some(loss);
-        window_loss += loss;
-        window_len += 1;
-        if let Some(bar) = bar.as_ref().filter(|_| t.iteration % 16 == 0) {
-            bar.set_position(t.iteration as u64);
+        run.train_time += started.elapsed();
+        run.last_loss = Some(loss);
+        run.window_loss += loss;
+        run.window_len += 1;
+        if let Some(bar) = run.bar().filter(|_| run.t.iteration % 16 == 0) {
+            bar.set_position(run.t.iteration as u64);
         }
-        if t.iteration % cfg.eval_every == 0 || t.iteration == total {
-            check_finite!();
+        if run.t.iteration % cfg.eval_every == 0 || run.t.iteration == total {
+            run.check_finite()?;
             let started = Instant::now();
-            let ev = t.evaluate();
-            eval_time += started.elapsed();
+            let ev = run.t.evaluate();
+            run.eval_time += started.elapsed();
             let row = MetricsRow {
-                iteration: t.iteration,
+                iteration: run.t.iteration,
                 lr,
-                train_loss: window_loss / window_len as f64,
+                train_loss: run.window_loss / run.window_len as f64,
                 eval_loss: ev.loss,
                 eval_accuracy: ev.accuracy,
             };
-            window_loss = 0.0;
-            window_len = 0;
+            run.window_loss = 0.0;
+            run.window_len = 0;
             let set = if cfg.validation > 0 { "val" } else { "test" };
             let msg = format!(
                 "train loss {:.4}  {set} loss {:.4}  {set} acc {:.2}%",
@@ -570,61 +467,68 @@ pub fn run_with(
                 row.eval_loss,
                 100.0 * row.eval_accuracy
             );
-            match (&bar, &progress) {
-                (Some(bar), _) => {
-                    bar.set_position(t.iteration as u64);
+            match &run.progress {
+                Progress::Bar(bar) => {
+                    bar.set_position(run.t.iteration as u64);
                     bar.set_message(msg);
                 }
-                (None, Progress::Lines) => {
-                    let rate = t.iteration as f64 / train_time.as_secs_f64().max(1e-9);
-                    eprintln!("[{:>6}/{total}] {msg}  {rate:.0} it/s", t.iteration);
+                Progress::Lines => {
+                    let rate = run.t.iteration as f64 / run.train_time.as_secs_f64().max(1e-9);
+                    eprintln!("[{:>6}/{total}] {msg}  {rate:.0} it/s", run.t.iteration);
                 }
-                _ => {}
+                Progress::Quiet => {}
             }
-            rows.push(row);
-            if cfg.keep_best && best_row(&rows) == Some(rows.len() - 1) {
-                match &mut best {
-                    Some(b) => b.copy_from_slice(&t.mlp.params),
-                    None => best = Some(t.mlp.params.clone()),
+            run.rows.push(row);
+            if cfg.keep_best && best_row(&run.rows) == Some(run.rows.len() - 1) {
+                match &mut run.best {
+                    Some(b) => b.copy_from_slice(&run.t.mlp.params),
+                    None => run.best = Some(run.t.mlp.params.clone()),
                 }
             }
-            records::write_metrics(out, &rows, cfg.validation > 0)?;
+            records::write_metrics(out, &run.rows, cfg.validation > 0)?;
             let started = Instant::now();
-            layer_rows.extend(probe.measure(&t.mlp, t.iteration));
-            write_atomic(&out.join(LAYERS_FILE), layerstats::to_csv(&layer_rows).as_bytes())?;
-            eval_time += started.elapsed();
+            run.layer_rows
+                .extend(run.probe.measure(&run.t.mlp, run.t.iteration));
+            write_atomic(
+                &out.join(LAYERS_FILE),
+                layerstats::to_csv(&run.layer_rows).as_bytes(),
+            )?;
+            run.eval_time += started.elapsed();
         }
-        let interrupted = INTERRUPTED.load(Ordering::Relaxed) || opts.stop_after == Some(t.iteration);
-        if t.iteration < total {
+        let interrupted = INTERRUPTED.load(Ordering::Relaxed) || opts.stop_after == Some(run.t.iteration);
+        if run.t.iteration < total {
             let due = opts
                 .checkpoint_every
-                .is_some_and(|n| t.iteration.is_multiple_of(n));
+                .is_some_and(|n| run.t.iteration.is_multiple_of(n));
             if due || interrupted {
-                checkpoint!();
+                run.checkpoint()?;
             }
         }
-        if interrupted && t.iteration < total {
-            if let Some(bar) = &bar {
+        if interrupted && run.t.iteration < total {
+            if let Some(bar) = run.bar() {
                 bar.abandon();
             }
             return Err(Error::Interrupted {
-                iteration: t.iteration,
+                iteration: run.t.iteration,
                 dir: out.to_path_buf(),
             });
         }
     }
-    if let Some(bar) = &bar {
+    if let Some(bar) = run.bar() {
         bar.set_position(total as u64);
     }
+    let mut t = run.t;
+    let rows = run.rows;
+    let mut eval_time = run.eval_time;
     let mut last = rows.last().expect("the final iteration always evaluates");
     let final_lr = last.lr;
     let mut selected_iteration = None;
-    if let Some(params) = best {
+    if let Some(params) = run.best {
         t.mlp.params = params;
         last = &rows[best_row(&rows).expect("a kept model has its row")];
         selected_iteration = Some(last.iteration);
     }
-    model::save(out, &run_config, &t.mlp)?;
+    model::save(out, &run.run_config, &t.mlp)?;
     // With a validation set, the test set is evaluated here, once.
     let (test, validation) = if t.validation.is_some() {
         let started = Instant::now();
@@ -634,7 +538,7 @@ pub fn run_with(
     } else {
         ((last.eval_accuracy, last.eval_loss), None)
     };
-    let train_seconds = train_time.as_secs_f64();
+    let train_seconds = run.train_time.as_secs_f64();
     let summary = Summary {
         test_accuracy: test.0,
         test_loss: test.1,
@@ -661,6 +565,168 @@ pub fn run_with(
         std::fs::remove_file(&ck).map_err(|e| Error::io(&ck, e))?;
     }
     Ok(summary)
+}
+
+/// A run in progress: the trainer, and the records, timing and output it keeps besides.
+struct Run<'a> {
+    t: Trainer<'a>,
+    /// The run directory.
+    out: &'a Path,
+    /// What `config.json` holds; the checkpoints and the model file carry it too.
+    run_config: RunConfig,
+    progress: Progress,
+    /// The metrics rows so far, one per evaluation.
+    rows: Vec<MetricsRow>,
+    train_time: Duration,
+    eval_time: Duration,
+    /// Sum and count of the training losses since the last metrics row.
+    window_loss: f64,
+    window_len: usize,
+    /// With `--keep-best`: the parameters of the evaluation `best_row(&rows)`.
+    best: Option<Vec<f32>>,
+    /// Measures the rows of `layers.csv` on a fixed batch of training images, at every
+    /// evaluation.
+    probe: Probe,
+    layer_rows: Vec<LayerRow>,
+    /// The iteration of the last checkpoint written and the last training loss, which a
+    /// diverged run's error names.
+    last_checkpoint: Option<usize>,
+    last_loss: Option<f64>,
+}
+
+impl<'a> Run<'a> {
+    /// A new run of `cfg` on `data` in `out`: the directory created (and cleared of what a
+    /// killed run left half-written), `config.json` written, the progress bar's length set.
+    fn start(cfg: &TrainConfig, data: &'a Dataset, out: &'a Path, progress: Progress) -> Result<Self> {
+        let t = Trainer::new(cfg, data)?;
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        crate::fsutil::remove_stale_partials(out)?;
+        let run_config = RunConfig::new(t.model_spec(), cfg.clone());
+        model::save_config(out, &run_config)?;
+        if let Progress::Bar(bar) = &progress {
+            bar.set_length(cfg.iterations as u64);
+        }
+        let probe = t.probe();
+        Ok(Run {
+            t,
+            out,
+            run_config,
+            progress,
+            rows: Vec::new(),
+            train_time: Duration::ZERO,
+            eval_time: Duration::ZERO,
+            window_loss: 0.0,
+            window_len: 0,
+            best: None,
+            probe,
+            layer_rows: Vec::new(),
+            last_checkpoint: None,
+            last_loss: None,
+        })
+    }
+
+    /// Continue from checkpoint `ck`: the trainer's state, the records and timing so far, the
+    /// kept parameters (with `--keep-best`), and the rows of `layers.csv` up to it.
+    fn resume(&mut self, mut ck: Checkpoint) -> Result<()> {
+        let shape = data_shape(self.t.data);
+        if ck.state.data != shape {
+            return Err(Error::flag(
+                "--resume",
+                format!(
+                    "the checkpoint was trained on {} training and {} test images of {}×{}; this data set has {} and {} of {}×{}",
+                    ck.state.data.train_images,
+                    ck.state.data.test_images,
+                    ck.state.data.rows,
+                    ck.state.data.cols,
+                    shape.train_images,
+                    shape.test_images,
+                    shape.rows,
+                    shape.cols
+                ),
+            ));
+        }
+        self.rows = std::mem::take(&mut ck.state.rows);
+        // The rows of layers.csv up to the checkpoint (a run from before layers.csv has none).
+        let layers_csv = self.out.join(LAYERS_FILE);
+        if layers_csv.exists() {
+            self.layer_rows = layerstats::read(&layers_csv)?;
+            self.layer_rows.retain(|r| r.iteration <= ck.state.iteration);
+        }
+        self.window_loss = ck.state.window_loss;
+        self.window_len = ck.state.window_len;
+        self.train_time = Duration::from_secs_f64(ck.state.train_seconds);
+        self.eval_time = Duration::from_secs_f64(ck.state.eval_seconds);
+        if self.t.cfg.keep_best && !ck.best.is_empty() {
+            self.best = Some(std::mem::take(&mut ck.best));
+        }
+        self.t.restore(ck)
+    }
+
+    fn bar(&self) -> Option<&indicatif::ProgressBar> {
+        match &self.progress {
+            Progress::Bar(bar) => Some(bar),
+            _ => None,
+        }
+    }
+
+    /// [`Error::Diverged`], naming the last training loss and the last checkpoint.
+    fn diverged(&self, iteration: usize, lr: f64, what: String) -> Error {
+        Error::Diverged {
+            iteration,
+            lr,
+            what,
+            last_finite: self.last_loss,
+            checkpoint: self.last_checkpoint.map(|i| {
+                format!(
+                    "the last checkpoint (iteration {i}) is kept in {}",
+                    self.out.display()
+                )
+            }),
+        }
+    }
+
+    /// A non-finite parameter or optimizer state ([`Trainer::non_finite`]) ends the run as a
+    /// non-finite loss does, before it can reach an evaluation, a checkpoint or the model file.
+    fn check_finite(&self) -> Result<()> {
+        match self.t.non_finite() {
+            Some(what) => {
+                let lr = self.t.cfg.lr_at(self.t.iteration.saturating_sub(1));
+                Err(self.diverged(self.t.iteration, lr, what))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Write `checkpoint.safetensors`: the trainer's state and the run's records so far, once
+    /// the parameters are known to be finite.
+    fn checkpoint(&mut self) -> Result<()> {
+        self.check_finite()?;
+        let state = State {
+            format: crate::checkpoint::CHECKPOINT_FORMAT.into(),
+            version: crate::checkpoint::CHECKPOINT_VERSION,
+            config: self.run_config.clone(),
+            data: data_shape(self.t.data),
+            iteration: self.t.iteration,
+            batches: self.t.batches.clone(),
+            rows: self.rows.clone(),
+            window_loss: self.window_loss,
+            window_len: self.window_len,
+            train_seconds: self.train_time.as_secs_f64(),
+            eval_seconds: self.eval_time.as_secs_f64(),
+        };
+        let t = &self.t;
+        let best = self.best.as_deref().unwrap_or(&[]);
+        crate::checkpoint::save(
+            self.out,
+            &state,
+            &t.mlp.params,
+            &t.first_moment,
+            &t.second_moment,
+            best,
+        )?;
+        self.last_checkpoint = Some(self.t.iteration);
+        Ok(())
+    }
 }
 
 /// A warning for a run that ended no better than guessing: a test accuracy below 1.5 times
