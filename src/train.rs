@@ -408,163 +408,12 @@ pub fn run_with(
     progress: Progress,
     opts: RunOptions,
 ) -> Result<Summary> {
-    let mut run = Run::start(cfg, data, out, progress)?;
+    let mut run = Run::start(cfg, data, out, progress, &opts)?;
     if let Some(ck) = opts.resume {
         run.resume(ck)?;
     }
-    // A checkpoint of the starting point, so that even a run that diverges in its first steps
-    // leaves one to go back to.
-    if opts.checkpoint_every.is_some() && run.t.iteration == 0 {
-        run.checkpoint()?;
-    }
-    let total = cfg.iterations;
-    // A resumed run's bar starts where the run stopped, its rate and ETA counted from there.
-    if let Some(bar) = run.bar() {
-        bar.set_position(run.t.iteration as u64);
-        bar.reset_eta();
-    }
-    while run.t.iteration < total {
-        let lr = run.t.lr();
-        let next = run.t.iteration + 1;
-        if next.is_multiple_of(cfg.eval_every) || next == total {
-            run.probe.remember(&run.t.mlp.params);
-        }
-        let started = Instant::now();
-        let loss = match run.t.step() {
-            Ok(loss) => loss,
-            Err(Error::Diverged {
-                iteration, lr, what, ..
-            }) => {
-                return Err(run.diverged(iteration, lr, what));
-            }
-            Err(e) => return Err(e),
-        };
-        run.train_time += started.elapsed();
-        run.last_loss = Some(loss);
-        run.window_loss += loss;
-        run.window_len += 1;
-        if let Some(bar) = run.bar().filter(|_| run.t.iteration % 16 == 0) {
-            bar.set_position(run.t.iteration as u64);
-        }
-        if run.t.iteration % cfg.eval_every == 0 || run.t.iteration == total {
-            run.check_finite()?;
-            let started = Instant::now();
-            let ev = run.t.evaluate();
-            run.eval_time += started.elapsed();
-            let row = MetricsRow {
-                iteration: run.t.iteration,
-                lr,
-                train_loss: run.window_loss / run.window_len as f64,
-                eval_loss: ev.loss,
-                eval_accuracy: ev.accuracy,
-            };
-            run.window_loss = 0.0;
-            run.window_len = 0;
-            let set = if cfg.validation > 0 { "val" } else { "test" };
-            let msg = format!(
-                "train loss {:.4}  {set} loss {:.4}  {set} acc {:.2}%",
-                row.train_loss,
-                row.eval_loss,
-                100.0 * row.eval_accuracy
-            );
-            match &run.progress {
-                Progress::Bar(bar) => {
-                    bar.set_position(run.t.iteration as u64);
-                    bar.set_message(msg);
-                }
-                Progress::Lines => {
-                    let rate = run.t.iteration as f64 / run.train_time.as_secs_f64().max(1e-9);
-                    eprintln!("[{:>6}/{total}] {msg}  {rate:.0} it/s", run.t.iteration);
-                }
-                Progress::Quiet => {}
-            }
-            run.rows.push(row);
-            if cfg.keep_best && best_row(&run.rows) == Some(run.rows.len() - 1) {
-                match &mut run.best {
-                    Some(b) => b.copy_from_slice(&run.t.mlp.params),
-                    None => run.best = Some(run.t.mlp.params.clone()),
-                }
-            }
-            records::write_metrics(out, &run.rows, cfg.validation > 0)?;
-            let started = Instant::now();
-            run.layer_rows
-                .extend(run.probe.measure(&run.t.mlp, run.t.iteration));
-            write_atomic(
-                &out.join(LAYERS_FILE),
-                layerstats::to_csv(&run.layer_rows).as_bytes(),
-            )?;
-            run.eval_time += started.elapsed();
-        }
-        let interrupted = INTERRUPTED.load(Ordering::Relaxed) || opts.stop_after == Some(run.t.iteration);
-        if run.t.iteration < total {
-            let due = opts
-                .checkpoint_every
-                .is_some_and(|n| run.t.iteration.is_multiple_of(n));
-            if due || interrupted {
-                run.checkpoint()?;
-            }
-        }
-        if interrupted && run.t.iteration < total {
-            if let Some(bar) = run.bar() {
-                bar.abandon();
-            }
-            return Err(Error::Interrupted {
-                iteration: run.t.iteration,
-                dir: out.to_path_buf(),
-            });
-        }
-    }
-    if let Some(bar) = run.bar() {
-        bar.set_position(total as u64);
-    }
-    let mut t = run.t;
-    let rows = run.rows;
-    let mut eval_time = run.eval_time;
-    let mut last = rows.last().expect("the final iteration always evaluates");
-    let final_lr = last.lr;
-    let mut selected_iteration = None;
-    if let Some(params) = run.best {
-        t.mlp.params = params;
-        last = &rows[best_row(&rows).expect("a kept model has its row")];
-        selected_iteration = Some(last.iteration);
-    }
-    model::save(out, &run.run_config, &t.mlp)?;
-    // With a validation set, the test set is evaluated here, once.
-    let (test, validation) = if t.validation.is_some() {
-        let started = Instant::now();
-        let ev = t.evaluate_test();
-        eval_time += started.elapsed();
-        ((ev.accuracy, ev.loss), Some((last.eval_accuracy, last.eval_loss)))
-    } else {
-        ((last.eval_accuracy, last.eval_loss), None)
-    };
-    let train_seconds = run.train_time.as_secs_f64();
-    let summary = Summary {
-        test_accuracy: test.0,
-        test_loss: test.1,
-        validation_accuracy: validation.map(|v| v.0),
-        validation_loss: validation.map(|v| v.1),
-        selected_iteration,
-        iterations: total,
-        epochs: t.epochs(),
-        train_seconds,
-        eval_seconds: eval_time.as_secs_f64(),
-        samples_per_second: (total * cfg.batch_size) as f64 / train_seconds.max(1e-9),
-        final_lr,
-        threads: cfg.threads,
-        kernels: t.engine.backend().name().to_string(),
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    records::write_summary(out, &summary)?;
-    if let Some(warning) = chance_warning(summary.test_accuracy, t.mlp.classes()) {
-        eprintln!("{warning}");
-    }
-    // The run is complete; a leftover checkpoint would only invite resuming it.
-    let ck = out.join(crate::checkpoint::CHECKPOINT_FILE);
-    if ck.exists() {
-        std::fs::remove_file(&ck).map_err(|e| Error::io(&ck, e))?;
-    }
-    Ok(summary)
+    run.train()?;
+    run.finish()
 }
 
 /// A run in progress: the trainer, and the records, timing and output it keeps besides.
@@ -575,6 +424,9 @@ struct Run<'a> {
     /// What `config.json` holds; the checkpoints and the model file carry it too.
     run_config: RunConfig,
     progress: Progress,
+    /// As in [`RunOptions`].
+    checkpoint_every: Option<usize>,
+    stop_after: Option<usize>,
     /// The metrics rows so far, one per evaluation.
     rows: Vec<MetricsRow>,
     train_time: Duration,
@@ -597,7 +449,13 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     /// A new run of `cfg` on `data` in `out`: the directory created (and cleared of what a
     /// killed run left half-written), `config.json` written, the progress bar's length set.
-    fn start(cfg: &TrainConfig, data: &'a Dataset, out: &'a Path, progress: Progress) -> Result<Self> {
+    fn start(
+        cfg: &TrainConfig,
+        data: &'a Dataset,
+        out: &'a Path,
+        progress: Progress,
+        opts: &RunOptions,
+    ) -> Result<Self> {
         let t = Trainer::new(cfg, data)?;
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         crate::fsutil::remove_stale_partials(out)?;
@@ -612,6 +470,8 @@ impl<'a> Run<'a> {
             out,
             run_config,
             progress,
+            checkpoint_every: opts.checkpoint_every,
+            stop_after: opts.stop_after,
             rows: Vec::new(),
             train_time: Duration::ZERO,
             eval_time: Duration::ZERO,
@@ -660,6 +520,221 @@ impl<'a> Run<'a> {
             self.best = Some(std::mem::take(&mut ck.best));
         }
         self.t.restore(ck)
+    }
+
+    /// Train to the last iteration: step, evaluate when due, checkpoint when due. Stopped by
+    /// Ctrl-C or `--stop-after`, it checkpoints and returns [`Error::Interrupted`].
+    fn train(&mut self) -> Result<()> {
+        // A checkpoint of the starting point, so that even a run that diverges in its first
+        // steps leaves one to go back to.
+        if self.checkpoint_every.is_some() && self.t.iteration == 0 {
+            self.checkpoint()?;
+        }
+        // A resumed run's bar starts where the run stopped, its rate and ETA counted from there.
+        if let Some(bar) = self.bar() {
+            bar.set_position(self.t.iteration as u64);
+            bar.reset_eta();
+        }
+        while self.t.iteration < self.total() {
+            let lr = self.t.lr();
+            self.step()?;
+            if self.evaluates_at(self.t.iteration) {
+                self.record_evaluation(lr)?;
+            }
+            self.checkpoint_or_stop()?;
+        }
+        Ok(())
+    }
+
+    fn total(&self) -> usize {
+        self.t.cfg.iterations
+    }
+
+    /// Whether the run evaluates once `iteration` iterations are done: every `eval_every`, and
+    /// at the end.
+    fn evaluates_at(&self, iteration: usize) -> bool {
+        iteration.is_multiple_of(self.t.cfg.eval_every) || iteration == self.total()
+    }
+
+    /// One training step, timed, its loss added to the window of the next metrics row. Before
+    /// a step that an evaluation follows, the probe remembers the parameters, to measure the
+    /// update.
+    fn step(&mut self) -> Result<()> {
+        if self.evaluates_at(self.t.iteration + 1) {
+            self.probe.remember(&self.t.mlp.params);
+        }
+        let started = Instant::now();
+        let loss = match self.t.step() {
+            Ok(loss) => loss,
+            Err(Error::Diverged {
+                iteration, lr, what, ..
+            }) => {
+                return Err(self.diverged(iteration, lr, what));
+            }
+            Err(e) => return Err(e),
+        };
+        self.train_time += started.elapsed();
+        self.last_loss = Some(loss);
+        self.window_loss += loss;
+        self.window_len += 1;
+        if let Some(bar) = self.bar().filter(|_| self.t.iteration % 16 == 0) {
+            bar.set_position(self.t.iteration as u64);
+        }
+        Ok(())
+    }
+
+    /// Evaluate, and record it: a metrics row (trained at learning rate `lr`) shown and
+    /// written to `metrics.csv`, the parameters kept if they are the best so far (with
+    /// `--keep-best`), the probe's rows written to `layers.csv`.
+    fn record_evaluation(&mut self, lr: f64) -> Result<()> {
+        self.check_finite()?;
+        let started = Instant::now();
+        let ev = self.t.evaluate();
+        self.eval_time += started.elapsed();
+        let row = MetricsRow {
+            iteration: self.t.iteration,
+            lr,
+            train_loss: self.window_loss / self.window_len as f64,
+            eval_loss: ev.loss,
+            eval_accuracy: ev.accuracy,
+        };
+        self.window_loss = 0.0;
+        self.window_len = 0;
+        self.show(&row);
+        self.rows.push(row);
+        self.keep_if_best();
+        records::write_metrics(self.out, &self.rows, self.t.cfg.validation > 0)?;
+        self.record_layers()
+    }
+
+    /// An evaluation's row on the bar, or as a line on stderr.
+    fn show(&self, row: &MetricsRow) {
+        let set = if self.t.cfg.validation > 0 { "val" } else { "test" };
+        let msg = format!(
+            "train loss {:.4}  {set} loss {:.4}  {set} acc {:.2}%",
+            row.train_loss,
+            row.eval_loss,
+            100.0 * row.eval_accuracy
+        );
+        match &self.progress {
+            Progress::Bar(bar) => {
+                bar.set_position(self.t.iteration as u64);
+                bar.set_message(msg);
+            }
+            Progress::Lines => {
+                let rate = self.t.iteration as f64 / self.train_time.as_secs_f64().max(1e-9);
+                eprintln!("[{:>6}/{}] {msg}  {rate:.0} it/s", self.t.iteration, self.total());
+            }
+            Progress::Quiet => {}
+        }
+    }
+
+    /// With `--keep-best`: keep the parameters if the last metrics row is the best.
+    fn keep_if_best(&mut self) {
+        if self.t.cfg.keep_best && best_row(&self.rows) == Some(self.rows.len() - 1) {
+            match &mut self.best {
+                Some(b) => b.copy_from_slice(&self.t.mlp.params),
+                None => self.best = Some(self.t.mlp.params.clone()),
+            }
+        }
+    }
+
+    /// The probe's rows of this iteration, added to `layers.csv`; timed as evaluation.
+    fn record_layers(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let rows = self.probe.measure(&self.t.mlp, self.t.iteration);
+        self.layer_rows.extend(rows);
+        let csv = layerstats::to_csv(&self.layer_rows);
+        write_atomic(&self.out.join(LAYERS_FILE), csv.as_bytes())?;
+        self.eval_time += started.elapsed();
+        Ok(())
+    }
+
+    /// After a step short of the last: a checkpoint when one is due or the run is to stop
+    /// (Ctrl-C, `--stop-after`), and then, if it is, [`Error::Interrupted`].
+    fn checkpoint_or_stop(&mut self) -> Result<()> {
+        let iteration = self.t.iteration;
+        let interrupted = INTERRUPTED.load(Ordering::Relaxed) || self.stop_after == Some(iteration);
+        if iteration >= self.total() {
+            return Ok(());
+        }
+        let due = self.checkpoint_every.is_some_and(|n| iteration.is_multiple_of(n));
+        if due || interrupted {
+            self.checkpoint()?;
+        }
+        if interrupted {
+            if let Some(bar) = self.bar() {
+                bar.abandon();
+            }
+            return Err(Error::Interrupted {
+                iteration,
+                dir: self.out.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Write the model file (with `--keep-best`, of the best evaluation's parameters) and
+    /// `summary.json`, warn if the run is at chance level, and remove the checkpoint: a
+    /// complete run's would only invite resuming it.
+    fn finish(mut self) -> Result<Summary> {
+        if let Some(bar) = self.bar() {
+            bar.set_position(self.total() as u64);
+        }
+        let last = self.rows.last().expect("the final iteration always evaluates");
+        let final_lr = last.lr;
+        let kept = self.restore_best();
+        model::save(self.out, &self.run_config, &self.t.mlp)?;
+        let summary = self.summary(kept, final_lr);
+        records::write_summary(self.out, &summary)?;
+        if let Some(warning) = chance_warning(summary.test_accuracy, self.t.mlp.classes()) {
+            eprintln!("{warning}");
+        }
+        let ck = self.out.join(crate::checkpoint::CHECKPOINT_FILE);
+        if ck.exists() {
+            std::fs::remove_file(&ck).map_err(|e| Error::io(&ck, e))?;
+        }
+        Ok(summary)
+    }
+
+    /// With `--keep-best`: the kept parameters in place of the last, and the index of their
+    /// metrics row.
+    fn restore_best(&mut self) -> Option<usize> {
+        let params = self.best.take()?;
+        self.t.mlp.params = params;
+        Some(best_row(&self.rows).expect("a kept model has its row"))
+    }
+
+    /// The summary of the model evaluated in metrics row `kept` (the last row if None); with a
+    /// validation set, the test set is evaluated here, once.
+    fn summary(&mut self, kept: Option<usize>, final_lr: f64) -> Summary {
+        let row = self.rows[kept.unwrap_or(self.rows.len() - 1)].clone();
+        let (test, validation) = if self.t.validation.is_some() {
+            let started = Instant::now();
+            let ev = self.t.evaluate_test();
+            self.eval_time += started.elapsed();
+            ((ev.accuracy, ev.loss), Some((row.eval_accuracy, row.eval_loss)))
+        } else {
+            ((row.eval_accuracy, row.eval_loss), None)
+        };
+        let (total, cfg) = (self.total(), &self.t.cfg);
+        let train_seconds = self.train_time.as_secs_f64();
+        Summary {
+            test_accuracy: test.0,
+            test_loss: test.1,
+            validation_accuracy: validation.map(|v| v.0),
+            validation_loss: validation.map(|v| v.1),
+            selected_iteration: kept.map(|_| row.iteration),
+            iterations: total,
+            epochs: self.t.epochs(),
+            train_seconds,
+            eval_seconds: self.eval_time.as_secs_f64(),
+            samples_per_second: (total * cfg.batch_size) as f64 / train_seconds.max(1e-9),
+            final_lr,
+            threads: cfg.threads,
+            kernels: self.t.engine.backend().name().to_string(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
     }
 
     fn bar(&self) -> Option<&indicatif::ProgressBar> {
