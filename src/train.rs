@@ -546,6 +546,7 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// The iterations the run is to train.
     fn total(&self) -> usize {
         self.t.cfg.iterations
     }
@@ -737,6 +738,7 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The live bar, if progress is shown on one.
     fn bar(&self) -> Option<&indicatif::ProgressBar> {
         match &self.progress {
             Progress::Bar(bar) => Some(bar),
