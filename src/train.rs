@@ -408,34 +408,87 @@ pub fn run_with(
     progress: Progress,
     opts: RunOptions,
 ) -> Result<Summary> {
-    let mut t = Trainer::new(cfg, data)?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    // What a killed run of this directory left half-written.
-    crate::fsutil::remove_stale_partials(out)?;
-    let run_config = RunConfig::new(t.model_spec(), cfg.clone());
-    model::save_config(out, &run_config)?;
+    let mut run = Run::start(cfg, data, out, progress, &opts)?;
+    if let Some(ck) = opts.resume {
+        run.resume(ck)?;
+    }
+    run.train()?;
+    run.finish()
+}
 
-    let total = cfg.iterations;
-    let bar = match &progress {
-        Progress::Bar(bar) => {
-            bar.set_length(total as u64);
-            Some(bar.clone())
+/// A run in progress: the trainer, and the records, timing and output it keeps besides.
+struct Run<'a> {
+    t: Trainer<'a>,
+    /// The run directory.
+    out: &'a Path,
+    /// What `config.json` holds; the checkpoints and the model file carry it too.
+    run_config: RunConfig,
+    progress: Progress,
+    /// As in [`RunOptions`].
+    checkpoint_every: Option<usize>,
+    stop_after: Option<usize>,
+    /// The metrics rows so far, one per evaluation.
+    rows: Vec<MetricsRow>,
+    train_time: Duration,
+    eval_time: Duration,
+    /// Sum and count of the training losses since the last metrics row.
+    window_loss: f64,
+    window_len: usize,
+    /// With `--keep-best`: the parameters of the evaluation `best_row(&rows)`.
+    best: Option<Vec<f32>>,
+    /// Measures the rows of `layers.csv` on a fixed batch of training images, at every
+    /// evaluation.
+    probe: Probe,
+    layer_rows: Vec<LayerRow>,
+    /// The iteration of the last checkpoint written and the last training loss, which a
+    /// diverged run's error names.
+    last_checkpoint: Option<usize>,
+    last_loss: Option<f64>,
+}
+
+impl<'a> Run<'a> {
+    /// A new run of `cfg` on `data` in `out`: the directory created (and cleared of what a
+    /// killed run left half-written), `config.json` written, the progress bar's length set.
+    fn start(
+        cfg: &TrainConfig,
+        data: &'a Dataset,
+        out: &'a Path,
+        progress: Progress,
+        opts: &RunOptions,
+    ) -> Result<Self> {
+        let t = Trainer::new(cfg, data)?;
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        crate::fsutil::remove_stale_partials(out)?;
+        let run_config = RunConfig::new(t.model_spec(), cfg.clone());
+        model::save_config(out, &run_config)?;
+        if let Progress::Bar(bar) = &progress {
+            bar.set_length(cfg.iterations as u64);
         }
-        _ => None,
-    };
+        let probe = t.probe();
+        Ok(Run {
+            t,
+            out,
+            run_config,
+            progress,
+            checkpoint_every: opts.checkpoint_every,
+            stop_after: opts.stop_after,
+            rows: Vec::new(),
+            train_time: Duration::ZERO,
+            eval_time: Duration::ZERO,
+            window_loss: 0.0,
+            window_len: 0,
+            best: None,
+            probe,
+            layer_rows: Vec::new(),
+            last_checkpoint: None,
+            last_loss: None,
+        })
+    }
 
-    let mut rows: Vec<MetricsRow> = Vec::new();
-    let mut train_time = Duration::ZERO;
-    let mut eval_time = Duration::ZERO;
-    let mut window_loss = 0.0;
-    let mut window_len = 0usize;
-    // With --keep-best: the parameters of the evaluation `best_row(&rows)`.
-    let mut best: Option<Vec<f32>> = None;
-    // layers.csv: per-layer statistics on a fixed batch of training images, at every evaluation.
-    let mut probe = t.probe();
-    let mut layer_rows: Vec<LayerRow> = Vec::new();
-    if let Some(mut ck) = opts.resume {
-        let shape = data_shape(data);
+    /// Continue from checkpoint `ck`: the trainer's state, the records and timing so far, the
+    /// kept parameters (with `--keep-best`), and the rows of `layers.csv` up to it.
+    fn resume(&mut self, mut ck: Checkpoint) -> Result<()> {
+        let shape = data_shape(self.t.data);
         if ck.state.data != shape {
             return Err(Error::flag(
                 "--resume",
@@ -452,215 +505,305 @@ pub fn run_with(
                 ),
             ));
         }
-        rows = ck.state.rows.clone();
-        // The statistics recorded up to the checkpoint (a run from before layers.csv has none).
-        let layers_csv = out.join(LAYERS_FILE);
+        self.rows = std::mem::take(&mut ck.state.rows);
+        // The rows of layers.csv up to the checkpoint (a run from before layers.csv has none).
+        let layers_csv = self.out.join(LAYERS_FILE);
         if layers_csv.exists() {
-            layer_rows = layerstats::read(&layers_csv)?;
-            layer_rows.retain(|r| r.iteration <= ck.state.iteration);
+            self.layer_rows = layerstats::read(&layers_csv)?;
+            self.layer_rows.retain(|r| r.iteration <= ck.state.iteration);
         }
-        window_loss = ck.state.window_loss;
-        window_len = ck.state.window_len;
-        train_time = Duration::from_secs_f64(ck.state.train_seconds);
-        eval_time = Duration::from_secs_f64(ck.state.eval_seconds);
-        if cfg.keep_best && !ck.best.is_empty() {
-            best = Some(std::mem::take(&mut ck.best));
+        self.window_loss = ck.state.window_loss;
+        self.window_len = ck.state.window_len;
+        self.train_time = Duration::from_secs_f64(ck.state.train_seconds);
+        self.eval_time = Duration::from_secs_f64(ck.state.eval_seconds);
+        if self.t.cfg.keep_best && !ck.best.is_empty() {
+            self.best = Some(std::mem::take(&mut ck.best));
         }
-        t.restore(ck)?;
+        self.t.restore(ck)
     }
-    let mut last_checkpoint: Option<usize> = None;
-    let mut last_loss: Option<f64> = None;
-    let diverged = |iteration, lr, what, last_loss, last_checkpoint: Option<usize>| Error::Diverged {
-        iteration,
-        lr,
-        what,
-        last_finite: last_loss,
-        checkpoint: last_checkpoint
-            .map(|i| format!("the last checkpoint (iteration {i}) is kept in {}", out.display())),
-    };
-    // A non-finite parameter ends the run as a non-finite loss does, before it can reach an
-    // evaluation, a checkpoint or the model file.
-    macro_rules! check_finite {
-        () => {
-            if let Some(what) = t.non_finite() {
-                let lr = cfg.lr_at(t.iteration.saturating_sub(1));
-                return Err(diverged(t.iteration, lr, what, last_loss, last_checkpoint));
+
+    /// Train to the last iteration: step, evaluate when due, checkpoint when due. Stopped by
+    /// Ctrl-C or `--stop-after`, it checkpoints and returns [`Error::Interrupted`].
+    fn train(&mut self) -> Result<()> {
+        // A checkpoint of the starting point, so that even a run that diverges in its first
+        // steps leaves one to go back to.
+        if self.checkpoint_every.is_some() && self.t.iteration == 0 {
+            self.checkpoint()?;
+        }
+        // A resumed run's bar starts where the run stopped, its rate and ETA counted from there.
+        if let Some(bar) = self.bar() {
+            bar.set_position(self.t.iteration as u64);
+            bar.reset_eta();
+        }
+        while self.t.iteration < self.total() {
+            let lr = self.t.lr();
+            self.step()?;
+            if self.evaluates_at(self.t.iteration) {
+                self.record_evaluation(lr)?;
             }
-        };
+            self.checkpoint_or_stop()?;
+        }
+        Ok(())
     }
-    macro_rules! checkpoint {
-        () => {{
-            check_finite!();
-            let state = State {
-                format: crate::checkpoint::CHECKPOINT_FORMAT.into(),
-                version: crate::checkpoint::CHECKPOINT_VERSION,
-                config: run_config.clone(),
-                data: data_shape(data),
-                iteration: t.iteration,
-                batches: t.batches.clone(),
-                rows: rows.clone(),
-                window_loss,
-                window_len,
-                train_seconds: train_time.as_secs_f64(),
-                eval_seconds: eval_time.as_secs_f64(),
-            };
-            let best_params = best.as_deref().unwrap_or(&[]);
-            crate::checkpoint::save(
-                out,
-                &state,
-                &t.mlp.params,
-                &t.first_moment,
-                &t.second_moment,
-                best_params,
-            )?;
-            last_checkpoint = Some(t.iteration);
-        }};
+
+    /// The iterations the run is to train.
+    fn total(&self) -> usize {
+        self.t.cfg.iterations
     }
-    // A checkpoint of the starting point, so that even a run that diverges in its first steps
-    // leaves one to go back to.
-    if opts.checkpoint_every.is_some() && t.iteration == 0 {
-        checkpoint!();
+
+    /// Whether the run evaluates once `iteration` iterations are done: every `eval_every`, and
+    /// at the end.
+    fn evaluates_at(&self, iteration: usize) -> bool {
+        iteration.is_multiple_of(self.t.cfg.eval_every) || iteration == self.total()
     }
-    // A resumed run's bar starts where the run stopped, its rate and ETA counted from there.
-    if let Some(bar) = &bar {
-        bar.set_position(t.iteration as u64);
-        bar.reset_eta();
-    }
-    while t.iteration < total {
-        let lr = t.lr();
-        let next = t.iteration + 1;
-        if next.is_multiple_of(cfg.eval_every) || next == total {
-            probe.remember(&t.mlp.params);
+
+    /// One training step, timed, its loss added to the window of the next metrics row. Before
+    /// a step that an evaluation follows, the probe remembers the parameters, to measure the
+    /// update.
+    fn step(&mut self) -> Result<()> {
+        if self.evaluates_at(self.t.iteration + 1) {
+            self.probe.remember(&self.t.mlp.params);
         }
         let started = Instant::now();
-        let loss = match t.step() {
+        let loss = match self.t.step() {
             Ok(loss) => loss,
             Err(Error::Diverged {
                 iteration, lr, what, ..
             }) => {
-                return Err(diverged(iteration, lr, what, last_loss, last_checkpoint));
+                return Err(self.diverged(iteration, lr, what));
             }
             Err(e) => return Err(e),
         };
-        train_time += started.elapsed();
-        last_loss = Some(loss);
-        window_loss += loss;
-        window_len += 1;
-        if let Some(bar) = bar.as_ref().filter(|_| t.iteration % 16 == 0) {
-            bar.set_position(t.iteration as u64);
+        self.train_time += started.elapsed();
+        self.last_loss = Some(loss);
+        self.window_loss += loss;
+        self.window_len += 1;
+        if let Some(bar) = self.bar().filter(|_| self.t.iteration % 16 == 0) {
+            bar.set_position(self.t.iteration as u64);
         }
-        if t.iteration % cfg.eval_every == 0 || t.iteration == total {
-            check_finite!();
-            let started = Instant::now();
-            let ev = t.evaluate();
-            eval_time += started.elapsed();
-            let row = MetricsRow {
-                iteration: t.iteration,
-                lr,
-                train_loss: window_loss / window_len as f64,
-                eval_loss: ev.loss,
-                eval_accuracy: ev.accuracy,
-            };
-            window_loss = 0.0;
-            window_len = 0;
-            let set = if cfg.validation > 0 { "val" } else { "test" };
-            let msg = format!(
-                "train loss {:.4}  {set} loss {:.4}  {set} acc {:.2}%",
-                row.train_loss,
-                row.eval_loss,
-                100.0 * row.eval_accuracy
-            );
-            match (&bar, &progress) {
-                (Some(bar), _) => {
-                    bar.set_position(t.iteration as u64);
-                    bar.set_message(msg);
-                }
-                (None, Progress::Lines) => {
-                    let rate = t.iteration as f64 / train_time.as_secs_f64().max(1e-9);
-                    eprintln!("[{:>6}/{total}] {msg}  {rate:.0} it/s", t.iteration);
-                }
-                _ => {}
+        Ok(())
+    }
+
+    /// Evaluate, and record it: a metrics row (trained at learning rate `lr`) shown and
+    /// written to `metrics.csv`, the parameters kept if they are the best so far (with
+    /// `--keep-best`), the probe's rows written to `layers.csv`.
+    fn record_evaluation(&mut self, lr: f64) -> Result<()> {
+        self.check_finite()?;
+        let started = Instant::now();
+        let ev = self.t.evaluate();
+        self.eval_time += started.elapsed();
+        let row = MetricsRow {
+            iteration: self.t.iteration,
+            lr,
+            train_loss: self.window_loss / self.window_len as f64,
+            eval_loss: ev.loss,
+            eval_accuracy: ev.accuracy,
+        };
+        self.window_loss = 0.0;
+        self.window_len = 0;
+        self.show(&row);
+        self.rows.push(row);
+        self.keep_if_best();
+        records::write_metrics(self.out, &self.rows, self.t.cfg.validation > 0)?;
+        self.record_layers()
+    }
+
+    /// An evaluation's row on the bar, or as a line on stderr.
+    fn show(&self, row: &MetricsRow) {
+        let set = if self.t.cfg.validation > 0 { "val" } else { "test" };
+        let msg = format!(
+            "train loss {:.4}  {set} loss {:.4}  {set} acc {:.2}%",
+            row.train_loss,
+            row.eval_loss,
+            100.0 * row.eval_accuracy
+        );
+        match &self.progress {
+            Progress::Bar(bar) => {
+                bar.set_position(self.t.iteration as u64);
+                bar.set_message(msg);
             }
-            rows.push(row);
-            if cfg.keep_best && best_row(&rows) == Some(rows.len() - 1) {
-                match &mut best {
-                    Some(b) => b.copy_from_slice(&t.mlp.params),
-                    None => best = Some(t.mlp.params.clone()),
-                }
+            Progress::Lines => {
+                let rate = self.t.iteration as f64 / self.train_time.as_secs_f64().max(1e-9);
+                eprintln!("[{:>6}/{}] {msg}  {rate:.0} it/s", self.t.iteration, self.total());
             }
-            records::write_metrics(out, &rows, cfg.validation > 0)?;
-            let started = Instant::now();
-            layer_rows.extend(probe.measure(&t.mlp, t.iteration));
-            write_atomic(&out.join(LAYERS_FILE), layerstats::to_csv(&layer_rows).as_bytes())?;
-            eval_time += started.elapsed();
+            Progress::Quiet => {}
         }
-        let interrupted = INTERRUPTED.load(Ordering::Relaxed) || opts.stop_after == Some(t.iteration);
-        if t.iteration < total {
-            let due = opts
-                .checkpoint_every
-                .is_some_and(|n| t.iteration.is_multiple_of(n));
-            if due || interrupted {
-                checkpoint!();
+    }
+
+    /// With `--keep-best`: keep the parameters if the last metrics row is the best.
+    fn keep_if_best(&mut self) {
+        if self.t.cfg.keep_best && best_row(&self.rows) == Some(self.rows.len() - 1) {
+            match &mut self.best {
+                Some(b) => b.copy_from_slice(&self.t.mlp.params),
+                None => self.best = Some(self.t.mlp.params.clone()),
             }
         }
-        if interrupted && t.iteration < total {
-            if let Some(bar) = &bar {
+    }
+
+    /// The probe's rows of this iteration, added to `layers.csv`; timed as evaluation.
+    fn record_layers(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let rows = self.probe.measure(&self.t.mlp, self.t.iteration);
+        self.layer_rows.extend(rows);
+        let csv = layerstats::to_csv(&self.layer_rows);
+        write_atomic(&self.out.join(LAYERS_FILE), csv.as_bytes())?;
+        self.eval_time += started.elapsed();
+        Ok(())
+    }
+
+    /// After a step short of the last: a checkpoint when one is due or the run is to stop
+    /// (Ctrl-C, `--stop-after`), and then, if it is, [`Error::Interrupted`].
+    fn checkpoint_or_stop(&mut self) -> Result<()> {
+        let iteration = self.t.iteration;
+        let interrupted = INTERRUPTED.load(Ordering::Relaxed) || self.stop_after == Some(iteration);
+        if iteration >= self.total() {
+            return Ok(());
+        }
+        let due = self.checkpoint_every.is_some_and(|n| iteration.is_multiple_of(n));
+        if due || interrupted {
+            self.checkpoint()?;
+        }
+        if interrupted {
+            if let Some(bar) = self.bar() {
                 bar.abandon();
             }
             return Err(Error::Interrupted {
-                iteration: t.iteration,
-                dir: out.to_path_buf(),
+                iteration,
+                dir: self.out.to_path_buf(),
             });
         }
+        Ok(())
     }
-    if let Some(bar) = &bar {
-        bar.set_position(total as u64);
+
+    /// Write the model file (with `--keep-best`, of the best evaluation's parameters) and
+    /// `summary.json`, warn if the run is at chance level, and remove the checkpoint: a
+    /// complete run's would only invite resuming it.
+    fn finish(mut self) -> Result<Summary> {
+        if let Some(bar) = self.bar() {
+            bar.set_position(self.total() as u64);
+        }
+        let last = self.rows.last().expect("the final iteration always evaluates");
+        let final_lr = last.lr;
+        let kept = self.restore_best();
+        model::save(self.out, &self.run_config, &self.t.mlp)?;
+        let summary = self.summary(kept, final_lr);
+        records::write_summary(self.out, &summary)?;
+        if let Some(warning) = chance_warning(summary.test_accuracy, self.t.mlp.classes()) {
+            eprintln!("{warning}");
+        }
+        let ck = self.out.join(crate::checkpoint::CHECKPOINT_FILE);
+        if ck.exists() {
+            std::fs::remove_file(&ck).map_err(|e| Error::io(&ck, e))?;
+        }
+        Ok(summary)
     }
-    let mut last = rows.last().expect("the final iteration always evaluates");
-    let final_lr = last.lr;
-    let mut selected_iteration = None;
-    if let Some(params) = best {
-        t.mlp.params = params;
-        last = &rows[best_row(&rows).expect("a kept model has its row")];
-        selected_iteration = Some(last.iteration);
+
+    /// With `--keep-best`: the kept parameters in place of the last, and the index of their
+    /// metrics row.
+    fn restore_best(&mut self) -> Option<usize> {
+        let params = self.best.take()?;
+        self.t.mlp.params = params;
+        Some(best_row(&self.rows).expect("a kept model has its row"))
     }
-    model::save(out, &run_config, &t.mlp)?;
-    // With a validation set, the test set is evaluated here, once.
-    let (test, validation) = if t.validation.is_some() {
-        let started = Instant::now();
-        let ev = t.evaluate_test();
-        eval_time += started.elapsed();
-        ((ev.accuracy, ev.loss), Some((last.eval_accuracy, last.eval_loss)))
-    } else {
-        ((last.eval_accuracy, last.eval_loss), None)
-    };
-    let train_seconds = train_time.as_secs_f64();
-    let summary = Summary {
-        test_accuracy: test.0,
-        test_loss: test.1,
-        validation_accuracy: validation.map(|v| v.0),
-        validation_loss: validation.map(|v| v.1),
-        selected_iteration,
-        iterations: total,
-        epochs: t.epochs(),
-        train_seconds,
-        eval_seconds: eval_time.as_secs_f64(),
-        samples_per_second: (total * cfg.batch_size) as f64 / train_seconds.max(1e-9),
-        final_lr,
-        threads: cfg.threads,
-        kernels: t.engine.backend().name().to_string(),
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    records::write_summary(out, &summary)?;
-    if let Some(warning) = chance_warning(summary.test_accuracy, t.mlp.classes()) {
-        eprintln!("{warning}");
+
+    /// The summary of the model evaluated in metrics row `kept` (the last row if None); with a
+    /// validation set, the test set is evaluated here, once.
+    fn summary(&mut self, kept: Option<usize>, final_lr: f64) -> Summary {
+        let row = self.rows[kept.unwrap_or(self.rows.len() - 1)].clone();
+        let (test, validation) = if self.t.validation.is_some() {
+            let started = Instant::now();
+            let ev = self.t.evaluate_test();
+            self.eval_time += started.elapsed();
+            ((ev.accuracy, ev.loss), Some((row.eval_accuracy, row.eval_loss)))
+        } else {
+            ((row.eval_accuracy, row.eval_loss), None)
+        };
+        let (total, cfg) = (self.total(), &self.t.cfg);
+        let train_seconds = self.train_time.as_secs_f64();
+        Summary {
+            test_accuracy: test.0,
+            test_loss: test.1,
+            validation_accuracy: validation.map(|v| v.0),
+            validation_loss: validation.map(|v| v.1),
+            selected_iteration: kept.map(|_| row.iteration),
+            iterations: total,
+            epochs: self.t.epochs(),
+            train_seconds,
+            eval_seconds: self.eval_time.as_secs_f64(),
+            samples_per_second: (total * cfg.batch_size) as f64 / train_seconds.max(1e-9),
+            final_lr,
+            threads: cfg.threads,
+            kernels: self.t.engine.backend().name().to_string(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
     }
-    // The run is complete; a leftover checkpoint would only invite resuming it.
-    let ck = out.join(crate::checkpoint::CHECKPOINT_FILE);
-    if ck.exists() {
-        std::fs::remove_file(&ck).map_err(|e| Error::io(&ck, e))?;
+
+    /// The live bar, if progress is shown on one.
+    fn bar(&self) -> Option<&indicatif::ProgressBar> {
+        match &self.progress {
+            Progress::Bar(bar) => Some(bar),
+            _ => None,
+        }
     }
-    Ok(summary)
+
+    /// [`Error::Diverged`], naming the last training loss and the last checkpoint.
+    fn diverged(&self, iteration: usize, lr: f64, what: String) -> Error {
+        Error::Diverged {
+            iteration,
+            lr,
+            what,
+            last_finite: self.last_loss,
+            checkpoint: self.last_checkpoint.map(|i| {
+                format!(
+                    "the last checkpoint (iteration {i}) is kept in {}",
+                    self.out.display()
+                )
+            }),
+        }
+    }
+
+    /// A non-finite parameter or optimizer state ([`Trainer::non_finite`]) ends the run as a
+    /// non-finite loss does, before it can reach an evaluation, a checkpoint or the model file.
+    fn check_finite(&self) -> Result<()> {
+        match self.t.non_finite() {
+            Some(what) => {
+                let lr = self.t.cfg.lr_at(self.t.iteration.saturating_sub(1));
+                Err(self.diverged(self.t.iteration, lr, what))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Write `checkpoint.safetensors`: the trainer's state and the run's records so far, once
+    /// the parameters are known to be finite.
+    fn checkpoint(&mut self) -> Result<()> {
+        self.check_finite()?;
+        let state = State {
+            format: crate::checkpoint::CHECKPOINT_FORMAT.into(),
+            version: crate::checkpoint::CHECKPOINT_VERSION,
+            config: self.run_config.clone(),
+            data: data_shape(self.t.data),
+            iteration: self.t.iteration,
+            batches: self.t.batches.clone(),
+            rows: self.rows.clone(),
+            window_loss: self.window_loss,
+            window_len: self.window_len,
+            train_seconds: self.train_time.as_secs_f64(),
+            eval_seconds: self.eval_time.as_secs_f64(),
+        };
+        let t = &self.t;
+        let best = self.best.as_deref().unwrap_or(&[]);
+        crate::checkpoint::save(
+            self.out,
+            &state,
+            &t.mlp.params,
+            &t.first_moment,
+            &t.second_moment,
+            best,
+        )?;
+        self.last_checkpoint = Some(self.t.iteration);
+        Ok(())
+    }
 }
 
 /// A warning for a run that ended no better than guessing: a test accuracy below 1.5 times
