@@ -604,8 +604,10 @@ impl<'a> Run<'a> {
         self.show(&row);
         self.rows.push(row);
         self.keep_if_best();
-        records::write_metrics(self.out, &self.rows, self.t.cfg.validation > 0)?;
-        self.record_layers()
+        // layers.csv before metrics.csv: `watch` reads them in the other order, so it never
+        // sees an evaluation in metrics.csv whose layer rows are not written yet.
+        self.record_layers()?;
+        records::write_metrics(self.out, &self.rows, self.t.cfg.validation > 0)
     }
 
     /// An evaluation's row on the bar, or as a line on stderr.

@@ -128,8 +128,13 @@ async fn state(State(w): State<Shared>) -> Response {
     let runs: Vec<RunState> = run_dirs(&w)
         .into_iter()
         .map(|(name, dir)| {
+            // metrics.csv first: training writes an evaluation's layers.csv rows before its
+            // metrics.csv row, so every evaluation read here has its layer rows, and rows of a
+            // newer evaluation are left for the next poll.
             let (columns, metrics) = read_csv(&dir.join(crate::records::METRICS_FILE));
-            let (_, layers) = read_csv(&dir.join(crate::train::LAYERS_FILE));
+            let (_, mut layers) = read_csv(&dir.join(crate::train::LAYERS_FILE));
+            let last = metrics.last().map_or(f64::NEG_INFINITY, |r| r[0]);
+            layers.retain(|r| r[0] <= last);
             RunState {
                 finished: dir.join(crate::records::SUMMARY_FILE).is_file(),
                 reported_accuracy: reported.get(&name).copied(),
