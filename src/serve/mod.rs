@@ -22,7 +22,8 @@
 //!
 //! - a request's head: [`Limits::client_timeout`] to arrive (hyper's header-read time-out, which
 //!   also closes idle keep-alive connections), at most [`MAX_URL`] bytes of URL (414) and
-//!   [`MAX_HEADER_BYTES`] of headers (431);
+//!   [`MAX_HEADER_BYTES`] of headers (431); hyper itself stops reading a head of more than
+//!   [`MAX_HEAD`] bytes or [`MAX_HEADER_FIELDS`] fields;
 //! - a whole request, body read and answer computed: [`Limits::request_timeout`] (408,
 //!   tower-http's `TimeoutLayer`), however slowly its bytes trickle in;
 //! - a body: [`MAX_BODY`] bytes (413), read into one buffer of the announced size;
@@ -30,6 +31,13 @@
 //!   a million numbers costs no more than one of 785;
 //! - connections: at most [`Limits::max_connections`] at once; one more is answered 503 and
 //!   closed.
+//!
+//! hyper closes a connection whose head ran out of time without a word, and answers a head it
+//! cannot parse (too large, not HTTP) with a bare status and no body. So each connection's socket
+//! is wrapped (`ClientIo`) to come back to us when hyper lets it go, with hyper's bare answer held
+//! back, not sent: we then answer 408, 414, 431 or 400 ourselves, with a JSON error naming the
+//! limit and `Connection: close` (`last_word`). A connection that was idle when its time ran out
+//! (no byte of a next request) is closed unanswered.
 //!
 //! The forward pass (microseconds to a millisecond) runs inline on the runtime's thread; decoding
 //! and preparing an uploaded image (milliseconds to tens of them for a large photo) runs on
@@ -59,11 +67,15 @@ pub const PAGE: &str = include_str!("page.html");
 pub const MAX_BODY: usize = 2 << 20;
 /// Longest URL (path and query) we answer; longer gets 414.
 pub const MAX_URL: usize = 2048;
-/// Most bytes of request headers (names, values) we answer; more gets 431. hyper itself drops a
-/// request head larger than [`MAX_HEAD`] with a bare 431 (or 414) before we see it.
+/// Most bytes of request headers (names, values) we answer; more gets 431.
 pub const MAX_HEADER_BYTES: usize = 8 << 10;
-/// The largest request head (request line and headers) hyper buffers.
+/// The largest request head (request line and headers) hyper buffers. hyper stops reading a
+/// larger one, or one of more than [`MAX_HEADER_FIELDS`] fields, before we see it, and answers
+/// it 431 with no body; that answer is held back and ours, naming the limits, sent instead
+/// (414 when the request line alone is that long).
 pub const MAX_HEAD: usize = 64 << 10;
+/// Most header fields in a request: hyper's default (raising it costs an allocation a request).
+pub const MAX_HEADER_FIELDS: usize = 100;
 /// How many characters of a path a 404 answer repeats.
 const ECHO_CHARS: usize = 100;
 
@@ -606,25 +618,36 @@ fn accept_error_is_resource(e: &std::io::Error) -> bool {
     )
 }
 
-const BUSY_BODY: &str = "{\"error\": \"the server is serving as many connections as it allows \
-                         (--max-connections); try again shortly\"}";
+/// How much of what a client sends after an answer written outside hyper ([`answer_and_close`])
+/// is read and dropped before the socket is closed.
+const LAST_WORD_DRAIN: usize = 4 << 20;
 
-/// Answer 503 on a connection over the cap, then close it: the answer first, then the end of
-/// our side, then whatever the client sent is read and dropped (for a second at most), so that
-/// the close is not a reset that could discard the answer before the client reads it.
-async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+/// Write `message` as a JSON error answer of `status` (with `extra_headers`, each ending in
+/// CRLF, and `Connection: close`) on the socket itself, outside hyper, then close it: the answer
+/// first, then the end of our side, then whatever the client sent is read and dropped (for a
+/// second and [`LAST_WORD_DRAIN`] bytes at most), so that the close is not a reset that could
+/// discard the answer before the client reads it.
+async fn answer_and_close(
+    mut stream: tokio::net::TcpStream,
+    status: StatusCode,
+    extra_headers: &str,
+    message: &str,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = serde_json::json!({ "error": message }).to_string();
     let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: \
-         {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{BUSY_BODY}",
-        BUSY_BODY.len()
+        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n\
+         Content-Length: {}\r\n{extra_headers}Connection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
     );
     let drain = async {
         stream.write_all(answer.as_bytes()).await?;
         stream.shutdown().await?;
-        let mut buf = [0u8; 4096];
+        let mut buf = vec![0u8; 16 << 10];
         let mut total = 0;
-        while total < (64 << 10) {
+        while total < LAST_WORD_DRAIN {
             match stream.read(&mut buf).await? {
                 0 => break,
                 n => total += n,
@@ -635,29 +658,123 @@ async fn refuse_busy(mut stream: tokio::net::TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
-/// A connection's socket whose writes fail once they have made no progress for `limit`: a
-/// client that stops reading its answers (its receive window full) gives up its connection
-/// after `--client-timeout`, as one that stops sending does, instead of holding it for ever.
-struct WriteStallLimit {
-    io: hyper_util::rt::TokioIo<tokio::net::TcpStream>,
-    limit: Duration,
-    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+/// Answer 503 on a connection over the cap, then close it.
+async fn refuse_busy(stream: tokio::net::TcpStream) {
+    answer_and_close(
+        stream,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Retry-After: 1\r\n",
+        "the server is serving as many connections as it allows (--max-connections); try again \
+         shortly",
+    )
+    .await;
 }
 
-impl WriteStallLimit {
-    /// `polled` is what a write returned: a write that made progress disarms the timer; one
-    /// that waits arms it, and fails once it has waited `limit`.
-    fn watch<T>(
+/// The status of hyper's own answer to a request head it could not parse (400, 414 or 431: a
+/// bare head, `content-length: 0`), if `written` is one, whole: what [`ClientIo`] holds back.
+/// Our own answers of these statuses always have a JSON body.
+fn bare_error_answer(written: &[u8]) -> Option<u16> {
+    let status = match written.get(..13)? {
+        b"HTTP/1.1 400 " => 400,
+        b"HTTP/1.1 414 " => 414,
+        b"HTTP/1.1 431 " => 431,
+        _ => return None,
+    };
+    let end = written.windows(4).position(|w| w == b"\r\n\r\n")?;
+    if end + 4 != written.len() {
+        return None;
+    }
+    let head = written[..end + 2].to_ascii_lowercase();
+    head.windows(21)
+        .any(|w| w == b"\r\ncontent-length: 0\r\n")
+        .then_some(status)
+}
+
+/// What a connection's socket saw, handed back with it when hyper lets it go.
+struct Returned {
+    stream: tokio::net::TcpStream,
+    /// Bytes arrived since the last answer was written: those of a request head (and body).
+    head_bytes: usize,
+    /// The length of their first line (the request line), once it has ended.
+    line_len: Option<usize>,
+    /// The status of hyper's bare error answer, held back and not sent.
+    held_back: Option<u16>,
+}
+
+/// A connection's socket as hyper uses it, watching what goes through:
+///
+/// - writes fail once they have made no progress for `limit`: a client that stops reading its
+///   answers (its receive window full) gives up its connection after `--client-timeout`, as one
+///   that stops sending does, instead of holding it for ever;
+/// - it counts the bytes of a request that have arrived since the last answer was written, and
+///   the length of their first line (bytes of a pipelined request that arrived before the
+///   answer to the one before it are not counted: a head trickled so, past the time-out, is
+///   closed unanswered);
+/// - hyper's own answer to a head it cannot parse, a status with no body ([`bare_error_answer`]),
+///   is held back, not sent, and the socket is then not shut down.
+///
+/// Dropped, it hands the socket back to the connection's task with what it saw ([`Returned`]),
+/// so that the task can give the answers that hyper gives with no body, or not at all
+/// ([`last_word`]).
+struct ClientIo {
+    /// The socket: `None` only once handed back.
+    stream: Option<tokio::net::TcpStream>,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    head_bytes: usize,
+    line_len: Option<usize>,
+    held_back: Option<u16>,
+    back: Option<tokio::sync::oneshot::Sender<Returned>>,
+}
+
+impl ClientIo {
+    fn new(
+        stream: tokio::net::TcpStream,
+        limit: Duration,
+    ) -> (ClientIo, tokio::sync::oneshot::Receiver<Returned>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let io = ClientIo {
+            stream: Some(stream),
+            limit,
+            stalled: None,
+            head_bytes: 0,
+            line_len: None,
+            held_back: None,
+            back: Some(tx),
+        };
+        (io, rx)
+    }
+
+    fn stream(&mut self) -> std::pin::Pin<&mut tokio::net::TcpStream> {
+        std::pin::Pin::new(self.stream.as_mut().expect("the socket is ours until dropped"))
+    }
+
+    /// `polled` is what a write returned: a write that made progress disarms the timer and
+    /// ends the request whose answer it is; one that waits arms the timer, and fails once it
+    /// has waited `limit`.
+    fn watch(
         &mut self,
         cx: &mut std::task::Context<'_>,
-        polled: std::task::Poll<std::io::Result<T>>,
-    ) -> std::task::Poll<std::io::Result<T>> {
-        use std::future::Future;
+        polled: std::task::Poll<std::io::Result<usize>>,
+    ) -> std::task::Poll<std::io::Result<usize>> {
         use std::task::Poll;
         if polled.is_ready() {
             self.stalled = None;
+            if let Poll::Ready(Ok(n)) = polled
+                && n > 0
+            {
+                self.head_bytes = 0;
+                self.line_len = None;
+            }
             return polled;
         }
+        self.arm(cx).map(|r| r.map(|()| 0))
+    }
+
+    /// Poll the stall timer (armed if it was not): an error once it has run out.
+    fn arm(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        use std::task::Poll;
         let limit = self.limit;
         let timer = self
             .stalled
@@ -672,48 +789,172 @@ impl WriteStallLimit {
     }
 }
 
-impl hyper::rt::Read for WriteStallLimit {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+impl Drop for ClientIo {
+    fn drop(&mut self) {
+        if let (Some(stream), Some(back)) = (self.stream.take(), self.back.take()) {
+            let _ = back.send(Returned {
+                stream,
+                head_bytes: self.head_bytes,
+                line_len: self.line_len,
+                held_back: self.held_back,
+            });
+        }
     }
 }
 
-impl hyper::rt::Write for WriteStallLimit {
+impl hyper::rt::Read for ClientIo {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        // SAFETY: as hyper-util's `TokioIo` reads: tokio's `ReadBuf` writes only initialised
+        // bytes into the unfilled part it is given and never de-initialises any, and `advance`
+        // moves past the `n` bytes it filled.
+        let n = unsafe {
+            let mut tbuf = tokio::io::ReadBuf::uninit(buf.as_mut());
+            match tokio::io::AsyncRead::poll_read(this.stream(), cx, &mut tbuf) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            let got = tbuf.filled();
+            if this.line_len.is_none()
+                && let Some(at) = got.iter().position(|&b| b == b'\n')
+            {
+                this.line_len = Some(this.head_bytes + at + 1);
+            }
+            this.head_bytes = this.head_bytes.saturating_add(got.len());
+            got.len()
+        };
+        // SAFETY: the `n` bytes were filled, so initialised, above.
+        unsafe { buf.advance(n) };
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl hyper::rt::Write for ClientIo {
     fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
-        self.watch(cx, polled)
+        let this = self.get_mut();
+        if this.held_back.is_some() {
+            return std::task::Poll::Ready(Ok(buf.len()));
+        }
+        if let Some(status) = bare_error_answer(buf) {
+            this.held_back = Some(status);
+            return std::task::Poll::Ready(Ok(buf.len()));
+        }
+        let polled = tokio::io::AsyncWrite::poll_write(this.stream(), cx, buf);
+        this.watch(cx, polled)
     }
     fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        let polled = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.watch(cx, polled)
+        let this = self.get_mut();
+        let total = bufs.iter().map(|b| b.len()).sum();
+        if this.held_back.is_some() {
+            return std::task::Poll::Ready(Ok(total));
+        }
+        let mut filled = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(only), None) = (filled.next(), filled.next())
+            && let Some(status) = bare_error_answer(only)
+        {
+            this.held_back = Some(status);
+            return std::task::Poll::Ready(Ok(total));
+        }
+        let polled = tokio::io::AsyncWrite::poll_write_vectored(this.stream(), cx, bufs);
+        this.watch(cx, polled)
     }
     fn is_write_vectored(&self) -> bool {
-        hyper::rt::Write::is_write_vectored(&self.io)
+        self.stream
+            .as_ref()
+            .is_some_and(tokio::io::AsyncWrite::is_write_vectored)
     }
     fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let polled = std::pin::Pin::new(&mut self.io).poll_flush(cx);
-        self.watch(cx, polled)
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.held_back.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        match tokio::io::AsyncWrite::poll_flush(this.stream(), cx) {
+            Poll::Ready(r) => {
+                this.stalled = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.arm(cx),
+        }
     }
     fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.held_back.is_some() {
+            // The answer held back is written, and the socket closed, by the connection's task.
+            return std::task::Poll::Ready(Ok(()));
+        }
+        tokio::io::AsyncWrite::poll_shutdown(this.stream(), cx)
+    }
+}
+
+/// What the server says on a connection that hyper let go, if anything: the answers hyper
+/// gives with no body (to a head too large or not HTTP) or not at all (to a head that took
+/// longer than `--client-timeout`), as JSON errors naming the limit. A connection that was idle
+/// when its time ran out (no byte of a next request) is closed without a word.
+fn last_word(
+    ended: &std::result::Result<(), hyper::Error>,
+    seen: &Returned,
+    limits: &Limits,
+) -> Option<(StatusCode, String)> {
+    // hyper counts the request line in the head: a line that long holds a URL over the limit
+    // (for any method of up to 20 letters), which is what to tell the client first.
+    let long_line = match seen.line_len {
+        Some(n) if n > MAX_URL + 32 => Some(n.to_string()),
+        Some(_) => None,
+        None => Some(format!("over {MAX_HEAD}")),
+    };
+    let url_too_long = |line: &str| {
+        (
+            StatusCode::URI_TOO_LONG,
+            format!("the request line is {line} bytes long; URLs are limited to {MAX_URL} bytes"),
+        )
+    };
+    match (seen.held_back, long_line) {
+        (Some(414 | 431), Some(line)) => Some(url_too_long(&line)),
+        (Some(414), None) => Some(url_too_long(&format!("over {MAX_URL}"))),
+        (Some(431), None) => Some((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the request head is too large: the limits are {MAX_HEADER_FIELDS} header fields, \
+                 {MAX_HEADER_BYTES} bytes of headers and {MAX_HEAD} bytes in all"
+            ),
+        )),
+        (Some(_), _) => Some((
+            StatusCode::BAD_REQUEST,
+            match ended {
+                Err(e) => format!("the request is not valid HTTP/1.1: {e}"),
+                Ok(()) => "the request is not valid HTTP/1.1".to_string(),
+            },
+        )),
+        (None, _) => match ended {
+            Err(e) if e.is_timeout() && seen.head_bytes > 0 => Some((
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request head was not received within {} s (--client-timeout)",
+                    limits.client_timeout.as_secs_f64()
+                ),
+            )),
+            _ => None,
+        },
     }
 }
 
@@ -771,7 +1012,7 @@ pub fn run(service: Service, addr: &str, limits: Limits, banner: &str) -> Result
 }
 
 async fn serve_until_signal(listener: std::net::TcpListener, app: Shared) -> Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::rt::TokioTimer;
     use hyper_util::service::TowerToHyperService;
     use tokio::sync::Semaphore;
     let listener = tokio::net::TcpListener::from_std(listener)
@@ -817,15 +1058,17 @@ async fn serve_until_signal(listener: std::net::TcpListener, app: Shared) -> Res
         let _ = stream.set_nodelay(true);
         match Arc::clone(&connections).try_acquire_owned() {
             Ok(permit) => {
-                let io = WriteStallLimit {
-                    io: TokioIo::new(stream),
-                    limit: limits.client_timeout,
-                    stalled: None,
-                };
+                let (io, returned) = ClientIo::new(stream, limits.client_timeout);
                 let conn = http.serve_connection(io, service.clone());
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    let ended = conn.await;
+                    // The connection is dropped: its socket is back, with what it saw.
+                    if let Ok(seen) = returned.await
+                        && let Some((status, message)) = last_word(&ended, &seen, &limits)
+                    {
+                        answer_and_close(seen.stream, status, "", &message).await;
+                    }
                     drop(permit);
                 });
             }
@@ -869,6 +1112,69 @@ pub fn open_files_limit() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_hyper_s_bare_error_answers_are_held_back() {
+        let bare = |status: &str| {
+            format!(
+                "HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: 0\r\ndate: Wed, 02 Dec 2026 17:47:39 GMT\r\n\r\n"
+            )
+        };
+        assert_eq!(
+            bare_error_answer(bare("431 Request Header Fields Too Large").as_bytes()),
+            Some(431)
+        );
+        assert_eq!(bare_error_answer(bare("414 URI Too Long").as_bytes()), Some(414));
+        assert_eq!(bare_error_answer(bare("400 Bad Request").as_bytes()), Some(400));
+        assert_eq!(bare_error_answer(bare("200 OK").as_bytes()), None);
+        assert_eq!(bare_error_answer(bare("404 Not Found").as_bytes()), None);
+        // Ours, with a body, whole or head alone.
+        let ours = "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n";
+        assert_eq!(bare_error_answer(ours.as_bytes()), None);
+        assert_eq!(bare_error_answer(format!("{ours}{{\"e\":1}}").as_bytes()), None);
+        // A bare head followed by more bytes is not one answer alone.
+        let more = format!("{}HTTP/1.1 200 OK\r\n", bare("400 Bad Request"));
+        assert_eq!(bare_error_answer(more.as_bytes()), None);
+        assert_eq!(bare_error_answer(b"HTTP/1.1 4"), None);
+    }
+
+    #[test]
+    fn the_last_word_names_the_limit_and_idle_connections_get_none() {
+        let limits = Limits::default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = |head_bytes, line_len, held_back| Returned {
+            stream: rt.block_on(tokio::net::TcpStream::connect(addr)).unwrap(),
+            head_bytes,
+            line_len,
+            held_back,
+        };
+        let ok = Ok(());
+        let status = |w: Option<(StatusCode, String)>| w.map(|(s, _)| s.as_u16());
+        assert_eq!(last_word(&ok, &seen(0, None, None), &limits), None);
+        assert_eq!(
+            status(last_word(&ok, &seen(70_000, None, Some(431)), &limits)),
+            Some(414)
+        );
+        assert_eq!(
+            status(last_word(&ok, &seen(70_000, Some(5000), Some(431)), &limits)),
+            Some(414)
+        );
+        let (s, message) = last_word(&ok, &seen(70_000, Some(30), Some(431)), &limits).unwrap();
+        assert_eq!(s.as_u16(), 431);
+        assert!(
+            message.contains("65536") && message.contains("100 header fields"),
+            "{message}"
+        );
+        assert_eq!(
+            status(last_word(&ok, &seen(20, Some(20), Some(400)), &limits)),
+            Some(400)
+        );
+    }
 
     #[test]
     fn clip_cuts_at_a_character_boundary() {
