@@ -505,6 +505,77 @@ fn a_partial_file_left_by_a_killed_write_is_removed_on_resume() {
     assert!(!stale.exists(), "the stale temporary file is still there");
 }
 
+/// Where no disk can be filled (no root for a tmpfs), a file-size limit on the process stands
+/// in for it: writing the checkpoint and then the model fails with "File too large", and the
+/// same holds as for a full disk: the error names the file, the exit is non-zero, no temporary
+/// file is left, and the previous checkpoint is intact and resumable.
+#[test]
+fn a_file_size_limit_names_the_file_and_keeps_the_previous_checkpoint() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_dataset(&data, 300, 50, 7);
+    let out = tmp.path().join("run");
+    let flags = [
+        "--iterations",
+        "300",
+        "--eval-every",
+        "100",
+        "--quiet",
+        "--stop-after",
+        "100",
+    ];
+    train(&data, &out, &flags).code(130);
+    let ck = out.join("checkpoint.safetensors");
+    let before = bytes(&ck);
+    for (file, every) in [("checkpoint.safetensors", "100"), ("model.safetensors", "0")] {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("mnist-mlp"));
+        cmd.args(["train", "--quiet", "--checkpoint-every", every, "--resume"])
+            .arg(&out)
+            .env("MNIST_MLP_DATA", "/nonexistent/mnist-mlp-test-cache")
+            .env("MNIST_MLP_CACHE", "/nonexistent/mnist-mlp-test-cache");
+        // SAFETY: only async-signal-safe calls between fork and exec. 100 KB holds the
+        // records, not a checkpoint (420 KB) or the model (210 KB); SIGXFSZ is ignored so that
+        // the write fails with EFBIG instead of killing the process.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 100 * 1024,
+                    rlim_max: 100 * 1024,
+                };
+                libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let a = assert_cmd::Command::from_std(cmd).assert().failure();
+        let err = common::stderr_of(&a);
+        let target = out.join(file);
+        assert!(
+            err.contains(&target.display().to_string()) && err.contains("File too large"),
+            "{file}: {err}"
+        );
+        assert!(
+            !err.contains(".partial") && !err.contains("panicked"),
+            "{file}: {err}"
+        );
+        let names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.ends_with(".partial")),
+            "{file}: {names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n == "model.safetensors"),
+            "{file}: {names:?}"
+        );
+        assert!(bytes(&ck) == before, "{file}: the previous checkpoint changed");
+    }
+    mnist_mlp::checkpoint::load(&out).expect("the previous checkpoint still loads");
+}
+
 /// A tmpfs of 2 MB mounted for the test (root only; elsewhere the test says it is skipped),
 /// unmounted when dropped.
 struct SmallDisk(std::path::PathBuf);
