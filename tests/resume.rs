@@ -505,6 +505,37 @@ fn a_partial_file_left_by_a_killed_write_is_removed_on_resume() {
     assert!(!stale.exists(), "the stale temporary file is still there");
 }
 
+/// After a refused write of `file` in the run directory `out`: the error (`err`) names the file
+/// and says `why`, names no temporary file and is no panic; no `.partial` file and no model
+/// are left; and the checkpoint still holds the bytes `before`.
+fn assert_write_refused(out: &Path, file: &str, err: &str, why: &str, before: &[u8]) {
+    let target = out.join(file);
+    assert!(
+        err.contains(&target.display().to_string()) && err.contains(why),
+        "{file}: {err}"
+    );
+    assert!(
+        !err.contains(".partial") && !err.contains("panicked"),
+        "{file}: {err}"
+    );
+    assert!(
+        bytes(&out.join("checkpoint.safetensors")) == before,
+        "{file}: the previous checkpoint changed"
+    );
+    let names: Vec<String> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.ends_with(".partial")),
+        "{file}: {names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n == "model.safetensors"),
+        "{file}: {names:?}"
+    );
+}
+
 /// Where no disk can be filled (no root for a tmpfs), a file-size limit on the process stands
 /// in for it: writing the checkpoint and then the model fails with "File too large", and the
 /// same holds as for a full disk: the error names the file, the exit is non-zero, no temporary
@@ -549,29 +580,7 @@ fn a_file_size_limit_names_the_file_and_keeps_the_previous_checkpoint() {
             });
         }
         let a = assert_cmd::Command::from_std(cmd).assert().failure();
-        let err = common::stderr_of(&a);
-        let target = out.join(file);
-        assert!(
-            err.contains(&target.display().to_string()) && err.contains("File too large"),
-            "{file}: {err}"
-        );
-        assert!(
-            !err.contains(".partial") && !err.contains("panicked"),
-            "{file}: {err}"
-        );
-        let names: Vec<String> = std::fs::read_dir(&out)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            !names.iter().any(|n| n.ends_with(".partial")),
-            "{file}: {names:?}"
-        );
-        assert!(
-            !names.iter().any(|n| n == "model.safetensors"),
-            "{file}: {names:?}"
-        );
-        assert!(bytes(&ck) == before, "{file}: the previous checkpoint changed");
+        assert_write_refused(&out, file, &common::stderr_of(&a), "File too large", &before);
     }
     mnist_mlp::checkpoint::load(&out).expect("the previous checkpoint still loads");
 }
@@ -643,29 +652,7 @@ fn a_full_disk_names_the_file_and_keeps_the_previous_checkpoint() {
             .arg(&out)
             .assert()
             .failure();
-        let err = common::stderr_of(&a);
-        let target = out.join(file);
-        assert!(
-            err.contains(&target.display().to_string()) && err.contains("No space left"),
-            "{file}: {err}"
-        );
-        assert!(
-            !err.contains(".partial") && !err.contains("panicked"),
-            "{file}: {err}"
-        );
-        assert!(bytes(&ck) == before, "{file}: the previous checkpoint changed");
-        let names: Vec<String> = std::fs::read_dir(&out)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            !names.iter().any(|n| n.ends_with(".partial")),
-            "{file}: {names:?}"
-        );
-        assert!(
-            !names.iter().any(|n| n == "model.safetensors"),
-            "{file}: {names:?}"
-        );
+        assert_write_refused(&out, file, &common::stderr_of(&a), "No space left", &before);
     }
     mnist_mlp::checkpoint::load(&out).expect("the previous checkpoint still loads");
 }
