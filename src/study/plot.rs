@@ -194,6 +194,20 @@ impl Figure for LineFigure {
     }
 }
 
+/// A white page with a title and, under it, a caption line: the [`HEADER`] of a grid figure.
+fn header<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    caption: &str,
+) -> std::result::Result<(), String> {
+    root.fill(&WHITE).map_err(e)?;
+    root.draw(&Text::new(title, (10, 8), (FONT, 22).into_font()))
+        .map_err(e)?;
+    root.draw(&Text::new(caption, (10, 38), (FONT, 15).into_font()))
+        .map_err(e)?;
+    Ok(())
+}
+
 /// One sample image with what each network predicted.
 pub struct SampleCell {
     pub pixels: Vec<u8>,
@@ -280,15 +294,7 @@ impl Figure for SamplesFigure {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
-        root.fill(&WHITE).map_err(e)?;
-        root.draw(&Text::new(self.title.as_str(), (10, 8), (FONT, 22).into_font()))
-            .map_err(e)?;
-        root.draw(&Text::new(
-            self.caption.as_str(),
-            (10, 38),
-            (FONT, 15).into_font(),
-        ))
-        .map_err(e)?;
+        header(root, &self.title, &self.caption)?;
         let cell_w = self.cell_width() as i32;
         for (i, cell) in self.cells.iter().enumerate() {
             let cx = (i % self.columns) as i32 * cell_w;
@@ -393,15 +399,7 @@ impl Figure for WeightsFigure {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
-        root.fill(&WHITE).map_err(e)?;
-        root.draw(&Text::new(self.title.as_str(), (10, 8), (FONT, 22).into_font()))
-            .map_err(e)?;
-        root.draw(&Text::new(
-            self.caption.as_str(),
-            (10, 38),
-            (FONT, 15).into_font(),
-        ))
-        .map_err(e)?;
+        header(root, &self.title, &self.caption)?;
         let (tw, th) = self.tile();
         let mut y = HEADER as i32;
         for (label, units) in &self.networks {
