@@ -69,6 +69,16 @@ impl Layers {
             .collect()
     }
 
+    /// [`Layers::vanishing`] at the first evaluation (NaN without one).
+    fn vanishing_first(&self) -> f64 {
+        self.vanishing().first().copied().unwrap_or(f64::NAN)
+    }
+
+    /// [`Layers::vanishing`] at the last evaluation (NaN without one).
+    fn vanishing_last(&self) -> f64 {
+        self.vanishing().last().copied().unwrap_or(f64::NAN)
+    }
+
     /// The largest value of a column over every layer and evaluation.
     fn max(&self, pick: fn(&LayerRow) -> f64) -> f64 {
         self.rows.iter().map(pick).fold(f64::NEG_INFINITY, f64::max)
@@ -155,17 +165,15 @@ fn gradient_figure(dir: &Path, b: &mut Vec<Block>, [s2, r2, s4, r4]: [&Layers; 4
         size: (1300, 950),
     };
     plot::save(&fig, &dir.join("fig7-gradients"))?;
-    let first = |l: &Layers| l.vanishing().first().copied().unwrap_or(f64::NAN);
-    let last = |l: &Layers| l.vanishing().last().copied().unwrap_or(f64::NAN);
     b.push(Block::Figure(
         "fig7-gradients".into(),
         format!(
             "Figure 7. The gradient reaching each hidden layer (layer 1 is next to the input). At the first evaluation, α = 1e-2, the sigmoid network's first layer gets {} gradient than its layer {}, the ReLU network's {}. At the end of training the sigmoid network's first layer gets {} at α = 1e-4 and {} at α = 1e-2.",
-            times(first(s2)),
+            times(s2.vanishing_first()),
             s2.depth,
-            times(first(r2)),
-            times(last(s4)),
-            times(last(s2)),
+            times(r2.vanishing_first()),
+            times(s4.vanishing_last()),
+            times(s2.vanishing_last()),
         ),
     ));
     Ok(())
@@ -224,10 +232,9 @@ fn saturation_figure(dir: &Path, b: &mut Vec<Block>, [s2, r2, s4, r4]: [&Layers;
 /// The table of what figures 7 and 8 show, each row checked against the records.
 fn claims(b: &mut Vec<Block>, sigmoid: [&Layers; 3], relu: [&Layers; 3]) {
     let rates = "α = 1e-2, 1e-3, 1e-4";
-    let first = |l: &&Layers| l.vanishing().first().copied().unwrap_or(f64::NAN);
     let (sf, rf): (Vec<f64>, Vec<f64>) = (
-        sigmoid.iter().map(first).collect(),
-        relu.iter().map(first).collect(),
+        sigmoid.iter().map(|l| l.vanishing_first()).collect(),
+        relu.iter().map(|l| l.vanishing_first()).collect(),
     );
     let list = |v: &[f64]| {
         v.iter()
