@@ -166,6 +166,17 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<DynamicImage> {
     Ok(img)
 }
 
+/// The number of pixels of the image `bytes` hold, read from its header alone; `None` when
+/// the header cannot be read (then [`decode_image`] fails as early).
+pub fn image_pixels(bytes: &[u8]) -> Option<u64> {
+    let (w, h) = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()?;
+    Some(u64::from(w) * u64::from(h))
+}
+
 /// A grey image as f32, row-major.
 struct Grey {
     width: usize,

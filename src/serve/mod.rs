@@ -84,6 +84,11 @@ const ECHO_CHARS: usize = 100;
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a whole request may take, body included (`serve --request-timeout`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pictures up to this many pixels are prepared on the thread that serves their connection
+/// (about a millisecond of work, no more than handing them to another thread costs in
+/// waiting); larger ones on the blocking pool.
+const INLINE_PICTURE_PIXELS: u64 = 128 * 128;
+
 /// Connections served at once (`serve --max-connections`).
 pub const MAX_CONNECTIONS: usize = 256;
 /// How long a shutdown waits for requests in flight.
@@ -499,8 +504,9 @@ async fn predict_request(app: Shared, req: Request) -> std::result::Result<Strin
         }
     };
     let body = read_body(&parts.headers, body).await?;
-    if kind == BodyKind::Image {
-        // Decoding a large photo takes milliseconds: off the threads that serve connections.
+    let small = || crate::preprocess::image_pixels(&body).is_none_or(|n| n <= INLINE_PICTURE_PIXELS);
+    if kind == BodyKind::Image && !small() {
+        // Preparing a photo takes milliseconds: off the threads that serve connections.
         tokio::task::spawn_blocking(move || {
             let x = app.service.parse_image(&body)?;
             Ok(app.service.predict_json(x))
@@ -508,7 +514,10 @@ async fn predict_request(app: Shared, req: Request) -> std::result::Result<Strin
         .await
         .map_err(|e| reject(500, format!("preparing the image failed: {e}")))?
     } else {
-        let x = app.service.parse_pixels(&body)?;
+        let x = match kind {
+            BodyKind::Image => app.service.parse_image(&body)?,
+            BodyKind::Pixels => app.service.parse_pixels(&body)?,
+        };
         Ok(app.service.predict_json(x))
     }
 }
@@ -1008,7 +1017,13 @@ pub fn run(service: Service, addr: &str, limits: Limits, banner: &str) -> Result
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let app = Arc::new(App { service, limits });
-    runtime.block_on(serve_until_signal(listener, app))
+    // The accept loop runs on a worker, so that a connection it accepts starts on the same
+    // thread without waking another.
+    runtime.block_on(async {
+        tokio::spawn(serve_until_signal(listener, app))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    })
 }
 
 async fn serve_until_signal(listener: std::net::TcpListener, app: Shared) -> Result<()> {
