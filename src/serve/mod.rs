@@ -39,10 +39,11 @@
 //! limit and `Connection: close` (`last_word`). A connection that was idle when its time ran out
 //! (no byte of a next request) is closed unanswered.
 //!
-//! The forward pass (microseconds to a millisecond) runs inline on the runtime's thread; decoding
-//! and preparing an uploaded image (milliseconds to tens of them for a large photo) runs on
-//! tokio's blocking pool, capped at `--workers` threads, so that it never holds up the threads
-//! that accept connections and read requests.
+//! The forward pass (microseconds to a millisecond) runs inline on the runtime's thread, and so
+//! does preparing a picture of at most 128×128 pixels; decoding and preparing a
+//! larger one (milliseconds to tens of them for a photo) runs on tokio's blocking pool, capped at
+//! `--workers` threads, so that it never holds up the threads that accept connections and read
+//! requests.
 
 use crate::error::{Error, Result};
 use crate::kernels::{Backend, Engine};
