@@ -4,11 +4,10 @@
 // `runs/<name>` is plain text and not an HTML tag.
 #![allow(rustdoc::invalid_html_tags)]
 
-use crate::config::{Kernels, Reduction, TrainConfig, available_threads};
+use crate::config::{Kernels, TrainConfig, available_threads};
 use crate::data::fetch::FetchOptions;
 use crate::data::{Dataset, DatasetKind};
-use crate::nn::{Activation, Init, Workspace};
-use crate::optim::{L2Mode, Method, Schedule};
+use crate::nn::Workspace;
 use crate::train::{self, EVAL_CHUNK, Progress};
 use crate::{Error, eval, fsutil, kernels, model, preprocess, study};
 use anyhow::{Context, Result};
@@ -177,14 +176,6 @@ pub struct ReportArgs {
     pub ablation: Vec<PathBuf>,
 }
 
-fn defaults() -> TrainConfig {
-    TrainConfig::default()
-}
-
-fn join(v: &[usize]) -> String {
-    v.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(",")
-}
-
 #[derive(Args, Debug)]
 #[command(args_override_self = true)]
 pub struct TrainArgs {
@@ -192,99 +183,8 @@ pub struct TrainArgs {
     /// its settings.
     #[arg(long, conflicts_with = "resume")]
     pub preset: Option<crate::study::preset::Preset>,
-    /// Hidden layer sizes, comma-separated.
-    #[arg(long, default_value_t = join(&defaults().hidden))]
-    pub hidden: String,
-    /// Hidden activation: sigmoid, relu or tanh.
-    #[arg(long, default_value_t = defaults().activation)]
-    pub activation: Activation,
-    /// Weight initialisation: uniform (PyTorch's default), xavier, he, normal:SIGMA.
-    #[arg(long, default_value_t = defaults().init)]
-    pub init: Init,
-    /// Update rule: sgd (the seed's momentum SGD), nesterov, adam or adamw.
-    #[arg(long, default_value_t = defaults().optimizer)]
-    pub optimizer: Method,
-    /// Learning rate α.
-    #[arg(long, default_value_t = defaults().lr, allow_negative_numbers = true)]
-    pub lr: f64,
-    /// Momentum μ, in [0, 1) (sgd and nesterov).
-    #[arg(long, default_value_t = defaults().momentum, allow_negative_numbers = true)]
-    pub momentum: f64,
-    /// Adam's β₁ (adam and adamw).
-    #[arg(long, default_value_t = defaults().beta1, allow_negative_numbers = true)]
-    pub beta1: f64,
-    /// Adam's β₂ (adam and adamw).
-    #[arg(long, default_value_t = defaults().beta2, allow_negative_numbers = true)]
-    pub beta2: f64,
-    /// Adam's ε (adam and adamw).
-    #[arg(long, default_value_t = defaults().eps, allow_negative_numbers = true)]
-    pub eps: f64,
-    /// L2 regularisation λ (0 turns it off); for adamw, the decoupled weight decay.
-    #[arg(long, default_value_t = defaults().l2, allow_negative_numbers = true)]
-    pub l2: f64,
-    /// How λ·w enters the batch gradient: per-sample (λ·w) or per-batch (λ·w/N).
-    #[arg(long, default_value_t = defaults().l2_mode)]
-    pub l2_mode: L2Mode,
-    /// How per-sample losses are combined: mean or sum.
-    #[arg(long, default_value_t = defaults().loss_reduction)]
-    pub loss_reduction: Reduction,
-    /// Minibatch size N.
-    #[arg(long, default_value_t = defaults().batch_size)]
-    pub batch_size: usize,
-    /// Training iterations (minibatch updates).
-    #[arg(long, default_value_t = defaults().iterations)]
-    pub iterations: usize,
-    /// Learning-rate schedule: constant, cosine, onecycle, onecycle:PCT, or step:GAMMA:EVERY (the seed's
-    /// is step:0.85:250).
-    #[arg(long, default_value_t = defaults().schedule)]
-    pub schedule: Schedule,
-    /// Linear learning-rate warm-up over the first N iterations, before the schedule.
-    #[arg(long, value_name = "N", default_value_t = defaults().warmup)]
-    pub warmup: usize,
-    /// Dropout probability of the hidden layers' outputs (inverted dropout; 0 = off).
-    #[arg(long, value_name = "P", default_value_t = defaults().dropout, allow_negative_numbers = true)]
-    pub dropout: f64,
-    /// Dropout probability of the input pixels (0 = off).
-    #[arg(long, value_name = "P", default_value_t = defaults().input_dropout, allow_negative_numbers = true)]
-    pub input_dropout: f64,
-    /// Max-norm constraint: rescale each unit's incoming weights to at most this L2 norm after
-    /// every update (off unless given).
-    #[arg(long, value_name = "C", allow_negative_numbers = true)]
-    pub max_norm: Option<f64>,
-    /// Hold out the last N training images for validation: the learning curves are measured on
-    /// them, and the test set is evaluated once, at the end.
-    #[arg(long, value_name = "N", default_value_t = defaults().validation)]
-    pub validation: usize,
-    /// With --validation: keep the parameters of the evaluation with the best validation
-    /// accuracy, and test and save those instead of the last.
-    #[arg(long)]
-    pub keep_best: bool,
-    /// Random distortion of each training image as it is drawn: none, or any of
-    /// shift=PIXELS, rotate=DEGREES, scale=FRACTION, shear=DEGREES, elastic=ALPHA or ALPHA:SIGMA
-    /// (Simard et al. 2003 used elastic=34:4), comma-separated.
-    #[arg(long, value_name = "SPEC", default_value_t = defaults().augment)]
-    pub augment: crate::data::augment::Augment,
-    /// Seed for initialisation and shuffling.
-    #[arg(long, default_value_t = defaults().seed)]
-    pub seed: u64,
-    /// Evaluate on the full test set every this many iterations.
-    #[arg(long, default_value_t = defaults().eval_every)]
-    pub eval_every: usize,
-    /// Threads for the matrix products (default: all cores).
-    #[arg(long, default_value_t = available_threads())]
-    pub threads: usize,
-    /// Step implementation: auto (fused AVX2 kernels where available, their products in
-    /// 512-bit registers where AVX-512 is), avx2, avx512 (the same bits as avx2), or
-    /// reference.
-    #[arg(long, default_value_t = defaults().kernels)]
-    pub kernels: Kernels,
-    /// Data set: mnist or fashion-mnist. Chooses the cache (without --data-dir) and the class
-    /// names the model records.
-    #[arg(long, default_value_t = defaults().dataset)]
-    pub dataset: DatasetKind,
-    /// Directory holding the four IDX files (default: the cache of --dataset; no checksums).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: TrainConfig,
     /// Write a checkpoint every N iterations (default: at every evaluation; 0: never).
     #[arg(long, value_name = "N")]
     pub checkpoint_every: Option<usize>,
@@ -308,59 +208,8 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     pub fn to_config(&self) -> crate::Result<TrainConfig> {
-        let cfg = self.to_config_unchecked()?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    /// The options as typed, parsed but not yet validated as a whole: a preset or a checkpoint
-    /// supplies the rest before validation.
-    fn to_config_unchecked(&self) -> crate::Result<TrainConfig> {
-        let hidden = self
-            .hidden
-            .split(',')
-            .map(|s| s.trim().parse::<usize>())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|_| {
-                Error::flag(
-                    "--hidden",
-                    format!(
-                        "'{}' is not a comma-separated list of sizes, e.g. 500,250,100",
-                        self.hidden
-                    ),
-                )
-            })?;
-        let cfg = TrainConfig {
-            hidden,
-            activation: self.activation,
-            init: self.init,
-            optimizer: self.optimizer,
-            lr: self.lr,
-            momentum: self.momentum,
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-            l2: self.l2,
-            l2_mode: self.l2_mode,
-            loss_reduction: self.loss_reduction,
-            batch_size: self.batch_size,
-            iterations: self.iterations,
-            schedule: self.schedule,
-            warmup: self.warmup,
-            dropout: self.dropout,
-            input_dropout: self.input_dropout,
-            max_norm: self.max_norm,
-            validation: self.validation,
-            keep_best: self.keep_best,
-            augment: self.augment.clone(),
-            seed: self.seed,
-            eval_every: self.eval_every,
-            threads: self.threads,
-            kernels: self.kernels,
-            dataset: self.dataset,
-            data_dir: self.data_dir.clone(),
-        };
-        Ok(cfg)
+        self.config.validate()?;
+        Ok(self.config.clone())
     }
 }
 
@@ -733,7 +582,7 @@ fn resume_config(
 ) -> Result<(TrainConfig, crate::checkpoint::Checkpoint)> {
     let ck = crate::checkpoint::load(dir)?;
     let saved = ck.state.config.train.clone();
-    let requested = args.to_config_unchecked()?;
+    let requested = &args.config;
     let (a, b) = (serde_json::to_value(&saved)?, serde_json::to_value(&requested)?);
     for key in given {
         if key == "threads" {
@@ -768,7 +617,7 @@ fn preset_config(
     given: &[String],
 ) -> Result<TrainConfig> {
     let mut cfg = serde_json::to_value(preset.config()?)?;
-    let requested = serde_json::to_value(args.to_config_unchecked()?)?;
+    let requested = serde_json::to_value(&args.config)?;
     let obj = cfg.as_object_mut().expect("a config is an object");
     for key in given.iter().map(String::as_str).chain(["threads"]) {
         if let Some(v) = requested.get(key) {

@@ -66,92 +66,146 @@ crate::named_enum!(Kernels, "kernels", {
     Kernels::Reference => "reference",
 });
 
-/// Every option of a training run. `Default` holds the project's defaults, the seed's
-/// hyper-parameters where the seed gives them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Every option of a training run, declared once: each field's doc comment is its `--help`
+/// text, its `#[arg]` attribute its flag and default (`Default` parses an empty command line),
+/// and its serde name its key in `config.json`. Fields added after the first configurations
+/// were written have a serde default, so that older files still load.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Hidden layer widths (the seed's figure is lost; 500-250-100 is our choice).
+    // The seed report does not give its sizes; 500,250,100 is our choice.
+    /// Hidden layer sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "500,250,100", value_parser = layer_size,
+          action = clap::ArgAction::Set)]
     pub hidden: Vec<usize>,
+    /// Hidden activation: sigmoid, relu or tanh.
+    #[arg(long, default_value_t = Activation::Relu)]
     pub activation: Activation,
+    /// Weight initialisation: uniform (PyTorch's default), xavier, he, normal:SIGMA.
+    #[arg(long, default_value_t = Init::Uniform)]
     pub init: Init,
-    /// The update rule: the seed's momentum SGD, Nesterov, Adam or AdamW.
+    /// Update rule: sgd (the seed's momentum SGD), nesterov, adam or adamw.
+    #[arg(long, default_value_t = Method::Sgd)]
     #[serde(default = "default_optimizer")]
     pub optimizer: Method,
-    /// α
+    /// Learning rate α.
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
     pub lr: f64,
-    /// μ, for sgd and nesterov (the seed does not give it).
+    // The seed report does not give its μ.
+    /// Momentum μ, in [0, 1) (sgd and nesterov).
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     pub momentum: f64,
-    /// Adam's β₁, β₂ and ε.
+    /// Adam's β₁ (adam and adamw).
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     #[serde(default = "default_beta1")]
     pub beta1: f64,
+    /// Adam's β₂ (adam and adamw).
+    #[arg(long, default_value_t = 0.999, allow_negative_numbers = true)]
     #[serde(default = "default_beta2")]
     pub beta2: f64,
+    /// Adam's ε (adam and adamw).
+    #[arg(long, default_value_t = 1e-8, allow_negative_numbers = true)]
     #[serde(default = "default_eps")]
     pub eps: f64,
-    /// λ
+    /// L2 regularisation λ (0 turns it off); for adamw, the decoupled weight decay.
+    #[arg(long, default_value_t = 0.005, allow_negative_numbers = true)]
     pub l2: f64,
+    /// How λ·w enters the batch gradient: per-sample (λ·w) or per-batch (λ·w/N).
+    #[arg(long, default_value_t = L2Mode::PerSample)]
     pub l2_mode: L2Mode,
+    /// How per-sample losses are combined: mean or sum.
+    #[arg(long, default_value_t = Reduction::Mean)]
     pub loss_reduction: Reduction,
-    /// N
+    /// Minibatch size N.
+    #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Training iterations (minibatch updates).
+    #[arg(long, default_value_t = 8000)]
     pub iterations: usize,
+    /// Learning-rate schedule: constant, cosine, onecycle, onecycle:PCT, or step:GAMMA:EVERY (the seed's
+    /// is step:0.85:250).
+    #[arg(long, default_value_t = Schedule::Constant)]
     pub schedule: Schedule,
-    /// Iterations of linear warm-up from α/warmup to α before the schedule starts.
+    /// Linear learning-rate warm-up over the first N iterations, before the schedule.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     #[serde(default)]
     pub warmup: usize,
-    /// Dropout probability of every hidden layer's output (inverted dropout; 0 = off).
+    /// Dropout probability of the hidden layers' outputs (inverted dropout; 0 = off).
+    #[arg(long, value_name = "P", default_value_t = 0.0, allow_negative_numbers = true)]
     #[serde(default)]
     pub dropout: f64,
     /// Dropout probability of the input pixels (0 = off).
+    #[arg(long, value_name = "P", default_value_t = 0.0, allow_negative_numbers = true)]
     #[serde(default)]
     pub input_dropout: f64,
-    /// Max-norm constraint: after every update, each unit's incoming weight vector (a row of
-    /// W) is scaled back to this L2 norm if it is longer. `None` = off.
+    /// Max-norm constraint: rescale each unit's incoming weights to at most this L2 norm after
+    /// every update (off unless given).
+    #[arg(long, value_name = "C", allow_negative_numbers = true)]
     #[serde(default)]
     pub max_norm: Option<f64>,
-    /// Hold out this many of the training images (the last ones) as a validation set: the
-    /// learning curves are then measured on it, and the test set is used once, at the end.
+    /// Hold out the last N training images for validation: the learning curves are measured on
+    /// them, and the test set is evaluated once, at the end.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     #[serde(default)]
     pub validation: usize,
-    /// With a validation split: keep the parameters of the evaluation with the best validation
-    /// accuracy (the first, on ties) instead of the last, and test and save those.
+    /// With --validation: keep the parameters of the evaluation with the best validation
+    /// accuracy, and test and save those instead of the last.
+    #[arg(long)]
     #[serde(default)]
     pub keep_best: bool,
-    /// Random distortion of every training image as it is drawn (`none` = off).
+    /// Random distortion of each training image as it is drawn: none, or any of
+    /// shift=PIXELS, rotate=DEGREES, scale=FRACTION, shear=DEGREES, elastic=ALPHA or ALPHA:SIGMA
+    /// (Simard et al. 2003 used elastic=34:4), comma-separated.
+    #[arg(long, value_name = "SPEC", default_value_t = Augment::default())]
     #[serde(default)]
     pub augment: Augment,
+    /// Seed for initialisation and shuffling.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Evaluate on the full test set every this many iterations (and at the end).
+    /// Evaluate on the full test set every this many iterations.
+    #[arg(long, default_value_t = 500)]
     pub eval_every: usize,
-    /// Threads for the matrix products. Results are bit-identical for the same seed and the
-    /// same thread count.
+    /// Threads for the matrix products (default: all cores).
+    #[arg(long, default_value_t = available_threads())]
     pub threads: usize,
-    /// Which implementation of the step runs.
+    /// Step implementation: auto (fused AVX2 kernels where available, their products in
+    /// 512-bit registers where AVX-512 is), avx2, avx512 (the same bits as avx2), or
+    /// reference.
+    #[arg(long, default_value_t = Kernels::Auto)]
     #[serde(default = "default_kernels")]
     pub kernels: Kernels,
-    /// Which data set: its cache (without `data_dir`) and its class names. Absent from
-    /// configurations written before there was a choice, which were all MNIST.
+    /// Data set: mnist or fashion-mnist. Chooses the cache (without --data-dir) and the class
+    /// names the model records.
+    #[arg(long, default_value_t = DatasetKind::Mnist)]
     #[serde(default)]
     pub dataset: DatasetKind,
-    /// Where the four IDX files are; `None` = the cache of `dataset`.
+    /// Directory holding the four IDX files (default: the cache of --dataset; no checksums).
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }
 
+/// A hidden layer's size, as `--hidden` lists them.
+fn layer_size(s: &str) -> std::result::Result<usize, String> {
+    s.trim().parse().map_err(|_| {
+        format!("'{s}' is not a layer size; expected a comma-separated list of sizes, e.g. 500,250,100")
+    })
+}
+
+// The serde defaults of the fields added later: the same values as the flags'.
 fn default_kernels() -> Kernels {
-    Kernels::Auto
+    TrainConfig::default().kernels
 }
 fn default_optimizer() -> Method {
-    Method::Sgd
+    TrainConfig::default().optimizer
 }
 fn default_beta1() -> f64 {
-    0.9
+    TrainConfig::default().beta1
 }
 fn default_beta2() -> f64 {
-    0.999
+    TrainConfig::default().beta2
 }
 fn default_eps() -> f64 {
-    1e-8
+    TrainConfig::default().eps
 }
 
 pub fn available_threads() -> usize {
@@ -159,37 +213,14 @@ pub fn available_threads() -> usize {
 }
 
 impl Default for TrainConfig {
+    /// The flags' defaults: an empty command line.
     fn default() -> Self {
-        TrainConfig {
-            hidden: vec![500, 250, 100],
-            activation: Activation::Relu,
-            init: Init::Uniform,
-            optimizer: default_optimizer(),
-            lr: 0.01,
-            momentum: 0.9,
-            beta1: default_beta1(),
-            beta2: default_beta2(),
-            eps: default_eps(),
-            l2: 0.005,
-            l2_mode: L2Mode::PerSample,
-            loss_reduction: Reduction::Mean,
-            batch_size: 64,
-            iterations: 8000,
-            schedule: Schedule::Constant,
-            warmup: 0,
-            dropout: 0.0,
-            input_dropout: 0.0,
-            max_norm: None,
-            validation: 0,
-            keep_best: false,
-            augment: Augment::default(),
-            seed: 0,
-            eval_every: 500,
-            threads: available_threads(),
-            kernels: Kernels::Auto,
-            dataset: DatasetKind::Mnist,
-            data_dir: None,
-        }
+        use clap::{Args, FromArgMatches};
+        let cmd = TrainConfig::augment_args(clap::Command::new("defaults").no_binary_name(true));
+        let matches = cmd
+            .try_get_matches_from(std::iter::empty::<&str>())
+            .expect("every option has a default");
+        TrainConfig::from_arg_matches(&matches).expect("the defaults are valid values")
     }
 }
 
@@ -439,5 +470,104 @@ impl RunConfig {
             model,
             train,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Args, FromArgMatches};
+
+    fn parse(args: &[&str]) -> std::result::Result<TrainConfig, clap::Error> {
+        let cmd =
+            TrainConfig::augment_args(clap::Command::new("t").no_binary_name(true)).args_override_self(true);
+        TrainConfig::from_arg_matches(&cmd.try_get_matches_from(args)?)
+    }
+
+    #[test]
+    fn the_defaults_are_the_seed_reports_where_it_gives_them() {
+        let d = TrainConfig::default();
+        assert_eq!(d.hidden, [500, 250, 100]);
+        assert_eq!(
+            (d.activation, d.init, d.optimizer),
+            (Activation::Relu, Init::Uniform, Method::Sgd)
+        );
+        assert_eq!((d.lr, d.momentum, d.l2), (0.01, 0.9, 0.005));
+        assert_eq!((d.beta1, d.beta2, d.eps), (0.9, 0.999, 1e-8));
+        assert_eq!(
+            (d.batch_size, d.iterations, d.eval_every, d.seed),
+            (64, 8000, 500, 0)
+        );
+        assert_eq!(
+            (d.l2_mode, d.loss_reduction),
+            (L2Mode::PerSample, Reduction::Mean)
+        );
+        assert_eq!(
+            (d.schedule, d.warmup, d.validation, d.keep_best),
+            (Schedule::Constant, 0, 0, false)
+        );
+        assert_eq!((d.dropout, d.input_dropout, d.max_norm), (0.0, 0.0, None));
+        assert_eq!(
+            (d.augment.clone(), d.kernels, d.dataset),
+            (Augment::default(), Kernels::Auto, DatasetKind::Mnist)
+        );
+        assert_eq!((d.threads, d.data_dir.clone()), (available_threads(), None));
+        d.validate().unwrap();
+    }
+
+    #[test]
+    fn a_config_json_without_the_later_fields_loads_with_the_flags_defaults() {
+        let mut json = serde_json::to_value(TrainConfig {
+            lr: 0.5,
+            ..TrainConfig::default()
+        })
+        .unwrap();
+        let obj = json.as_object_mut().unwrap();
+        for later in [
+            "optimizer",
+            "beta1",
+            "beta2",
+            "eps",
+            "warmup",
+            "dropout",
+            "input_dropout",
+            "max_norm",
+            "validation",
+            "keep_best",
+            "augment",
+            "kernels",
+            "dataset",
+        ] {
+            obj.remove(later).unwrap();
+        }
+        let loaded: TrainConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            loaded,
+            TrainConfig {
+                lr: 0.5,
+                ..TrainConfig::default()
+            }
+        );
+        // The fields every configuration has had are required.
+        let mut json = serde_json::to_value(TrainConfig::default()).unwrap();
+        json.as_object_mut().unwrap().remove("lr").unwrap();
+        let e = serde_json::from_value::<TrainConfig>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing field `lr`"), "{e}");
+    }
+
+    #[test]
+    fn hidden_takes_one_comma_separated_list_and_the_last_one_given() {
+        assert_eq!(parse(&["--hidden", "7, 3"]).unwrap().hidden, [7, 3]);
+        assert_eq!(
+            parse(&["--hidden", "5", "--hidden", "7,3"]).unwrap().hidden,
+            [7, 3]
+        );
+        let e = parse(&["--hidden", "500,x"]).unwrap_err().to_string();
+        assert!(
+            e.contains("'x' is not a layer size") && e.contains("500,250,100"),
+            "{e}"
+        );
     }
 }
