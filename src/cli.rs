@@ -631,23 +631,7 @@ fn preset_config(
 }
 
 fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
-    let (cfg, resume) = match &args.resume {
-        Some(dir) => {
-            if args.out.as_ref().is_some_and(|o| o != dir) {
-                return Err(Error::flag(
-                    "--out",
-                    "a resumed run continues in its own directory; omit --out",
-                )
-                .into());
-            }
-            let (cfg, ck) = resume_config(dir, args, given)?;
-            (cfg, Some(ck))
-        }
-        None => match args.preset {
-            Some(p) => (preset_config(p, args, given)?, None),
-            None => (args.to_config()?, None),
-        },
-    };
+    let (cfg, resume) = train_config(args, given)?;
     kernels::set_threads(cfg.threads);
     let out = match &args.resume {
         Some(dir) => dir.clone(),
@@ -662,14 +646,7 @@ fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
         );
     }
     if let Some(addr) = &args.watch {
-        let listener = crate::watch::listen(addr)?;
-        eprintln!("watch this run at {}", crate::watch::url(&listener));
-        let dir = out.clone();
-        std::thread::spawn(move || {
-            if let Err(e) = crate::watch::serve(dir, listener, false, false) {
-                eprintln!("the watch page stopped: {e:#}");
-            }
-        });
+        start_watch(addr, &out)?;
     }
     // First Ctrl-C: finish the step, checkpoint, exit. Second: exit at once.
     ctrlc::set_handler(|| {
@@ -719,23 +696,66 @@ fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
     };
     let s = train::run_with(&cfg, &data, &out, progress, opts)?;
     if !args.quiet {
-        let validation = match (s.validation_accuracy, s.validation_loss) {
-            (Some(acc), Some(loss)) => format!("validation accuracy {:.2}%, loss {loss:.4}; ", 100.0 * acc),
-            _ => String::new(),
-        };
-        eprintln!(
-            "\nTrained {} iterations ({:.1} epochs) in {:.2} s ({:.0} samples/s, evaluation {:.2} s more): {validation}test accuracy {:.2}%, test loss {:.4}. Model and metrics in {}.",
-            s.iterations,
-            s.epochs,
-            s.train_seconds,
-            s.samples_per_second,
-            s.eval_seconds,
-            100.0 * s.test_accuracy,
-            s.test_loss,
-            out.display()
-        );
+        print_trained(&s, &out);
     }
     Ok(())
+}
+
+/// The configuration `train` runs: the checkpoint's with `--resume`, else the preset's or the
+/// defaults', with the flags given laid over it; and the checkpoint to resume from.
+fn train_config(
+    args: &TrainArgs,
+    given: &[String],
+) -> Result<(TrainConfig, Option<crate::checkpoint::Checkpoint>)> {
+    Ok(match &args.resume {
+        Some(dir) => {
+            if args.out.as_ref().is_some_and(|o| o != dir) {
+                return Err(Error::flag(
+                    "--out",
+                    "a resumed run continues in its own directory; omit --out",
+                )
+                .into());
+            }
+            let (cfg, ck) = resume_config(dir, args, given)?;
+            (cfg, Some(ck))
+        }
+        None => match args.preset {
+            Some(p) => (preset_config(p, args, given)?, None),
+            None => (args.to_config()?, None),
+        },
+    })
+}
+
+/// Serve `train --watch`'s live page of the run in `out` at `addr`, on a thread of its own.
+fn start_watch(addr: &str, out: &Path) -> Result<()> {
+    let listener = crate::watch::listen(addr)?;
+    eprintln!("watch this run at {}", crate::watch::url(&listener));
+    let dir = out.to_path_buf();
+    std::thread::spawn(move || {
+        if let Err(e) = crate::watch::serve(dir, listener, false, false) {
+            eprintln!("the watch page stopped: {e:#}");
+        }
+    });
+    Ok(())
+}
+
+/// `train`'s last line: time, speed and the accuracies.
+fn print_trained(s: &crate::records::Summary, out: &Path) {
+    let validation = match (s.validation_accuracy, s.validation_loss) {
+        (Some(acc), Some(loss)) => format!("validation accuracy {:.2}%, loss {loss:.4}; ", 100.0 * acc),
+        _ => String::new(),
+    };
+    eprintln!(
+        "\nTrained {} iterations ({:.1} epochs) in {:.2} s ({:.0} samples/s, evaluation {:.2} s more): {validation}test accuracy {:.2}%, test loss {:.4}. Model and metrics in {}.",
+        s.iterations,
+        s.epochs,
+        s.train_seconds,
+        s.samples_per_second,
+        s.eval_seconds,
+        100.0 * s.test_accuracy,
+        s.test_loss,
+        out.display()
+    );
 }
 
 fn cmd_eval(args: &EvalArgs) -> Result<()> {
@@ -744,6 +764,36 @@ fn cmd_eval(args: &EvalArgs) -> Result<()> {
     }
     kernels::set_threads(args.threads);
     let loaded = model::load(&args.model)?;
+    let data = eval_data(args, &loaded)?;
+    let spec = &loaded.config.model;
+    let mut ws = Workspace::new(&loaded.mlp.sizes, EVAL_CHUNK.min(data.test.len()));
+    let engine = kernels::Engine::new(args.threads, kernels::Backend::detect());
+    let ev = eval::evaluate(&engine, &loaded.mlp, &mut ws, &data.test);
+    let mistakes = match args.mistakes {
+        None => None,
+        Some(0) => return Err(Error::flag("--mistakes", "must be at least 1").into()),
+        Some(n) => Some(eval::mistakes(&engine, &loaded.mlp, &mut ws, &data.test, n, 3)),
+    };
+    let figure = match &mistakes {
+        Some(m) => Some(draw_mistakes(args, m, &data, &spec.classes)?),
+        None => None,
+    };
+    if args.json {
+        print_evaluation_json(&ev, &spec.classes, mistakes.as_deref(), figure.as_deref())
+    } else {
+        print_evaluation(
+            args,
+            &ev,
+            &spec.classes,
+            mistakes.as_deref().zip(figure.as_deref()),
+        );
+        Ok(())
+    }
+}
+
+/// The test set `eval` runs on: `--data-dir`, else the model's own, checked against the
+/// model's input shape.
+fn eval_data(args: &EvalArgs, loaded: &model::Loaded) -> Result<Dataset> {
     let data_dir = args
         .data_dir
         .clone()
@@ -764,79 +814,92 @@ fn cmd_eval(args: &EvalArgs) -> Result<()> {
         }
         .into());
     }
-    let mut ws = Workspace::new(&loaded.mlp.sizes, EVAL_CHUNK.min(data.test.len()));
-    let engine = kernels::Engine::new(args.threads, kernels::Backend::detect());
-    let ev = eval::evaluate(&engine, &loaded.mlp, &mut ws, &data.test);
-    let mistakes = match args.mistakes {
-        None => None,
-        Some(0) => return Err(Error::flag("--mistakes", "must be at least 1").into()),
-        Some(n) => Some(eval::mistakes(&engine, &loaded.mlp, &mut ws, &data.test, n, 3)),
+    Ok(data)
+}
+
+/// Draw `eval --mistakes` as mistakes.png and .svg in `--out` (default: the model directory);
+/// returns the PNG's path.
+fn draw_mistakes(
+    args: &EvalArgs,
+    mistakes: &[eval::Mistake],
+    data: &Dataset,
+    classes: &[String],
+) -> Result<PathBuf> {
+    let dir = args.out.clone().unwrap_or_else(|| args.model.clone());
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let stem = dir.join("mistakes");
+    let title = format!(
+        "The {} most confident mistakes of {}",
+        mistakes.len(),
+        args.model.display()
+    );
+    study::plot::save(&mistakes_figure(mistakes, &data.test, classes, title), &stem)?;
+    Ok(stem.with_extension("png"))
+}
+
+/// `eval --json`: the evaluation, the class names and any mistakes with their figure.
+fn print_evaluation_json(
+    ev: &eval::Evaluation,
+    classes: &[String],
+    mistakes: Option<&[eval::Mistake]>,
+    figure: Option<&Path>,
+) -> Result<()> {
+    #[derive(serde::Serialize)]
+    struct Named<'a> {
+        #[serde(flatten)]
+        evaluation: &'a eval::Evaluation,
+        /// The name of each row and column of `confusion`.
+        classes: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mistakes: Option<&'a [eval::Mistake]>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mistakes_figure: Option<&'a Path>,
+    }
+    let named = Named {
+        evaluation: ev,
+        classes,
+        mistakes,
+        mistakes_figure: figure,
     };
-    let figure = match &mistakes {
-        Some(m) => {
-            let dir = args.out.clone().unwrap_or_else(|| args.model.clone());
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            let stem = dir.join("mistakes");
-            let title = format!(
-                "The {} most confident mistakes of {}",
-                m.len(),
-                args.model.display()
-            );
-            study::plot::save(&mistakes_figure(m, &data.test, &spec.classes, title), &stem)?;
-            Some(stem.with_extension("png"))
-        }
-        None => None,
-    };
-    if args.json {
-        #[derive(serde::Serialize)]
-        struct Named<'a> {
-            #[serde(flatten)]
-            evaluation: &'a eval::Evaluation,
-            /// The name of each row and column of `confusion`.
-            classes: &'a [String],
-            #[serde(skip_serializing_if = "Option::is_none")]
-            mistakes: Option<&'a [eval::Mistake]>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            mistakes_figure: Option<&'a Path>,
-        }
-        let named = Named {
-            evaluation: &ev,
-            classes: &spec.classes,
-            mistakes: mistakes.as_deref(),
-            mistakes_figure: figure.as_deref(),
-        };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&named).context("serialising the evaluation")?
+    );
+    Ok(())
+}
+
+/// `eval`'s text: the figures, the confusion table, and any mistakes with their top 3.
+fn print_evaluation(
+    args: &EvalArgs,
+    ev: &eval::Evaluation,
+    classes: &[String],
+    mistakes: Option<(&[eval::Mistake], &Path)>,
+) {
+    println!(
+        "model {}: test loss {:.4}, test accuracy {:.2}% ({} of {})\n",
+        args.model.display(),
+        ev.loss,
+        100.0 * ev.accuracy,
+        (ev.accuracy * ev.count as f64).round(),
+        ev.count
+    );
+    print!("{}", ev.confusion_table(classes));
+    if let Some((m, fig)) = mistakes {
         println!(
-            "{}",
-            serde_json::to_string_pretty(&named).context("serialising the evaluation")?
+            "\nThe {} most confident mistakes (drawn in {}):",
+            m.len(),
+            fig.display()
         );
-    } else {
-        println!(
-            "model {}: test loss {:.4}, test accuracy {:.2}% ({} of {})\n",
-            args.model.display(),
-            ev.loss,
-            100.0 * ev.accuracy,
-            (ev.accuracy * ev.count as f64).round(),
-            ev.count
-        );
-        print!("{}", ev.confusion_table(&spec.classes));
-        if let (Some(m), Some(fig)) = (&mistakes, &figure) {
-            println!(
-                "\nThe {} most confident mistakes (drawn in {}):",
-                m.len(),
-                fig.display()
-            );
-            println!("{:>6}  {:>8}  top 3", "index", "label");
-            for x in m {
-                let top: Vec<String> = x
-                    .top
-                    .iter()
-                    .map(|t| format!("{} ({})", spec.classes[t.class], percent(t.probability)))
-                    .collect();
-                println!("{:>6}  {:>8}  {}", x.index, spec.classes[x.label], top.join(", "));
-            }
+        println!("{:>6}  {:>8}  top 3", "index", "label");
+        for x in m {
+            let top: Vec<String> = x
+                .top
+                .iter()
+                .map(|t| format!("{} ({})", classes[t.class], percent(t.probability)))
+                .collect();
+            println!("{:>6}  {:>8}  {}", x.index, classes[x.label], top.join(", "));
         }
     }
-    Ok(())
 }
 
 /// A grid of mistakes, as the study's sample figure: each image with its true label and the
