@@ -420,22 +420,8 @@ impl Engine {
         use super::avx2;
         let products = super::avx512::Products::new(self.backend == Backend::Avx512);
         assert!(batch <= ws.capacity);
-        let last = mlp.layers.len() - 1;
         if ws.drops(0) {
-            let width = mlp.sizes[0];
-            let (x, m) = (ws.acts[0].as_ptr() as usize, ws.masks[0].as_ptr() as usize);
-            let dropped = Shared(ws.dropped[0].as_mut_ptr());
-            self.par(|t, n| {
-                let rows = split(batch, n, t, 1);
-                let (start, len) = (rows.start * width, rows.len() * width);
-                // SAFETY: thread t writes only its rows of ã; x and m are read-only here.
-                unsafe {
-                    let x = std::slice::from_raw_parts((x as *const f32).add(start), len);
-                    let m = std::slice::from_raw_parts((m as *const f32).add(start), len);
-                    let d = std::slice::from_raw_parts_mut(dropped.ptr().add(start), len);
-                    crate::nn::dropout::forward(x, m, d);
-                }
-            });
+            self.drop_input(ws, mlp.sizes[0], batch);
         }
         // The first layer's input (pixels, mostly zero) is mapped for its products to skip
         // zero blocks (the same bits); a prepared model's sparse product needs no map.
@@ -445,80 +431,117 @@ impl Engine {
             unsafe { avx2::nonzero_blocks(batch, mlp.sizes[0], x, mlp.sizes[0], &mut ws.nonzero) };
         }
         let skip = prepared.is_none() && self.worth_skipping(&ws.nonzero, batch, mlp.sizes[0]);
-        for (l, layer) in mlp.layers.iter().enumerate() {
-            let (i, o) = (layer.fan_in, layer.fan_out);
-            let a = ws.layer_input(l, batch).as_ptr() as usize;
-            let nz = (l == 0 && skip).then_some(&ws.nonzero[..]);
-            // With dropout on this layer's output: its mask, and where ã goes.
-            let drop_next = (l < last && ws.drops(l + 1)).then(|| {
-                (
-                    ws.masks[l + 1][..batch * o].as_ptr() as usize,
-                    Shared(ws.dropped[l + 1][..batch * o].as_mut_ptr()),
-                )
-            });
-            let z = Shared(ws.acts[l + 1][..batch * o].as_mut_ptr());
+        for l in 0..mlp.layers.len() {
             // The first layer of a prepared model skips zero pixels.
-            let sparse = prepared.filter(|_| l == 0).inspect(|p| {
-                assert_eq!(p.shape, (i, o), "prepared for a first layer of another shape");
-                assert_eq!(p.first_t.len(), o.div_ceil(PREPARED_PANEL) * i * PREPARED_PANEL);
-            });
-            let w = &mlp.params[layer.w_range()];
-            let b = &mlp.params[layer.b_range()];
-            let act = if l < last {
-                act_code(mlp.activation)
-            } else {
-                avx2::Act::Identity
-            };
-            self.par_sized(batch * i * o, |t, n| {
-                // Dense: each thread its columns of every row. Sparse: each thread its rows, in
-                // blocks of six that share one list of non-zero pixels, which it finds itself.
-                let (rows, cols) = match sparse {
-                    Some(_) => (split(batch, n, t, avx2::NN_MR), 0..o),
-                    None => (0..batch, split(o, n, t, 8)),
-                };
-                if rows.is_empty() || cols.is_empty() {
-                    return;
-                }
-                // SAFETY: thread t writes only rows `rows` × columns `cols` of z and of ã;
-                // reads stay inside a, w, b, the prepared Wᵀ and the mask.
-                unsafe {
-                    let a = a as *const f32;
-                    match sparse {
-                        Some(p) => {
-                            let (mut idx, mut starts) = (Vec::new(), Vec::new());
-                            let a = a.add(rows.start * i);
-                            avx2::nonzero_columns(rows.len(), i, a, i, avx2::NN_MR, &mut idx, &mut starts);
-                            let out = z.ptr().add(rows.start * o);
-                            (products.matmul_sparse_rows)(
-                                rows.len(),
-                                i,
-                                a,
-                                i,
-                                p.first_t.as_ptr(),
-                                o,
-                                out,
-                                o,
-                                &idx,
-                                &starts,
-                            );
-                        }
-                        None => {
-                            (products.matmul_nt)(batch, i, a, i, w.as_ptr(), i, cols.clone(), z.ptr(), o, nz)
-                        }
-                    }
-                    for r in rows {
-                        let row = r * o + cols.start;
-                        avx2::bias_act_row(z.ptr().add(row), b.as_ptr().add(cols.start), cols.len(), act);
-                        if let Some((mask, dropped)) = &drop_next {
-                            let m = (*mask as *const f32).add(row);
-                            for c in 0..cols.len() {
-                                *dropped.ptr().add(row + c) = *z.ptr().add(row + c) * *m.add(c);
-                            }
-                        }
-                    }
-                }
-            });
+            let sparse = prepared.filter(|_| l == 0);
+            self.forward_layer_avx2(mlp, ws, l, batch, products, l == 0 && skip, sparse);
         }
+    }
+
+    /// Inverted dropout on the input pixels: ã = x ⊙ m, each thread its rows.
+    fn drop_input(&self, ws: &mut Workspace<f32>, width: usize, batch: usize) {
+        let (x, m) = (ws.acts[0].as_ptr() as usize, ws.masks[0].as_ptr() as usize);
+        let dropped = Shared(ws.dropped[0].as_mut_ptr());
+        self.par(|t, n| {
+            let rows = split(batch, n, t, 1);
+            let (start, len) = (rows.start * width, rows.len() * width);
+            // SAFETY: thread t writes only its rows of ã; x and m are read-only here.
+            unsafe {
+                let x = std::slice::from_raw_parts((x as *const f32).add(start), len);
+                let m = std::slice::from_raw_parts((m as *const f32).add(start), len);
+                let d = std::slice::from_raw_parts_mut(dropped.ptr().add(start), len);
+                crate::nn::dropout::forward(x, m, d);
+            }
+        });
+    }
+
+    /// Layer `l`'s forward pass, `Linear::forward` and the activation fused: z = a Wᵀ + b, then
+    /// f(z) (the identity on the last layer) and the next layer's dropout, as each row is
+    /// stored. `skip`: the product skips the zero blocks mapped in `ws.nonzero`; `sparse`: it
+    /// runs on a prepared model's Wᵀ over each block of rows' non-zero pixels.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_layer_avx2(
+        &self,
+        mlp: &Mlp<f32>,
+        ws: &mut Workspace<f32>,
+        l: usize,
+        batch: usize,
+        products: super::avx512::Products,
+        skip: bool,
+        sparse: Option<&Prepared>,
+    ) {
+        use super::avx2;
+        let layer = &mlp.layers[l];
+        let (i, o) = (layer.fan_in, layer.fan_out);
+        let last = mlp.layers.len() - 1;
+        let a = ws.layer_input(l, batch).as_ptr() as usize;
+        let nz = skip.then_some(&ws.nonzero[..]);
+        // With dropout on this layer's output: its mask, and where ã goes.
+        let drop_next = (l < last && ws.drops(l + 1)).then(|| {
+            (
+                ws.masks[l + 1][..batch * o].as_ptr() as usize,
+                Shared(ws.dropped[l + 1][..batch * o].as_mut_ptr()),
+            )
+        });
+        let z = Shared(ws.acts[l + 1][..batch * o].as_mut_ptr());
+        if let Some(p) = sparse {
+            assert_eq!(p.shape, (i, o), "prepared for a first layer of another shape");
+            assert_eq!(p.first_t.len(), o.div_ceil(PREPARED_PANEL) * i * PREPARED_PANEL);
+        }
+        let w = &mlp.params[layer.w_range()];
+        let b = &mlp.params[layer.b_range()];
+        let act = if l < last {
+            act_code(mlp.activation)
+        } else {
+            avx2::Act::Identity
+        };
+        self.par_sized(batch * i * o, |t, n| {
+            // Dense: each thread its columns of every row. Sparse: each thread its rows, in
+            // blocks of six that share one list of non-zero pixels, which it finds itself.
+            let (rows, cols) = match sparse {
+                Some(_) => (split(batch, n, t, avx2::NN_MR), 0..o),
+                None => (0..batch, split(o, n, t, 8)),
+            };
+            if rows.is_empty() || cols.is_empty() {
+                return;
+            }
+            // SAFETY: thread t writes only rows `rows` × columns `cols` of z and of ã;
+            // reads stay inside a, w, b, the prepared Wᵀ and the mask.
+            unsafe {
+                let a = a as *const f32;
+                match sparse {
+                    Some(p) => {
+                        let (mut idx, mut starts) = (Vec::new(), Vec::new());
+                        let a = a.add(rows.start * i);
+                        avx2::nonzero_columns(rows.len(), i, a, i, avx2::NN_MR, &mut idx, &mut starts);
+                        let out = z.ptr().add(rows.start * o);
+                        (products.matmul_sparse_rows)(
+                            rows.len(),
+                            i,
+                            a,
+                            i,
+                            p.first_t.as_ptr(),
+                            o,
+                            out,
+                            o,
+                            &idx,
+                            &starts,
+                        );
+                    }
+                    None => (products.matmul_nt)(batch, i, a, i, w.as_ptr(), i, cols.clone(), z.ptr(), o, nz),
+                }
+                for r in rows {
+                    let row = r * o + cols.start;
+                    avx2::bias_act_row(z.ptr().add(row), b.as_ptr().add(cols.start), cols.len(), act);
+                    if let Some((mask, dropped)) = &drop_next {
+                        let m = (*mask as *const f32).add(row);
+                        for c in 0..cols.len() {
+                            *dropped.ptr().add(row + c) = *z.ptr().add(row + c) * *m.add(c);
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// One training step on the batch already in `ws.acts[0]` with `labels` (and dropout masks
