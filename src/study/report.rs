@@ -300,43 +300,40 @@ pub fn write(dir: &Path, ablations: &[std::path::PathBuf]) -> Result<()> {
         ablations
     };
     let mut b: Vec<Block> = Vec::new();
-    let title = if rec.study.kind == "seed" {
+    let title = report_title(&rec);
+    b.push(Block::Heading(1, title.clone()));
+    header_section(&rec, &mut b);
+    configuration_section(&rec, &mut b);
+
+    if rec.study.kind == "seed" {
+        seed_sections(&rec, dir, &mut b)?;
+    } else {
+        custom_sections(&rec, dir, &mut b)?;
+    }
+
+    runs_section(&rec, &mut b);
+    ablation_sections(ablations, &mut b)?;
+
+    write_atomic(&dir.join("report.md"), md(&b).as_bytes())?;
+    write_atomic(&dir.join("report.html"), html(&b, dir, &title)?.as_bytes())?;
+    Ok(())
+}
+
+/// The report's title: the seed report's study, or the spec's name.
+fn report_title(rec: &Records) -> String {
+    if rec.study.kind == "seed" {
         "mnist-mlp: the seed report's study, regenerated".to_string()
     } else {
         format!("mnist-mlp study '{}'", rec.study.spec.name)
-    };
-    b.push(Block::Heading(1, title.clone()));
+    }
+}
+
+/// The spec's description, where and how the study ran, its data set and its command line.
+fn header_section(rec: &Records, b: &mut Vec<Block>) {
     if !rec.study.spec.description.is_empty() {
         b.push(Block::Para(rec.study.spec.description.clone()));
     }
-    let m = &rec.study.machine;
-    if rec.study.shards.is_empty() {
-        b.push(Block::Para(format!(
-            "Produced by mnist-mlp {} on {} ({} logical cores, {}): {} runs, {} at a time with {} matrix-product thread(s) each, {:.1} s of wall time in all.",
-            rec.study.tool_version, m.cpu, m.logical_cores, m.os, rec.results.len(), rec.study.jobs, rec.study.threads_per_run, rec.study.wall_seconds
-        )));
-    } else {
-        let mut hosts: Vec<String> = rec
-            .study
-            .shards
-            .iter()
-            .map(|s| {
-                format!(
-                    "{} ({}, {} logical cores)",
-                    s.host, s.machine.cpu, s.machine.logical_cores
-                )
-            })
-            .collect();
-        hosts.dedup();
-        b.push(Block::Para(format!(
-            "Produced by mnist-mlp {} in {} shard process(es) on {}: {} runs, {:.1} s of wall time from the first shard's start to the last one's end.",
-            rec.study.tool_version,
-            rec.study.shards.len(),
-            hosts.join(", "),
-            rec.results.len(),
-            rec.study.wall_seconds
-        )));
-    }
+    b.push(Block::Para(produced_by(rec)));
     let dataset = rec.results.first().map(|r| r.config.dataset).unwrap_or_default();
     if dataset != DatasetKind::Mnist {
         b.push(Block::Para(format!(
@@ -347,6 +344,48 @@ pub fn write(dir: &Path, ablations: &[std::path::PathBuf]) -> Result<()> {
     }
     b.push(Block::Para("Ran as:".into()));
     b.push(Block::Code(rec.study.command.clone()));
+}
+
+/// The sentence saying which version produced the study, on which machine(s), and how long it took.
+fn produced_by(rec: &Records) -> String {
+    let m = &rec.study.machine;
+    if rec.study.shards.is_empty() {
+        return format!(
+            "Produced by mnist-mlp {} on {} ({} logical cores, {}): {} runs, {} at a time with {} matrix-product thread(s) each, {:.1} s of wall time in all.",
+            rec.study.tool_version,
+            m.cpu,
+            m.logical_cores,
+            m.os,
+            rec.results.len(),
+            rec.study.jobs,
+            rec.study.threads_per_run,
+            rec.study.wall_seconds
+        );
+    }
+    let mut hosts: Vec<String> = rec
+        .study
+        .shards
+        .iter()
+        .map(|s| {
+            format!(
+                "{} ({}, {} logical cores)",
+                s.host, s.machine.cpu, s.machine.logical_cores
+            )
+        })
+        .collect();
+    hosts.dedup();
+    format!(
+        "Produced by mnist-mlp {} in {} shard process(es) on {}: {} runs, {:.1} s of wall time from the first shard's start to the last one's end.",
+        rec.study.tool_version,
+        rec.study.shards.len(),
+        hosts.join(", "),
+        rec.results.len(),
+        rec.study.wall_seconds
+    )
+}
+
+/// The options shared by every run, and the seeds, as a table.
+fn configuration_section(rec: &Records, b: &mut Vec<Block>) {
     b.push(Block::Heading(2, "Configuration".into()));
     b.push(Block::Para(
         "Options shared by every run (everything else is the default of `mnist-mlp train`):".into(),
@@ -366,13 +405,10 @@ pub fn write(dir: &Path, ablations: &[std::path::PathBuf]) -> Result<()> {
         .collect();
     rows.push(vec!["`seeds`".into(), format!("{:?}", rec.study.spec.seeds)]);
     b.push(Block::Table(vec!["option".into(), "value".into()], rows));
+}
 
-    if rec.study.kind == "seed" {
-        seed_sections(&rec, dir, &mut b)?;
-    } else {
-        custom_sections(&rec, dir, &mut b)?;
-    }
-
+/// Every run's status, accuracy, loss and speed, why any failed, and which have not finished.
+fn runs_section(rec: &Records, b: &mut Vec<Block>) {
     b.push(Block::Heading(2, "Runs: time and speed".into()));
     let rows = rec
         .results
@@ -429,7 +465,10 @@ pub fn write(dir: &Path, ablations: &[std::path::PathBuf]) -> Result<()> {
             missing.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
         )));
     }
+}
 
+/// The ablation heading and its explanation, then one table per ablation study in `ablations`.
+fn ablation_sections(ablations: &[std::path::PathBuf], b: &mut Vec<Block>) -> Result<()> {
     if !ablations.is_empty() {
         b.push(Block::Heading(
             2,
@@ -440,11 +479,8 @@ pub fn write(dir: &Path, ablations: &[std::path::PathBuf]) -> Result<()> {
         ));
     }
     for ab in ablations {
-        ablation_section(ab, &mut b)?;
+        ablation_section(ab, b)?;
     }
-
-    write_atomic(&dir.join("report.md"), md(&b).as_bytes())?;
-    write_atomic(&dir.join("report.html"), html(&b, dir, &title)?.as_bytes())?;
     Ok(())
 }
 
