@@ -106,8 +106,38 @@ impl StudySpec {
         } else {
             self.runs.iter().collect()
         };
+        let combos = self.combos();
 
-        // The grid's combinations, as (label, overrides).
+        let mut plans = Vec::new();
+        for (r, run) in runs.iter().enumerate() {
+            for (label, sets) in &combos {
+                let group = self.group_name(self.run_name(run, r, origin)?.as_deref(), label);
+                let reported_accuracy = reported_accuracy(run, r, origin)?;
+                for &seed in &self.seeds {
+                    let mut value = self.options(&defaults, run, r, sets, origin)?;
+                    let obj = value.as_object_mut().expect("an object");
+                    obj.insert("seed".into(), seed.into());
+                    let config = run_config(value, &group, origin)?;
+                    let name = if self.seeds.len() > 1 {
+                        format!("{group}-s{seed}")
+                    } else {
+                        group.clone()
+                    };
+                    plans.push(RunPlan {
+                        name: sanitize(&name),
+                        group: group.clone(),
+                        config,
+                        reported_accuracy,
+                    });
+                }
+            }
+        }
+        check_distinct_names(&plans, origin)?;
+        Ok(plans)
+    }
+
+    /// The grid's combinations, as (label, overrides), the last key varying fastest.
+    fn combos(&self) -> Vec<Combo> {
         let mut combos: Vec<Combo> = vec![(vec![], vec![])];
         for (key, values) in &self.grid {
             let values = values.as_array().expect("checked in from_toml");
@@ -124,91 +154,111 @@ impl StudySpec {
                 })
                 .collect();
         }
-
-        let mut plans = Vec::new();
-        for (r, run) in runs.iter().enumerate() {
-            for (label, sets) in &combos {
-                let mut name_parts: Vec<String> = Vec::new();
-                match run.get("name") {
-                    Some(toml::Value::String(n)) => name_parts.push(n.clone()),
-                    Some(_) => {
-                        return Err(spec_err(origin, format!("runs[{r}].name must be a string")));
-                    }
-                    None if self.runs.len() > 1 => name_parts.push(format!("run{r}")),
-                    None => {}
-                }
-                name_parts.extend(label.iter().cloned());
-                let group = if name_parts.is_empty() {
-                    self.name.clone()
-                } else {
-                    name_parts.join(",")
-                };
-                let reported_accuracy = match run.get("reported_accuracy") {
-                    None => None,
-                    Some(v) => Some(v.as_float().ok_or_else(|| {
-                        spec_err(
-                            origin,
-                            format!("runs[{r}].reported_accuracy must be a number (a fraction, e.g. 0.9489)"),
-                        )
-                    })?),
-                };
-                for &seed in &self.seeds {
-                    let mut value = defaults.clone();
-                    let obj = value.as_object_mut().expect("an object");
-                    let mut apply = |k: &str, v: &toml::Value, wherein: &str| -> Result<()> {
-                        let json = serde_json::to_value(v)
-                            .map_err(|e| spec_err(origin, format!("{wherein}.{k}: {e}")))?;
-                        if !obj.contains_key(k) {
-                            return Err(spec_err(
-                                origin,
-                                format!(
-                                    "{wherein}: unknown training option `{k}`; known: {}",
-                                    known_keys(&defaults)
-                                ),
-                            ));
-                        }
-                        obj.insert(k.to_string(), json);
-                        Ok(())
-                    };
-                    for (k, v) in &self.base {
-                        apply(k, v, "base")?;
-                    }
-                    for (k, v) in sets {
-                        apply(k, v, "grid")?;
-                    }
-                    for (k, v) in run.iter().filter(|(k, _)| !RUN_META_KEYS.contains(&k.as_str())) {
-                        apply(k, v, &format!("runs[{r}]"))?;
-                    }
-                    obj.insert("seed".into(), seed.into());
-                    let config: TrainConfig = serde_json::from_value(value)
-                        .map_err(|e| spec_err(origin, format!("run '{group}': {e}")))?;
-                    config
-                        .validate()
-                        .map_err(|e| spec_err(origin, format!("run '{group}': {e}")))?;
-                    let name = if self.seeds.len() > 1 {
-                        format!("{group}-s{seed}")
-                    } else {
-                        group.clone()
-                    };
-                    plans.push(RunPlan {
-                        name: sanitize(&name),
-                        group: group.clone(),
-                        config,
-                        reported_accuracy,
-                    });
-                }
-            }
-        }
-        let mut names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
-        names.sort();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(spec_err(
-                origin,
-                format!("two runs are both named '{}'; give them distinct names", w[0]),
-            ));
-        }
-        Ok(plans)
+        combos
     }
+
+    /// The name a `[[runs]]` entry gives its runs: its `name`, `run<r>` if there are several, else none.
+    fn run_name(&self, run: &toml::Table, r: usize, origin: &str) -> Result<Option<String>> {
+        match run.get("name") {
+            Some(toml::Value::String(n)) => Ok(Some(n.clone())),
+            Some(_) => Err(spec_err(origin, format!("runs[{r}].name must be a string"))),
+            None if self.runs.len() > 1 => Ok(Some(format!("run{r}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// A group's name: the run's name and the grid label joined by commas, or the spec's name.
+    fn group_name(&self, run_name: Option<&str>, label: &[String]) -> String {
+        let mut name_parts: Vec<String> = run_name.map(String::from).into_iter().collect();
+        name_parts.extend(label.iter().cloned());
+        if name_parts.is_empty() {
+            self.name.clone()
+        } else {
+            name_parts.join(",")
+        }
+    }
+
+    /// The training options of one run as JSON: the defaults, then `base`, the grid point and the run's own.
+    fn options(
+        &self,
+        defaults: &serde_json::Value,
+        run: &toml::Table,
+        r: usize,
+        sets: &[(String, toml::Value)],
+        origin: &str,
+    ) -> Result<serde_json::Value> {
+        let mut value = defaults.clone();
+        let obj = value.as_object_mut().expect("an object");
+        for (k, v) in &self.base {
+            set_option(obj, defaults, k, v, "base", origin)?;
+        }
+        for (k, v) in sets {
+            set_option(obj, defaults, k, v, "grid", origin)?;
+        }
+        for (k, v) in run.iter().filter(|(k, _)| !RUN_META_KEYS.contains(&k.as_str())) {
+            set_option(obj, defaults, k, v, &format!("runs[{r}]"), origin)?;
+        }
+        Ok(value)
+    }
+}
+
+/// A `[[runs]]` entry's `reported_accuracy`, if it gives one.
+fn reported_accuracy(run: &toml::Table, r: usize, origin: &str) -> Result<Option<f64>> {
+    match run.get("reported_accuracy") {
+        None => Ok(None),
+        Some(v) => Ok(Some(v.as_float().ok_or_else(|| {
+            spec_err(
+                origin,
+                format!("runs[{r}].reported_accuracy must be a number (a fraction, e.g. 0.9489)"),
+            )
+        })?)),
+    }
+}
+
+/// Set training option `k` to `v` in `obj`, refusing a key that is not a training option.
+fn set_option(
+    obj: &mut serde_json::Map<String, serde_json::Value>,
+    defaults: &serde_json::Value,
+    k: &str,
+    v: &toml::Value,
+    wherein: &str,
+    origin: &str,
+) -> Result<()> {
+    let json = serde_json::to_value(v).map_err(|e| spec_err(origin, format!("{wherein}.{k}: {e}")))?;
+    if !obj.contains_key(k) {
+        return Err(spec_err(
+            origin,
+            format!(
+                "{wherein}: unknown training option `{k}`; known: {}",
+                known_keys(defaults)
+            ),
+        ));
+    }
+    obj.insert(k.to_string(), json);
+    Ok(())
+}
+
+/// The validated `TrainConfig` of run group `group` from its options as JSON.
+fn run_config(value: serde_json::Value, group: &str, origin: &str) -> Result<TrainConfig> {
+    let config: TrainConfig =
+        serde_json::from_value(value).map_err(|e| spec_err(origin, format!("run '{group}': {e}")))?;
+    config
+        .validate()
+        .map_err(|e| spec_err(origin, format!("run '{group}': {e}")))?;
+    Ok(config)
+}
+
+/// Refuse two runs of the same name.
+fn check_distinct_names(plans: &[RunPlan], origin: &str) -> Result<()> {
+    let mut names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+    names.sort();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(spec_err(
+            origin,
+            format!("two runs are both named '{}'; give them distinct names", w[0]),
+        ));
+    }
+    Ok(())
 }
 
 fn known_keys(defaults: &serde_json::Value) -> String {
