@@ -342,15 +342,47 @@ pub fn run(
     let backend: Backend = kernels.resolve()?;
     let fps = flops_per_sample(&SIZES);
     let mut round_trips = Vec::new();
-    let mut round_trip = |when: &str, progress: &mut dyn FnMut(&str)| {
-        if threads.iter().any(|&t| t > 1)
-            && let Some(ns) = core_round_trip_ns()
-        {
-            progress(&format!("core to core round trip  {ns:>5.0} ns  ({when})"));
-            round_trips.push(ns);
-        }
-    };
-    round_trip("before the timings", &mut progress);
+    record_round_trip(threads, "before the timings", &mut round_trips, &mut progress);
+    let fma = fma_peaks(threads, &mut progress);
+    let timer = Timer::new(backend, test_images, fps, &fma, &peaks, &mut progress);
+    let mut steps = Vec::new();
+    let mut eval = Vec::new();
+    for &t in threads {
+        let engine = Engine::new(t, backend);
+        steps.extend(timer.steps(&engine, t, batches, &mut progress));
+        eval.push(timer.eval(&engine, t, &mut progress));
+    }
+    record_round_trip(threads, "after the timings", &mut round_trips, &mut progress);
+    Ok(BenchReport {
+        cpu: crate::study::Machine::detect().cpu,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        flops_per_sample: fps,
+        fma_peak_gflops: fma,
+        gemm_peak_gflops: peaks,
+        steps,
+        eval,
+        core_round_trip_ns: round_trips,
+        peak_memory_mib: peak_memory_mib(),
+    })
+}
+
+/// Measure and report the core-to-core round trip, if more than one thread is timed and can be.
+fn record_round_trip(
+    threads: &[usize],
+    when: &str,
+    round_trips: &mut Vec<f64>,
+    progress: &mut dyn FnMut(&str),
+) {
+    if threads.iter().any(|&t| t > 1)
+        && let Some(ns) = core_round_trip_ns()
+    {
+        progress(&format!("core to core round trip  {ns:>5.0} ns  ({when})"));
+        round_trips.push(ns);
+    }
+}
+
+/// Measure and report the FMA peak of each thread count (none where it cannot be measured).
+fn fma_peaks(threads: &[usize], progress: &mut dyn FnMut(&str)) -> Vec<(usize, f64)> {
     let fma: Vec<(usize, f64)> = threads
         .iter()
         .filter_map(|&t| fma_peak(t).map(|p| (t, p)))
@@ -360,33 +392,75 @@ pub fn run(
             "FMA peak    registers only   threads {t}  {p:>6.1} GFLOP/s"
         ));
     }
-    let (input, eval_input) = match test_images {
-        Some(_) => ("MNIST test images", "MNIST test set"),
-        None => ("random pixels", "random pixels"),
-    };
-    progress(&format!(
-        "train steps on {input}{}",
-        if test_images.is_some() {
-            " (GFLOP/s and % count the dense step's FLOPs; the first layer skips zero blocks)"
-        } else {
-            " (dense: no zeros to skip)"
+    fma
+}
+
+/// The backend, input and peaks that the step and evaluation timings of one bench share.
+struct Timer<'a> {
+    backend: Backend,
+    test_images: Option<&'a [f32]>,
+    /// What the steps run on, as [`StepFigure::input`] says it.
+    input: &'static str,
+    /// What the evaluation runs on, as [`EvalFigure::input`] says it.
+    eval_input: &'static str,
+    fps: f64,
+    fma: &'a [(usize, f64)],
+    peaks: &'a [(usize, f64)],
+}
+
+impl<'a> Timer<'a> {
+    /// The timer of a bench on `test_images` (else random pixels), after reporting which.
+    fn new(
+        backend: Backend,
+        test_images: Option<&'a [f32]>,
+        fps: f64,
+        fma: &'a [(usize, f64)],
+        peaks: &'a [(usize, f64)],
+        progress: &mut dyn FnMut(&str),
+    ) -> Timer<'a> {
+        let (input, eval_input) = match test_images {
+            Some(_) => ("MNIST test images", "MNIST test set"),
+            None => ("random pixels", "random pixels"),
+        };
+        progress(&format!(
+            "train steps on {input}{}",
+            if test_images.is_some() {
+                " (GFLOP/s and % count the dense step's FLOPs; the first layer skips zero blocks)"
+            } else {
+                " (dense: no zeros to skip)"
+            }
+        ));
+        Timer {
+            backend,
+            test_images,
+            input,
+            eval_input,
+            fps,
+            fma,
+            peaks,
         }
-    ));
-    let mut steps = Vec::new();
-    let mut eval = Vec::new();
-    for &t in threads {
-        let engine = Engine::new(t, backend);
+    }
+
+    /// Time and report the training step at each of `batches` on `engine` (`t` threads).
+    fn steps(
+        &self,
+        engine: &Engine,
+        t: usize,
+        batches: &[usize],
+        progress: &mut dyn FnMut(&str),
+    ) -> Vec<StepFigure> {
         // Percentages are of the compute ceiling where it can be measured, else of the GEMM.
-        let peak = fma.iter().chain(&peaks).find(|p| p.0 == t).map(|p| p.1);
-        let gemm = peaks.iter().find(|p| p.0 == t).map(|p| p.1);
+        let peak = self.fma.iter().chain(self.peaks).find(|p| p.0 == t).map(|p| p.1);
+        let gemm = self.peaks.iter().find(|p| p.0 == t).map(|p| p.1);
+        let mut steps = Vec::new();
         for &batch in batches {
-            let secs = time_step(&engine, batch, Activation::Relu, test_images);
-            let gflops = fps * batch as f64 / secs / 1e9;
+            let secs = time_step(engine, batch, Activation::Relu, self.test_images);
+            let gflops = self.fps * batch as f64 / secs / 1e9;
             let fig = StepFigure {
                 batch,
                 threads: t,
-                kernels: backend.name().into(),
-                input: input.into(),
+                kernels: self.backend.name().into(),
+                input: self.input.into(),
                 ms_per_step: secs * 1e3,
                 samples_per_second: batch as f64 / secs,
                 gflops,
@@ -406,31 +480,24 @@ pub fn run(
             ));
             steps.push(fig);
         }
-        let ms = time_eval(&engine, test_images);
+        steps
+    }
+
+    /// Time and report the evaluation pass on `engine` (`t` threads).
+    fn eval(&self, engine: &Engine, t: usize, progress: &mut dyn FnMut(&str)) -> EvalFigure {
+        let ms = time_eval(engine, self.test_images);
         progress(&format!(
             "evaluation  10,000 images  threads {t}  {ms:>7.1} ms  {:>9.0} images/s  ({})",
             1e7 / ms,
-            eval_input
+            self.eval_input
         ));
-        eval.push(EvalFigure {
+        EvalFigure {
             threads: t,
-            input: eval_input.into(),
+            input: self.eval_input.into(),
             ms_per_10000_images: ms,
             images_per_second: 1e7 / ms,
-        });
+        }
     }
-    round_trip("after the timings", &mut progress);
-    Ok(BenchReport {
-        cpu: crate::study::Machine::detect().cpu,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        flops_per_sample: fps,
-        fma_peak_gflops: fma,
-        gemm_peak_gflops: peaks,
-        steps,
-        eval,
-        core_round_trip_ns: round_trips,
-        peak_memory_mib: peak_memory_mib(),
-    })
 }
 
 #[cfg(test)]
