@@ -139,6 +139,39 @@ pub struct StepParams {
     pub max_norm: Option<f64>,
 }
 
+/// What every layer's backward pass and update share in one fused step.
+#[cfg(target_arch = "x86_64")]
+struct Backward<'a> {
+    products: super::avx512::Products,
+    batch: usize,
+    /// The hidden layers' activation, whose derivative the input gradient applies.
+    act: super::avx2::Act,
+    up: &'a super::avx2::Update,
+    adam: bool,
+    max_norm: Option<f64>,
+    params: Shared<f32>,
+    first_moment: Shared<f32>,
+    /// Null unless the rule keeps a second moment.
+    second_moment: Shared<f32>,
+    /// Whether each layer's input is packed in column panels (from [`PACK_MIN_BATCH`] on),
+    /// and where.
+    packing: bool,
+    packed: Shared<f32>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Backward<'_> {
+    /// Pack columns `cols` of a layer's input (`batch` rows of `i`, at `input`) into their
+    /// panels, when packing.
+    fn pack(&self, i: usize, input: usize, cols: std::ops::Range<usize>) {
+        if self.packing {
+            // SAFETY: every caller passes a thread its own range of columns, split at multiples
+            // of the panel width; the input is read-only here.
+            unsafe { super::avx2::pack_panels(self.batch, i, input as *const f32, cols, self.packed.ptr()) }
+        }
+    }
+}
+
 /// Raw pointers that may be shared by the threads of one parallel region: every thread writes
 /// only its own disjoint part (rows or columns) of the buffers behind them.
 #[derive(Clone, Copy)]
@@ -629,7 +662,6 @@ impl Engine {
         p: StepParams,
     ) {
         use super::avx2;
-        let products = super::avx512::Products::new(self.backend == Backend::Avx512);
         let batch = labels.len();
         let k = mlp.classes();
         let n_layers = mlp.layers.len();
@@ -639,14 +671,6 @@ impl Engine {
         }
         let up: avx2::Update = p.opt.update(p.lr, p.t, batch);
         let adam = p.opt.method.has_second_moment();
-        let act = act_code(mlp.activation);
-        let params = Shared(mlp.params.as_mut_ptr());
-        let vel = Shared(first_moment.as_mut_ptr());
-        let sec = Shared(if adam {
-            second_moment.as_mut_ptr()
-        } else {
-            std::ptr::null_mut()
-        });
         // The layer input packed in column panels for the weight-gradient kernel.
         let packing = batch >= PACK_MIN_BATCH;
         let widest_input = mlp.sizes[..n_layers].iter().max().copied().unwrap_or(0);
@@ -654,122 +678,168 @@ impl Engine {
         if packing && ws.packed.len() < packed_len {
             ws.packed.resize(packed_len, 0.0);
         }
-        let packed = Shared(ws.packed.as_mut_ptr());
+        let bw = Backward {
+            products: super::avx512::Products::new(self.backend == Backend::Avx512),
+            batch,
+            act: act_code(mlp.activation),
+            up: &up,
+            adam,
+            max_norm: p.max_norm,
+            params: Shared(mlp.params.as_mut_ptr()),
+            first_moment: Shared(first_moment.as_mut_ptr()),
+            second_moment: Shared(if adam {
+                second_moment.as_mut_ptr()
+            } else {
+                std::ptr::null_mut()
+            }),
+            packing,
+            packed: Shared(ws.packed.as_mut_ptr()),
+        };
         // The map of the first layer's input that the forward pass made (same batch, same
         // input: the step runs forward first).
         let nonzero = std::mem::take(&mut ws.nonzero);
         let skip = self.worth_skipping(&nonzero, batch, mlp.sizes[0]);
         for l in (0..n_layers).rev() {
-            let nz = (l == 0 && skip).then_some(&nonzero[..]);
             let layer = mlp.layers[l].clone();
-            let (i, o) = (layer.fan_in, layer.fan_out);
-            // a^l for f', and what the layer read (ã^l with dropout) for d_w.
-            let a = ws.acts[l][..batch * i].as_ptr() as usize;
+            let i = layer.fan_in;
+            // What the layer read (ã^l with dropout), for d_w.
             let input = ws.layer_input(l, batch).as_ptr() as usize;
-            // SAFETY (both uses): thread t writes only the panels of columns `cols`, a range
-            // split at multiples of the panel width; the input is read-only here.
-            let pack = |cols: std::ops::Range<usize>| unsafe {
-                if packing {
-                    avx2::pack_panels(batch, i, input as *const f32, cols, packed.ptr())
-                }
-            };
             if l == 0 && packing {
-                self.par(|t, n| pack(split(i, n, t, avx2::PANEL)));
+                self.par(|t, n| bw.pack(i, input, split(i, n, t, avx2::PANEL)));
             }
-            let mask = ws.drops(l).then(|| ws.masks[l][..batch * i].as_ptr() as usize);
-            let d_z = ws.d_z[..batch * o].as_ptr() as usize;
-            // d_a = d_z W ⊙ f'(a) (⊙ m with dropout), before W changes.
             if l > 0 {
-                let d_a = Shared(ws.d_a[..batch * i].as_mut_ptr());
-                self.par_sized(batch * i * o, |t, n| {
-                    let cols = split(i, n, t, 8 * avx2::NN_NV);
-                    if cols.is_empty() {
-                        return;
-                    }
-                    pack(cols.clone());
-                    // SAFETY: thread t writes columns `cols` of d_a only; W is not written in
-                    // this region.
-                    unsafe {
-                        let w = params.ptr().add(layer.w) as *const f32;
-                        (products.matmul_nn_dact)(
-                            batch,
-                            o,
-                            d_z as *const f32,
-                            o,
-                            w,
-                            i,
-                            a as *const f32,
-                            d_a.ptr(),
-                            i,
-                            cols.clone(),
-                            act,
-                        );
-                        if let Some(mask) = mask {
-                            apply_dropout_mask(d_a.ptr(), mask as *const f32, batch, i, cols);
-                        }
-                    }
-                });
+                self.input_gradient_avx2(&bw, ws, l, &layer, input);
             }
-            // d_w = d_zᵀ a and d_b = Σ d_z, consumed at once by the update of W and b. Each
-            // thread first packs its rows of d_z transposed, (O, B): the kernel then reads six
-            // contiguous streams instead of a stride of O floats (the d_w kernel ran 15–25%
-            // faster at batch 256 and 1024, `examples/kernel_breakdown.rs`; the same sums in the
-            // same order, so the same bits). The packed rows are a few floats longer than the
-            // batch, so that the six rows a tile reads are not a multiple of 4 KB apart, which
-            // made the L1 cache alias them and cost more than packing saved.
-            let ld_t = batch + 16;
-            if ws.d_t.len() < ld_t * o {
-                ws.d_t.resize(ld_t * o, 0.0);
-            }
-            let d_t = Shared(ws.d_t.as_mut_ptr());
-            self.par_sized(batch * i * o, |t, n| {
-                let rows = split(o, n, t, avx2::TN_MR);
-                if rows.is_empty() {
-                    return;
-                }
-                // SAFETY: thread t writes rows `rows` of d_t only; d_z is read-only here.
-                unsafe { transpose_rows(d_z as *const f32, batch, o, d_t.ptr(), ld_t, rows.clone()) };
-                // SAFETY: thread t reads and writes rows `rows` of W, b and their velocities
-                // only; d_z and a are read-only here.
-                unsafe {
-                    let sec_w = if adam { sec.ptr().add(layer.w) } else { sec.ptr() };
-                    (products.weight_grad_update)(
-                        batch,
-                        i,
-                        d_t.ptr() as *const f32,
-                        1,
-                        ld_t,
-                        if packing { packed.ptr() } else { input as *mut f32 },
-                        if packing {
-                            avx2::PanelLayout::packed(batch)
-                        } else {
-                            avx2::PanelLayout::rows(i)
-                        },
-                        params.ptr().add(layer.w),
-                        vel.ptr().add(layer.w),
-                        sec_w,
-                        rows.clone(),
-                        &up,
-                        nz,
-                    );
-                    if let Some(c) = p.max_norm {
-                        let w = std::slice::from_raw_parts_mut(
-                            params.ptr().add(layer.w + rows.start * i),
-                            rows.len() * i,
-                        );
-                        max_norm::rows(w, i, c as f32);
-                    }
-                    let b = layer.b;
-                    let sec_b = adam.then(|| sec.ptr().add(b));
-                    let (pb, vb) = (params.ptr().add(b), vel.ptr().add(b));
-                    bias_grad_update(d_z as *const f32, batch, o, rows, pb, vb, sec_b, &up);
-                }
-            });
+            let nz = (l == 0 && skip).then_some(&nonzero[..]);
+            self.weight_update_avx2(&bw, ws, &layer, input, nz);
             if l > 0 {
                 std::mem::swap(&mut ws.d_z, &mut ws.d_a);
             }
         }
         ws.nonzero = nonzero;
+    }
+
+    /// `Linear::backward`'s input gradient, fused with the activation's derivative:
+    /// d_a = d_z W ⊙ f'(a) (⊙ m with dropout), before W changes; each thread its columns, which
+    /// it also packs for the weight gradient.
+    #[cfg(target_arch = "x86_64")]
+    fn input_gradient_avx2(
+        &self,
+        bw: &Backward,
+        ws: &mut Workspace<f32>,
+        l: usize,
+        layer: &crate::nn::Linear,
+        input: usize,
+    ) {
+        use super::avx2;
+        let (i, o, batch) = (layer.fan_in, layer.fan_out, bw.batch);
+        let a = ws.acts[l][..batch * i].as_ptr() as usize;
+        let mask = ws.drops(l).then(|| ws.masks[l][..batch * i].as_ptr() as usize);
+        let d_z = ws.d_z[..batch * o].as_ptr() as usize;
+        let d_a = Shared(ws.d_a[..batch * i].as_mut_ptr());
+        self.par_sized(batch * i * o, |t, n| {
+            let cols = split(i, n, t, 8 * avx2::NN_NV);
+            if cols.is_empty() {
+                return;
+            }
+            bw.pack(i, input, cols.clone());
+            // SAFETY: thread t writes columns `cols` of d_a only; W is not written in this
+            // region.
+            unsafe {
+                let w = bw.params.ptr().add(layer.w) as *const f32;
+                (bw.products.matmul_nn_dact)(
+                    batch,
+                    o,
+                    d_z as *const f32,
+                    o,
+                    w,
+                    i,
+                    a as *const f32,
+                    d_a.ptr(),
+                    i,
+                    cols.clone(),
+                    bw.act,
+                );
+                if let Some(mask) = mask {
+                    apply_dropout_mask(d_a.ptr(), mask as *const f32, batch, i, cols);
+                }
+            }
+        });
+    }
+
+    /// `Linear::backward`'s weight and bias gradients, d_w = d_zᵀ a and d_b = Σ d_z, consumed
+    /// at once by the update rule (and max-norm); each thread its rows of W and b.
+    #[cfg(target_arch = "x86_64")]
+    fn weight_update_avx2(
+        &self,
+        bw: &Backward,
+        ws: &mut Workspace<f32>,
+        layer: &crate::nn::Linear,
+        input: usize,
+        nz: Option<&[u64]>,
+    ) {
+        use super::avx2;
+        let (i, o, batch) = (layer.fan_in, layer.fan_out, bw.batch);
+        let d_z = ws.d_z[..batch * o].as_ptr() as usize;
+        // Each thread first packs its rows of d_z transposed, (O, B): the kernel then reads six
+        // contiguous streams instead of a stride of O floats (the d_w kernel ran 15–25% faster
+        // at batch 256 and 1024, `examples/kernel_breakdown.rs`; the same sums in the same
+        // order, so the same bits). The packed rows are a few floats longer than the batch, so
+        // that the six rows a tile reads are not a multiple of 4 KB apart, which made the L1
+        // cache alias them and cost more than packing saved.
+        let ld_t = batch + 16;
+        if ws.d_t.len() < ld_t * o {
+            ws.d_t.resize(ld_t * o, 0.0);
+        }
+        let d_t = Shared(ws.d_t.as_mut_ptr());
+        let (w, b) = (layer.w, layer.b);
+        self.par_sized(batch * i * o, |t, n| {
+            let rows = split(o, n, t, avx2::TN_MR);
+            if rows.is_empty() {
+                return;
+            }
+            // SAFETY: thread t writes rows `rows` of d_t only; d_z is read-only here.
+            unsafe { transpose_rows(d_z as *const f32, batch, o, d_t.ptr(), ld_t, rows.clone()) };
+            // SAFETY: thread t reads and writes rows `rows` of W, b and their moments only;
+            // d_z and the input are read-only here.
+            unsafe {
+                let sec = bw.second_moment.ptr();
+                let sec_w = if bw.adam { sec.add(w) } else { sec };
+                (bw.products.weight_grad_update)(
+                    batch,
+                    i,
+                    d_t.ptr() as *const f32,
+                    1,
+                    ld_t,
+                    if bw.packing {
+                        bw.packed.ptr()
+                    } else {
+                        input as *mut f32
+                    },
+                    if bw.packing {
+                        avx2::PanelLayout::packed(batch)
+                    } else {
+                        avx2::PanelLayout::rows(i)
+                    },
+                    bw.params.ptr().add(w),
+                    bw.first_moment.ptr().add(w),
+                    sec_w,
+                    rows.clone(),
+                    bw.up,
+                    nz,
+                );
+                if let Some(c) = bw.max_norm {
+                    let w = std::slice::from_raw_parts_mut(
+                        bw.params.ptr().add(w + rows.start * i),
+                        rows.len() * i,
+                    );
+                    max_norm::rows(w, i, c as f32);
+                }
+                let sec_b = bw.adam.then(|| sec.add(b));
+                let (pb, vb) = (bw.params.ptr().add(b), bw.first_moment.ptr().add(b));
+                bias_grad_update(d_z as *const f32, batch, o, rows, pb, vb, sec_b, bw.up);
+            }
+        });
     }
 }
 
