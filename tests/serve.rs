@@ -90,9 +90,14 @@ fn bar_pixels() -> Vec<f64> {
 }
 
 fn png_of_a_stroke() -> Vec<u8> {
-    let mut img = image::GrayImage::from_pixel(280, 280, image::Luma([255]));
-    for y in 40..240 {
-        for x in 130..150 {
+    png_of_a_stroke_sized(280)
+}
+
+/// A vertical stroke down the middle of a white `side × side` picture, as PNG.
+fn png_of_a_stroke_sized(side: u32) -> Vec<u8> {
+    let mut img = image::GrayImage::from_pixel(side, side, image::Luma([255]));
+    for y in side / 7..side * 6 / 7 {
+        for x in side * 13 / 28..side * 15 / 28 {
             img.put_pixel(x, y, image::Luma([0]));
         }
     }
@@ -151,6 +156,23 @@ fn the_server_answers_pages_models_and_predictions_and_refuses_bad_requests() {
     let (status, answer) = call("POST", &url("/api/predict"), "image/png", &png_of_a_stroke());
     assert_eq!(status, 200, "{answer}");
     assert_eq!(json(&answer)["input"].as_array().unwrap().len(), 784);
+    // A small picture is prepared on the connection's thread, a larger one on the blocking
+    // pool: both as `preprocess` prepares them.
+    for side in [100, 128, 129, 280] {
+        let png = png_of_a_stroke_sized(side);
+        let (status, answer) = call("POST", &url("/api/predict"), "image/png", &png);
+        assert_eq!(status, 200, "{side}: {answer}");
+        let img = mnist_mlp::preprocess::decode_image(&png, "test").unwrap();
+        let want = mnist_mlp::preprocess::preprocess(&img).unwrap().to_vec();
+        // The answer's numbers are the f32s' shortest decimals.
+        let got: Vec<f32> = json(&answer)["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(got, want, "the {side}×{side} picture's input");
+    }
 
     let mut out_of_range = bar_pixels();
     out_of_range[5] = 3.0;
