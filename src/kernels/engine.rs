@@ -80,6 +80,23 @@ pub struct Engine {
     /// Whether the first layer's products skip blocks of zero inputs (the same bits either
     /// way; on by default, off only to measure what it saves).
     skip_zeros: bool,
+    /// The fused kernels' own buffers, kept between steps.
+    scratch: std::sync::Mutex<Scratch>,
+}
+
+/// Buffers of the fused kernels, grown to the largest batch and layer they have met. One
+/// step's forward pass leaves its map of zero blocks here for its backward pass.
+#[derive(Default)]
+struct Scratch {
+    /// (O, B + 16): a layer's `d_z` transposed, for the weight-gradient kernel at large
+    /// batches.
+    d_t: Vec<f32>,
+    /// (B, widest input) in column panels: each layer's input packed for the weight-gradient
+    /// kernel.
+    packed: Vec<f32>,
+    /// Which blocks of the first layer's input are not zero, so that its products skip the
+    /// rest (`avx2::nonzero_blocks`).
+    nonzero: Vec<u64>,
 }
 
 /// What the forward pass can prepare once per model for many evaluations: the first layer's
@@ -278,7 +295,16 @@ impl Engine {
             backend,
             pool: Pool::new(threads),
             skip_zeros: true,
+            scratch: Default::default(),
         }
+    }
+
+    /// The kernels' buffers. A panic in an earlier step leaves nothing in them that matters:
+    /// every use writes what it reads.
+    fn scratch(&self) -> std::sync::MutexGuard<'_, Scratch> {
+        self.scratch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The kernels this engine runs.
@@ -458,16 +484,18 @@ impl Engine {
         }
         // The first layer's input (pixels, mostly zero) is mapped for its products to skip
         // zero blocks (the same bits); a prepared model's sparse product needs no map.
+        let mut scratch = self.scratch();
         if prepared.is_none() && self.skip_zeros {
             let x = ws.layer_input(0, batch).as_ptr();
             // SAFETY: x holds `batch` rows of sizes[0] floats.
-            unsafe { avx2::nonzero_blocks(batch, mlp.sizes[0], x, mlp.sizes[0], &mut ws.nonzero) };
+            unsafe { avx2::nonzero_blocks(batch, mlp.sizes[0], x, mlp.sizes[0], &mut scratch.nonzero) };
         }
-        let skip = prepared.is_none() && self.worth_skipping(&ws.nonzero, batch, mlp.sizes[0]);
+        let skip = prepared.is_none() && self.worth_skipping(&scratch.nonzero, batch, mlp.sizes[0]);
         for l in 0..mlp.layers.len() {
             // The first layer of a prepared model skips zero pixels.
             let sparse = prepared.filter(|_| l == 0);
-            self.forward_layer_avx2(mlp, ws, l, batch, products, l == 0 && skip, sparse);
+            let nz = (l == 0 && skip).then_some(&scratch.nonzero[..]);
+            self.forward_layer_avx2(mlp, ws, l, batch, products, nz, sparse);
         }
     }
 
@@ -490,7 +518,7 @@ impl Engine {
 
     /// Layer `l`'s forward pass, `Linear::forward` and the activation fused: z = a Wᵀ + b, then
     /// f(z) (the identity on the last layer) and the next layer's dropout, as each row is
-    /// stored. `skip`: the product skips the zero blocks mapped in `ws.nonzero`; `sparse`: it
+    /// stored. `nz`: the map of zero blocks of the input, for the product to skip; `sparse`: it
     /// runs on a prepared model's Wᵀ over each block of rows' non-zero pixels.
     #[allow(clippy::too_many_arguments)]
     fn forward_layer_avx2(
@@ -500,7 +528,7 @@ impl Engine {
         l: usize,
         batch: usize,
         products: super::avx512::Products,
-        skip: bool,
+        nz: Option<&[u64]>,
         sparse: Option<&Prepared>,
     ) {
         use super::avx2;
@@ -508,7 +536,6 @@ impl Engine {
         let (i, o) = (layer.fan_in, layer.fan_out);
         let last = mlp.layers.len() - 1;
         let a = ws.layer_input(l, batch).as_ptr() as usize;
-        let nz = skip.then_some(&ws.nonzero[..]);
         // With dropout on this layer's output: its mask, and where ã goes.
         let drop_next = (l < last && ws.drops(l + 1)).then(|| {
             (
@@ -675,8 +702,11 @@ impl Engine {
         let packing = batch >= PACK_MIN_BATCH;
         let widest_input = mlp.sizes[..n_layers].iter().max().copied().unwrap_or(0);
         let packed_len = batch * widest_input.next_multiple_of(avx2::PANEL);
-        if packing && ws.packed.len() < packed_len {
-            ws.packed.resize(packed_len, 0.0);
+        let mut scratch = self.scratch();
+        // The forward pass just mapped the first layer's input (the same batch, the same input).
+        let Scratch { d_t, packed, nonzero } = &mut *scratch;
+        if packing && packed.len() < packed_len {
+            packed.resize(packed_len, 0.0);
         }
         let bw = Backward {
             products: super::avx512::Products::new(self.backend == Backend::Avx512),
@@ -693,12 +723,9 @@ impl Engine {
                 std::ptr::null_mut()
             }),
             packing,
-            packed: Shared(ws.packed.as_mut_ptr()),
+            packed: Shared(packed.as_mut_ptr()),
         };
-        // The map of the first layer's input that the forward pass made (same batch, same
-        // input: the step runs forward first).
-        let nonzero = std::mem::take(&mut ws.nonzero);
-        let skip = self.worth_skipping(&nonzero, batch, mlp.sizes[0]);
+        let skip = self.worth_skipping(nonzero, batch, mlp.sizes[0]);
         for l in (0..n_layers).rev() {
             let layer = mlp.layers[l].clone();
             let i = layer.fan_in;
@@ -711,12 +738,11 @@ impl Engine {
                 self.input_gradient_avx2(&bw, ws, l, &layer, input);
             }
             let nz = (l == 0 && skip).then_some(&nonzero[..]);
-            self.weight_update_avx2(&bw, ws, &layer, input, nz);
+            self.weight_update_avx2(&bw, ws, d_t, &layer, input, nz);
             if l > 0 {
                 std::mem::swap(&mut ws.d_z, &mut ws.d_a);
             }
         }
-        ws.nonzero = nonzero;
     }
 
     /// `Linear::backward`'s input gradient, fused with the activation's derivative:
@@ -773,7 +799,8 @@ impl Engine {
     fn weight_update_avx2(
         &self,
         bw: &Backward,
-        ws: &mut Workspace<f32>,
+        ws: &Workspace<f32>,
+        d_t: &mut Vec<f32>,
         layer: &crate::nn::Linear,
         input: usize,
         nz: Option<&[u64]>,
@@ -788,10 +815,10 @@ impl Engine {
         // that the six rows a tile reads are not a multiple of 4 KB apart, which made the L1
         // cache alias them and cost more than packing saved.
         let ld_t = batch + 16;
-        if ws.d_t.len() < ld_t * o {
-            ws.d_t.resize(ld_t * o, 0.0);
+        if d_t.len() < ld_t * o {
+            d_t.resize(ld_t * o, 0.0);
         }
-        let d_t = Shared(ws.d_t.as_mut_ptr());
+        let d_t = Shared(d_t.as_mut_ptr());
         let (w, b) = (layer.w, layer.b);
         self.par_sized(batch * i * o, |t, n| {
             let rows = split(o, n, t, avx2::TN_MR);

@@ -28,15 +28,6 @@ pub struct Workspace<T> {
     pub(crate) d_z: Vec<T>,
     /// (B, max width): `d_a` of the layer below, which becomes its `d_z` in place.
     pub(crate) d_a: Vec<T>,
-    /// (max width, B): scratch for the fused kernels, which read `d_z` transposed at large
-    /// batches (`kernels::engine`).
-    pub(crate) d_t: Vec<T>,
-    /// (B, max width) in column panels: scratch for the fused kernels, which read each layer's
-    /// input packed so when forming weight gradients (`kernels::engine`).
-    pub(crate) packed: Vec<T>,
-    /// Scratch for the fused kernels: which blocks of the first layer's input are not zero, so
-    /// that its products skip the rest (`kernels::avx2::nonzero_blocks`).
-    pub(crate) nonzero: Vec<u64>,
     /// Dropout probability of each layer's input (index 0: the pixels; l: a^l); all 0 in a
     /// workspace made by [`Workspace::new`], which is what evaluation uses.
     pub drop_p: Vec<f64>,
@@ -73,9 +64,6 @@ impl<T: Real> Workspace<T> {
             acts: sizes.iter().map(|&s| vec![T::ZERO; capacity * s]).collect(),
             d_z: vec![T::ZERO; capacity * widest],
             d_a: vec![T::ZERO; capacity * widest],
-            d_t: Vec::new(),
-            packed: Vec::new(),
-            nonzero: Vec::new(),
             masks: (0..n_layers).map(buffer).collect(),
             dropped: (0..n_layers).map(buffer).collect(),
             drop_p,
