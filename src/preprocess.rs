@@ -348,57 +348,12 @@ fn find_digit(g: Grey) -> Result<Grey> {
             *v = 1.0 - *v;
         }
     }
-    let no_digit = |contrast: f32| {
-        Error::NoDigit(format!(
-            "nothing stands out from the background (the strongest mark differs from it by \
-             {:.0}%; a digit needs at least {:.0}%)",
-            100.0 * contrast.max(0.0),
-            100.0 * MIN_CONTRAST
-        ))
-    };
-    // Ink levels: 0 on the background, 1 for the strongest ink.
+    // Ink levels: 0 on the background, 1 for the strongest ink; and the levels a mark must
+    // reach to be ink (`low`) and, somewhere, to be a stroke (`high`).
     let (ink, low, high) = if small {
-        // The background is the border's level, as one colour: a small picture is a drawing
-        // or a scan (MNIST's own images have a black border of 0).
-        let background = border_mean(&g);
-        let max = g.data.iter().copied().fold(0.0f32, f32::max);
-        let contrast = max - background;
-        if contrast < MIN_CONTRAST {
-            return Err(no_digit(contrast));
-        }
-        for v in &mut g.data {
-            *v = ((*v - background) / contrast).clamp(0.0, 1.0);
-        }
-        (g, INK_THRESHOLD, 0.5)
+        drawing_levels(g)?
     } else {
-        // A light blur takes the sensor's noise and JPEG's blocks out of the levels; the
-        // background (paper under uneven light, shadows) is estimated by an opening wider
-        // than any stroke and divided out (light falls on ink and paper alike).
-        let g = separate::blur(&g, 0.8);
-        let k = (g.width.max(g.height) / 8) | 1;
-        let bg = separate::background(&g, k);
-        let mut t = g;
-        for (v, &b) in t.data.iter_mut().zip(&bg.data) {
-            let paper = if dark { 1.0 - b } else { 1.0 };
-            *v = ((*v - b) / paper.max(0.05)).clamp(0.0, 1.0);
-        }
-        let max = t.data.iter().copied().fold(0.0f32, f32::max);
-        if max < MIN_CONTRAST {
-            return Err(no_digit(max));
-        }
-        for v in &mut t.data {
-            *v /= max;
-        }
-        // The paper's noise floor (median + 6 robust standard deviations); above it, Otsu's
-        // threshold between faint and strong marks. Hysteresis: a mark is kept when part of
-        // it reaches half of Otsu's level (and twice the floor), and whole down to a quarter
-        // of it, so that thin and faint pens stay joined.
-        let median = separate::quantile(&t.data, 0.5);
-        let dev: Vec<f32> = t.data.iter().map(|v| (v - median).abs()).collect();
-        let floor = median + 6.0 * 1.4826 * separate::quantile(&dev, 0.5) + 0.02;
-        let above: Vec<f32> = t.data.iter().copied().filter(|&v| v > floor).collect();
-        let level = separate::otsu(&above);
-        (t, (0.25 * level).max(floor), (0.5 * level).max(2.0 * floor))
+        photo_levels(g, dark)?
     };
     let mask: Vec<bool> = ink.data.iter().map(|&v| v > low).collect();
     // Marks within 1% of the border are the page's edge, the table or a shadow's corner
@@ -434,6 +389,65 @@ fn find_digit(g: Grey) -> Result<Grey> {
         }
     }
     Ok(redraw_strokes(&digit, ink.width))
+}
+
+/// The error for a picture whose strongest mark stands out from the background by `contrast`.
+fn no_digit(contrast: f32) -> Error {
+    Error::NoDigit(format!(
+        "nothing stands out from the background (the strongest mark differs from it by \
+         {:.0}%; a digit needs at least {:.0}%)",
+        100.0 * contrast.max(0.0),
+        100.0 * MIN_CONTRAST
+    ))
+}
+
+/// A small picture's ink levels (`g` bright ink on a background): a drawing or a scan, whose
+/// background is the border's level, as one colour (MNIST's own images have a black border
+/// of 0). Returns the levels and the ink and stroke thresholds.
+fn drawing_levels(mut g: Grey) -> Result<(Grey, f32, f32)> {
+    let background = border_mean(&g);
+    let max = g.data.iter().copied().fold(0.0f32, f32::max);
+    let contrast = max - background;
+    if contrast < MIN_CONTRAST {
+        return Err(no_digit(contrast));
+    }
+    for v in &mut g.data {
+        *v = ((*v - background) / contrast).clamp(0.0, 1.0);
+    }
+    Ok((g, INK_THRESHOLD, 0.5))
+}
+
+/// A photo's ink levels (`g` bright ink; `dark`: it was dark ink on lighter paper). A light
+/// blur takes the sensor's noise and JPEG's blocks out of the levels; the background (paper
+/// under uneven light, shadows) is estimated by an opening wider than any stroke and divided
+/// out (light falls on ink and paper alike). Returns the levels and the ink and stroke
+/// thresholds.
+fn photo_levels(g: Grey, dark: bool) -> Result<(Grey, f32, f32)> {
+    let g = separate::blur(&g, 0.8);
+    let k = (g.width.max(g.height) / 8) | 1;
+    let bg = separate::background(&g, k);
+    let mut t = g;
+    for (v, &b) in t.data.iter_mut().zip(&bg.data) {
+        let paper = if dark { 1.0 - b } else { 1.0 };
+        *v = ((*v - b) / paper.max(0.05)).clamp(0.0, 1.0);
+    }
+    let max = t.data.iter().copied().fold(0.0f32, f32::max);
+    if max < MIN_CONTRAST {
+        return Err(no_digit(max));
+    }
+    for v in &mut t.data {
+        *v /= max;
+    }
+    // The paper's noise floor (median + 6 robust standard deviations); above it, Otsu's
+    // threshold between faint and strong marks. Hysteresis: a mark is kept when part of it
+    // reaches half of Otsu's level (and twice the floor), and whole down to a quarter of it,
+    // so that thin and faint pens stay joined.
+    let median = separate::quantile(&t.data, 0.5);
+    let dev: Vec<f32> = t.data.iter().map(|v| (v - median).abs()).collect();
+    let floor = median + 6.0 * 1.4826 * separate::quantile(&dev, 0.5) + 0.02;
+    let above: Vec<f32> = t.data.iter().copied().filter(|&v| v > floor).collect();
+    let level = separate::otsu(&above);
+    Ok((t, (0.25 * level).max(floor), (0.5 * level).max(2.0 * floor)))
 }
 
 /// The digit in `mask` (a `width`-wide picture) in a square of about [`WORK`] pixels, with
