@@ -227,6 +227,14 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Reject values no run can use, naming the flag.
     pub fn validate(&self) -> Result<()> {
+        self.validate_network()?;
+        self.validate_rule()?;
+        self.validate_regularisation()?;
+        self.validate_schedule()
+    }
+
+    /// The hidden layers' sizes.
+    fn validate_network(&self) -> Result<()> {
         if self.hidden.is_empty() {
             return Err(Error::flag(
                 "--hidden",
@@ -242,6 +250,11 @@ impl TrainConfig {
         if self.hidden.iter().any(|&h| h > 1 << 16) {
             return Err(Error::flag("--hidden", "sizes above 65536 are not supported"));
         }
+        Ok(())
+    }
+
+    /// The update rule's constants: α, μ, λ, β₁, β₂, ε.
+    fn validate_rule(&self) -> Result<()> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(Error::flag(
                 "--lr",
@@ -271,6 +284,11 @@ impl TrainConfig {
                 format!("must be a positive number, got {}", self.eps),
             ));
         }
+        Ok(())
+    }
+
+    /// Dropout probabilities and the max-norm bound.
+    fn validate_regularisation(&self) -> Result<()> {
         for (flag, p) in [
             ("--dropout", self.dropout),
             ("--input-dropout", self.input_dropout),
@@ -288,6 +306,12 @@ impl TrainConfig {
                 format!("must be a positive number, got {c}"),
             ));
         }
+        Ok(())
+    }
+
+    /// The run's course: warm-up, augmentation, best-of selection, batch, iterations,
+    /// evaluations and threads.
+    fn validate_schedule(&self) -> Result<()> {
         if self.warmup > 0 && self.warmup >= self.iterations {
             return Err(Error::flag(
                 "--warmup",
