@@ -147,37 +147,10 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
         )));
     }
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| bad(format!("not a valid checkpoint (safetensors): {e}")))?;
-    let json = meta
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("state"))
-        .ok_or_else(|| {
-            bad("has no training state; is it a checkpoint written by `mnist-mlp train`?".into())
-        })?;
-    let state: State =
-        serde_json::from_str(json).map_err(|e| bad(format!("training state is unreadable: {e}")))?;
-    if state.format != CHECKPOINT_FORMAT || state.version != CHECKPOINT_VERSION {
-        return Err(bad(format!(
-            "is {} version {}; this mnist-mlp reads {CHECKPOINT_FORMAT} version {CHECKPOINT_VERSION}",
-            state.format, state.version
-        )));
-    }
+    let (state, json, stored) = read_state(&path, &bytes)?;
     let tensors = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(format!("not a valid checkpoint (safetensors): {e}")))?;
-    let read = |name: &str| -> Result<Vec<f32>> {
-        let t = tensors
-            .tensor(name)
-            .map_err(|_| bad(format!("missing tensor '{name}'")))?;
-        if t.dtype() != Dtype::F32 {
-            return Err(bad(format!("tensor '{name}' is {:?}, expected F32", t.dtype())));
-        }
-        Ok(t.data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
-    };
+    let read = |name: &str| read_f32(&path, &tensors, name);
     let (params, first_moment) = (read("params")?, read("velocity")?);
     let optional = |name: &str| -> Result<Vec<f32>> {
         if tensors.names().contains(&name) {
@@ -187,20 +160,19 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
         }
     };
     let (second_moment, best) = (optional("second")?, optional("best")?);
-    let stored = meta.metadata().as_ref().and_then(|m| m.get("sha256"));
     let actual = checksum(
-        json,
+        &json,
         [&params, &first_moment, &second_moment, &best]
             .map(|t| f32_bytes(t))
             .each_ref()
             .map(|b| &b[..]),
     );
-    if stored != Some(&actual) {
+    if stored.as_ref() != Some(&actual) {
         return Err(Error::model(
             &path,
             format!(
                 "the checkpoint is damaged: its contents do not match its checksum (stored {}, computed {actual}); it cannot be resumed. Start the run afresh, or resume from a copy of the checkpoint",
-                stored.map_or("none", |s| s.as_str())
+                stored.as_deref().unwrap_or("none")
             ),
         ));
     }
@@ -223,4 +195,46 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
         second_moment,
         best,
     })
+}
+
+/// The training state in a checkpoint file's metadata, checked to be of this format and
+/// version; with its JSON text and the checksum stored beside it.
+fn read_state(path: &Path, bytes: &[u8]) -> Result<(State, String, Option<String>)> {
+    let bad = |msg: String| Error::model(path, msg);
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a valid checkpoint (safetensors): {e}")))?;
+    let json = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("state"))
+        .ok_or_else(|| {
+            bad("has no training state; is it a checkpoint written by `mnist-mlp train`?".into())
+        })?;
+    let state: State =
+        serde_json::from_str(json).map_err(|e| bad(format!("training state is unreadable: {e}")))?;
+    if state.format != CHECKPOINT_FORMAT || state.version != CHECKPOINT_VERSION {
+        return Err(bad(format!(
+            "is {} version {}; this mnist-mlp reads {CHECKPOINT_FORMAT} version {CHECKPOINT_VERSION}",
+            state.format, state.version
+        )));
+    }
+    let stored = meta.metadata().as_ref().and_then(|m| m.get("sha256")).cloned();
+    Ok((state, json.clone(), stored))
+}
+
+/// The f32 tensor `name` of a checkpoint.
+fn read_f32(path: &Path, tensors: &safetensors::SafeTensors, name: &str) -> Result<Vec<f32>> {
+    let t = tensors
+        .tensor(name)
+        .map_err(|_| Error::model(path, format!("missing tensor '{name}'")))?;
+    if t.dtype() != Dtype::F32 {
+        return Err(Error::model(
+            path,
+            format!("tensor '{name}' is {:?}, expected F32", t.dtype()),
+        ));
+    }
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
