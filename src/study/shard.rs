@@ -79,89 +79,17 @@ impl Shard {
 
     /// K and N from a Slurm job array, a Kubernetes Indexed Job or GNU parallel, in that order.
     fn from_env(count: Option<usize>, env: impl Fn(&str) -> Option<String>) -> Result<Shard> {
-        let bad = |msg: String| Error::flag("--shard auto", msg);
-        let num = |var: &str| -> Result<Option<usize>> {
-            match env(var) {
-                None => Ok(None),
-                Some(v) => v
-                    .trim()
-                    .parse::<usize>()
-                    .map(Some)
-                    .map_err(|_| bad(format!("{var}={v:?} is not a whole number"))),
-            }
-        };
-        let shard = |index: usize, n: usize, source: String| -> Result<Shard> {
-            if let Some(given) = count
-                && given != n
-            {
-                return Err(bad(format!(
-                    "{source} says {n} shards, but --shard auto/{given} says {given}"
-                )));
-            }
-            if index >= n {
-                return Err(bad(format!(
-                    "{source}: shard {index} is not below the number of shards, {n}"
-                )));
-            }
-            Ok(Shard {
-                index,
-                count: n,
-                source,
-            })
-        };
-        if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
-            let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-            let n = match (num("SLURM_ARRAY_TASK_COUNT")?, count) {
-                (Some(n), _) | (None, Some(n)) => n,
-                (None, None) => {
-                    return Err(bad(
-                        "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; give N as --shard auto/N".into(),
-                    ));
-                }
-            };
-            let index = id.checked_sub(min).ok_or_else(|| {
-                bad(format!(
-                    "SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"
-                ))
-            })?;
-            return shard(
-                index,
-                n,
-                format!(
-                    "Slurm job array: SLURM_ARRAY_TASK_ID={id} - SLURM_ARRAY_TASK_MIN={min}, SLURM_ARRAY_TASK_COUNT={n}"
-                ),
-            );
+        let e = SchedulerEnv { count, get: &env };
+        if let Some(shard) = e.slurm()? {
+            return Ok(shard);
         }
-        if let Some(index) = num("JOB_COMPLETION_INDEX")? {
-            let Some(n) = count else {
-                return Err(bad(
-                    "JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) is set, but the number of shards is not: \
-                     give it as --shard auto/N, N = the Job's completions"
-                        .into(),
-                ));
-            };
-            return shard(
-                index,
-                n,
-                format!("Kubernetes Indexed Job: JOB_COMPLETION_INDEX={index}, N={n} from --shard"),
-            );
+        if let Some(shard) = e.kubernetes()? {
+            return Ok(shard);
         }
-        if let Some(seq) = num("PARALLEL_SEQ")? {
-            let Some(n) = count else {
-                return Err(bad(
-                    "PARALLEL_SEQ (GNU parallel) is set, but the number of shards is not: give it as --shard auto/N".into(),
-                ));
-            };
-            let index = seq
-                .checked_sub(1)
-                .ok_or_else(|| bad("PARALLEL_SEQ=0; GNU parallel counts its jobs from 1".into()))?;
-            return shard(
-                index,
-                n,
-                format!("GNU parallel: PARALLEL_SEQ={seq} (shard {index}), N={n} from --shard"),
-            );
+        if let Some(shard) = e.parallel()? {
+            return Ok(shard);
         }
-        Err(bad(
+        Err(bad_auto(
             "found no scheduler's shard number: none of SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or PARALLEL_SEQ \
              is set; give the shard as --shard K/N"
                 .into(),
@@ -478,6 +406,111 @@ pub fn status(out: &Path) -> Result<String> {
         study.plans.len()
     ));
     Ok(lines.join("\n") + "\n")
+}
+
+/// An error of `--shard auto`.
+fn bad_auto(msg: String) -> Error {
+    Error::flag("--shard auto", msg)
+}
+
+/// The environment `--shard auto` reads, and the N given as `--shard auto/N` if any.
+struct SchedulerEnv<'a> {
+    count: Option<usize>,
+    get: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl SchedulerEnv<'_> {
+    /// The whole number in `var`, if set.
+    fn num(&self, var: &str) -> Result<Option<usize>> {
+        match (self.get)(var) {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .map(Some)
+                .map_err(|_| bad_auto(format!("{var}={v:?} is not a whole number"))),
+        }
+    }
+
+    /// Shard `index` of `n`, as `source` gives them, checked against `--shard auto/N`.
+    fn shard(&self, index: usize, n: usize, source: String) -> Result<Shard> {
+        if let Some(given) = self.count
+            && given != n
+        {
+            return Err(bad_auto(format!(
+                "{source} says {n} shards, but --shard auto/{given} says {given}"
+            )));
+        }
+        if index >= n {
+            return Err(bad_auto(format!(
+                "{source}: shard {index} is not below the number of shards, {n}"
+            )));
+        }
+        Ok(Shard {
+            index,
+            count: n,
+            source,
+        })
+    }
+
+    /// A Slurm job array's task, counted from SLURM_ARRAY_TASK_MIN.
+    fn slurm(&self) -> Result<Option<Shard>> {
+        let Some(id) = self.num("SLURM_ARRAY_TASK_ID")? else {
+            return Ok(None);
+        };
+        let min = self.num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        let n = match (self.num("SLURM_ARRAY_TASK_COUNT")?, self.count) {
+            (Some(n), _) | (None, Some(n)) => n,
+            (None, None) => {
+                return Err(bad_auto(
+                    "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; give N as --shard auto/N"
+                        .into(),
+                ));
+            }
+        };
+        let index = id.checked_sub(min).ok_or_else(|| {
+            bad_auto(format!(
+                "SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"
+            ))
+        })?;
+        let source = format!(
+            "Slurm job array: SLURM_ARRAY_TASK_ID={id} - SLURM_ARRAY_TASK_MIN={min}, SLURM_ARRAY_TASK_COUNT={n}"
+        );
+        self.shard(index, n, source).map(Some)
+    }
+
+    /// A Kubernetes Indexed Job's completion index; N from `--shard auto/N`.
+    fn kubernetes(&self) -> Result<Option<Shard>> {
+        let Some(index) = self.num("JOB_COMPLETION_INDEX")? else {
+            return Ok(None);
+        };
+        let Some(n) = self.count else {
+            return Err(bad_auto(
+                "JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) is set, but the number of shards is not: \
+                 give it as --shard auto/N, N = the Job's completions"
+                    .into(),
+            ));
+        };
+        let source = format!("Kubernetes Indexed Job: JOB_COMPLETION_INDEX={index}, N={n} from --shard");
+        self.shard(index, n, source).map(Some)
+    }
+
+    /// GNU parallel's job number, counted from 1; N from `--shard auto/N`.
+    fn parallel(&self) -> Result<Option<Shard>> {
+        let Some(seq) = self.num("PARALLEL_SEQ")? else {
+            return Ok(None);
+        };
+        let Some(n) = self.count else {
+            return Err(bad_auto(
+                "PARALLEL_SEQ (GNU parallel) is set, but the number of shards is not: give it as --shard auto/N".into(),
+            ));
+        };
+        let index = seq
+            .checked_sub(1)
+            .ok_or_else(|| bad_auto("PARALLEL_SEQ=0; GNU parallel counts its jobs from 1".into()))?;
+        let source = format!("GNU parallel: PARALLEL_SEQ={seq} (shard {index}), N={n} from --shard");
+        self.shard(index, n, source).map(Some)
+    }
 }
 
 #[cfg(test)]
