@@ -195,19 +195,7 @@ pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> R
     // Runs found finished are never trained again.
     let (skipped, todo) = partition_finished(&opts.out, &plans, &mine)?;
     if !opts.quiet {
-        let part = match (&opts.shard, &opts.only) {
-            (Some(s), _) => format!("shard {} ({}) takes {}; ", s.label(), s.source, mine.len()),
-            (None, Some(_)) => "--only takes 1; ".into(),
-            (None, None) => String::new(),
-        };
-        eprintln!(
-            "study '{}': {} runs; {part}{} finished already, {} to train, {jobs} at a time with {threads} thread(s) each, into {}",
-            spec.name,
-            plans.len(),
-            skipped.len(),
-            todo.len(),
-            opts.out.display()
-        );
+        announce(spec, opts, &record, mine.len(), skipped.len(), todo.len());
     }
     let data = if todo.is_empty() {
         None
@@ -248,6 +236,31 @@ pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> R
         }
     }
     tally.into_result(&opts.out)
+}
+
+/// The study's first line: its runs, this shard's share, how many are finished already and how
+/// many are to train, how, and where.
+fn announce(
+    spec: &StudySpec,
+    opts: &StudyOptions,
+    record: &StudyRecord,
+    mine: usize,
+    skipped: usize,
+    todo: usize,
+) {
+    let part = match (&opts.shard, &opts.only) {
+        (Some(s), _) => format!("shard {} ({}) takes {mine}; ", s.label(), s.source),
+        (None, Some(_)) => "--only takes 1; ".into(),
+        (None, None) => String::new(),
+    };
+    eprintln!(
+        "study '{}': {} runs; {part}{skipped} finished already, {todo} to train, {} at a time with {} thread(s) each, into {}",
+        spec.name,
+        record.plans.len(),
+        record.jobs,
+        record.threads_per_run,
+        opts.out.display()
+    );
 }
 
 /// The runs of `mine` finished before (their names) and those left to train (positions).
