@@ -89,6 +89,11 @@ async fn client(
     (lat, wrong, valid, examples)
 }
 
+/// The latency at fraction `p` (0–1) of `sorted`, in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
 fn proc_kb(pid: &str, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
@@ -187,7 +192,7 @@ fn main() {
     lat.sort();
     let wrong: usize = results.iter().map(|r| r.1).sum();
     let valid: usize = results.iter().map(|r| r.2).sum();
-    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
+    let q = |p: f64| percentile_ms(&lat, p);
     let kb = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or("?".into());
     println!(
         "{mode}: {} requests ({valid} valid, {} refused as they should be) from {clients} clients in \
@@ -216,7 +221,7 @@ fn main() {
         .map(|k| {
             let mut l: Vec<Duration> = timed.iter().filter(|t| kind(t.0) == *k).map(|t| t.1).collect();
             l.sort();
-            let q = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)].as_secs_f64() * 1e3;
+            let q = |p: f64| percentile_ms(&l, p);
             format!(
                 "{k} ({}) p50 {:.2} p99 {:.2} max {:.2} ms",
                 l.len(),
