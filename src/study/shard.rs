@@ -479,18 +479,20 @@ impl SchedulerEnv<'_> {
         self.shard(index, n, source).map(Some)
     }
 
+    /// N from `--shard auto/N`, for a scheduler that does not say it; else the error `missing`.
+    fn given_count(&self, missing: &str) -> Result<usize> {
+        self.count.ok_or_else(|| bad_auto(missing.into()))
+    }
+
     /// A Kubernetes Indexed Job's completion index; N from `--shard auto/N`.
     fn kubernetes(&self) -> Result<Option<Shard>> {
         let Some(index) = self.num("JOB_COMPLETION_INDEX")? else {
             return Ok(None);
         };
-        let Some(n) = self.count else {
-            return Err(bad_auto(
-                "JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) is set, but the number of shards is not: \
-                 give it as --shard auto/N, N = the Job's completions"
-                    .into(),
-            ));
-        };
+        let n = self.given_count(
+            "JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) is set, but the number of shards is not: \
+             give it as --shard auto/N, N = the Job's completions",
+        )?;
         let source = format!("Kubernetes Indexed Job: JOB_COMPLETION_INDEX={index}, N={n} from --shard");
         self.shard(index, n, source).map(Some)
     }
@@ -500,11 +502,9 @@ impl SchedulerEnv<'_> {
         let Some(seq) = self.num("PARALLEL_SEQ")? else {
             return Ok(None);
         };
-        let Some(n) = self.count else {
-            return Err(bad_auto(
-                "PARALLEL_SEQ (GNU parallel) is set, but the number of shards is not: give it as --shard auto/N".into(),
-            ));
-        };
+        let n = self.given_count(
+            "PARALLEL_SEQ (GNU parallel) is set, but the number of shards is not: give it as --shard auto/N",
+        )?;
         let index = seq
             .checked_sub(1)
             .ok_or_else(|| bad_auto("PARALLEL_SEQ=0; GNU parallel counts its jobs from 1".into()))?;
