@@ -7,7 +7,7 @@
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
-/// A floating-point scalar the network can be computed in (f32 or f64).
+/// A floating-point scalar the network can be computed in (f32 or f64); as [`Lanes`], one lane.
 pub trait Real:
     Copy
     + Debug
@@ -24,6 +24,7 @@ pub trait Real:
     + AddAssign
     + SubAssign
     + MulAssign
+    + Lanes<Scalar = Self>
 {
     const ZERO: Self;
     const ONE: Self;
@@ -146,6 +147,104 @@ impl Real for f64 {
         }
     }
 }
+
+/// The arithmetic that the update rules ([`crate::optim::Update::rule`]) and the activation
+/// derivatives ([`crate::nn::Activation::df_lanes`]) are written in, on one value (`f32`,
+/// `f64`) or on a SIMD vector of them (the fast path's 256- and 512-bit registers, implemented
+/// in `kernels`). Each of those equations is one generic function over `Lanes`, so the readable
+/// scalar code and the vector kernels evaluate the same expression, operation for operation.
+///
+/// Where scalar and vector lanes round differently, the difference is in these primitives,
+/// never in an equation:
+/// - vector lanes fuse [`mul_add`](Lanes::mul_add), [`mul_sub`](Lanes::mul_sub) and
+///   [`neg_mul_add`](Lanes::neg_mul_add) into one rounding (FMA); scalar lanes round the
+///   product first, as the plain expression `a * b + c` does;
+/// - [`scaled_square`](Lanes::scaled_square) (Adam's `(1 − β₂) g²`) is `c·(g·g)` on vectors
+///   and `(c·g)·g` on scalars.
+///
+/// Both are kept so that every model stays bit-identical to the one the same kernel trained
+/// before the rules were shared.
+///
+/// # Safety
+/// A vector implementation needs its CPU features (AVX2 and FMA, or AVX-512F); its methods are
+/// `unsafe` for that reason and are sound only where those features are present. Scalar lanes
+/// need nothing.
+#[allow(clippy::missing_safety_doc)] // the trait's own "# Safety" covers every method
+pub trait Lanes: Copy {
+    /// The type of one lane.
+    type Scalar: Real;
+    /// Every lane `x`.
+    unsafe fn splat(x: Self::Scalar) -> Self;
+    unsafe fn add(self, b: Self) -> Self;
+    unsafe fn sub(self, b: Self) -> Self;
+    unsafe fn mul(self, b: Self) -> Self;
+    unsafe fn div(self, b: Self) -> Self;
+    unsafe fn square_root(self) -> Self;
+    /// `self·b + c`
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self;
+    /// `self·b − c`
+    unsafe fn mul_sub(self, b: Self, c: Self) -> Self;
+    /// `c − self·b`
+    unsafe fn neg_mul_add(self, b: Self, c: Self) -> Self;
+    /// `c·g²` (`self` is c)
+    unsafe fn scaled_square(self, g: Self) -> Self;
+    /// 1 in the lanes where `self > 0`, 0 elsewhere (NaN included).
+    unsafe fn positive_step(self) -> Self;
+}
+
+macro_rules! scalar_lanes {
+    ($t:ty) => {
+        impl Lanes for $t {
+            type Scalar = $t;
+            #[inline(always)]
+            unsafe fn splat(x: $t) -> $t {
+                x
+            }
+            #[inline(always)]
+            unsafe fn add(self, b: $t) -> $t {
+                self + b
+            }
+            #[inline(always)]
+            unsafe fn sub(self, b: $t) -> $t {
+                self - b
+            }
+            #[inline(always)]
+            unsafe fn mul(self, b: $t) -> $t {
+                self * b
+            }
+            #[inline(always)]
+            unsafe fn div(self, b: $t) -> $t {
+                self / b
+            }
+            #[inline(always)]
+            unsafe fn square_root(self) -> $t {
+                <$t>::sqrt(self)
+            }
+            #[inline(always)]
+            unsafe fn mul_add(self, b: $t, c: $t) -> $t {
+                self * b + c
+            }
+            #[inline(always)]
+            unsafe fn mul_sub(self, b: $t, c: $t) -> $t {
+                self * b - c
+            }
+            #[inline(always)]
+            unsafe fn neg_mul_add(self, b: $t, c: $t) -> $t {
+                c - self * b
+            }
+            #[inline(always)]
+            unsafe fn scaled_square(self, g: $t) -> $t {
+                self * g * g
+            }
+            #[inline(always)]
+            unsafe fn positive_step(self) -> $t {
+                if self > 0.0 { 1.0 } else { 0.0 }
+            }
+        }
+    };
+}
+scalar_lanes!(f32);
+scalar_lanes!(f64);
 
 /// Whether a stored matrix is used as it is or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

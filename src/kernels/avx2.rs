@@ -4,8 +4,9 @@
 //! the layout of its operands:
 //! - forward, `z = a Wᵀ`: both operands are contiguous along the contraction → `dot_tile`
 //!   keeps 4×3 vector accumulators and sums each horizontally at the end;
-//! - input gradient, `d_a = d_z W`: `nn_tile` broadcasts `d_z` and streams rows of `W`;
-//! - weight gradient, `d_w = d_zᵀ a` (contraction over the batch): `tn_tile` broadcasts
+//! - input gradient, `d_a = d_z W`: a broadcast tile (`broadcast.rs`, shared with `avx512`)
+//!   broadcasts `d_z` and streams rows of `W`;
+//! - weight gradient, `d_w = d_zᵀ a` (contraction over the batch): a broadcast tile broadcasts
 //!   `d_z` (copied transposed by the engine) and streams `a` (copied into column panels by
 //!   [`pack_panels`]), and applies the update in its epilogue, so the gradient is never
 //!   written to memory.
@@ -27,36 +28,11 @@
     clippy::needless_range_loop
 )]
 
-use crate::optim::Method;
+use super::broadcast;
 use std::arch::x86_64::*;
 
 pub fn available() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-}
-
-/// Calls the local macro `$go!(MR, NV, MASKED)` with the compile-time tile shape matching the
-/// run-time `mr` (1..=6 rows), `nv` (1..=3 vectors) and `masked` (last vector partial).
-macro_rules! for_tile_shape {
-    ($go:ident, $mr:expr, $nv:expr, $masked:expr) => {
-        match $mr {
-            6 => for_tile_shape!(@nv $go, 6, $nv, $masked),
-            5 => for_tile_shape!(@nv $go, 5, $nv, $masked),
-            4 => for_tile_shape!(@nv $go, 4, $nv, $masked),
-            3 => for_tile_shape!(@nv $go, 3, $nv, $masked),
-            2 => for_tile_shape!(@nv $go, 2, $nv, $masked),
-            _ => for_tile_shape!(@nv $go, 1, $nv, $masked),
-        }
-    };
-    (@nv $go:ident, $mr:literal, $nv:expr, $masked:expr) => {
-        match ($nv, $masked) {
-            (3, false) => $go!($mr, 3, false),
-            (3, true) => $go!($mr, 3, true),
-            (2, false) => $go!($mr, 2, false),
-            (2, true) => $go!($mr, 2, true),
-            (1, false) => $go!($mr, 1, false),
-            _ => $go!($mr, 1, true),
-        }
-    };
 }
 
 /// Runs `f` with denormals flushed to zero (MXCSR FTZ and DAZ) on this thread, then restores
@@ -74,16 +50,6 @@ pub fn with_flushed_denormals<R>(f: impl FnOnce() -> R) -> R {
         _mm_setcsr(saved);
         r
     }
-}
-
-/// A column panel of `width` (≤ 24) columns as the tiles see it: how many 8-wide vectors,
-/// whether the last is partial, and the lane mask of the last.
-#[inline(always)]
-unsafe fn panel(width: usize) -> (usize, bool, __m256i) {
-    let masked = !width.is_multiple_of(8);
-    (width.div_ceil(8), masked, unsafe {
-        mask(if masked { width % 8 } else { 8 })
-    })
 }
 
 /// Lanes `0..n` set (n ≤ 8).
@@ -169,20 +135,6 @@ unsafe fn act8(act: Act, z: __m256) -> __m256 {
                 );
                 _mm256_fmsub_ps(two, s, one)
             }
-        }
-    }
-}
-
-/// f'(z) from the cached output a = f(z).
-#[inline(always)]
-unsafe fn dact8(act: Act, a: __m256) -> __m256 {
-    unsafe {
-        let one = _mm256_set1_ps(1.0);
-        match act {
-            Act::Identity => one,
-            Act::Relu => _mm256_and_ps(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_GT_OQ), one),
-            Act::Sigmoid => _mm256_mul_ps(a, _mm256_sub_ps(one, a)),
-            Act::Tanh => _mm256_fnmadd_ps(a, a, one),
         }
     }
 }
@@ -474,94 +426,9 @@ pub(crate) unsafe fn prefetch_rows<const MR: usize>(bases: &[*const f32], ld: us
     }
 }
 
-/// One step p of the broadcast kernels: load NV vectors from `row` (the last masked when
-/// `MASKED`), broadcast the scalar `x[i·x_row]` for each of MR rows, and accumulate their
-/// products into `acc`.
-#[inline(always)]
-unsafe fn broadcast_step<const MR: usize, const NV: usize, const MASKED: bool>(
-    acc: &mut [[__m256; NV]; MR],
-    x: *const f32,
-    x_row: usize,
-    row: *const f32,
-    last: __m256i,
-) {
-    unsafe {
-        let mut rv = [_mm256_setzero_ps(); NV];
-        for j in 0..NV {
-            rv[j] = if MASKED && j == NV - 1 {
-                _mm256_maskload_ps(row.add(8 * j), last)
-            } else {
-                _mm256_loadu_ps(row.add(8 * j))
-            };
-        }
-        for i in 0..MR {
-            let xv = _mm256_broadcast_ss(&*x.add(i * x_row));
-            for j in 0..NV {
-                acc[i][j] = _mm256_fmadd_ps(xv, rv[j], acc[i][j]);
-            }
-        }
-    }
-}
-
-/// The shared inner loop of both broadcast kernels: for each step p of `steps`, in order,
-/// broadcast the scalar `x[p·x_step + i·x_row]` for each of MR rows and multiply it into NV
-/// vectors read from row p of `rows` (`ld` apart), the last one masked when `MASKED`. Returns
-/// the MR×NV accumulators. (`0..k` for every step; a list of steps to skip the others.)
-#[inline(always)]
-unsafe fn broadcast_product<const MR: usize, const NV: usize, const MASKED: bool>(
-    steps: impl Iterator<Item = usize>,
-    x: *const f32,
-    x_step: usize,
-    x_row: usize,
-    rows: *const f32,
-    ld: usize,
-    last: __m256i,
-) -> [[__m256; NV]; MR] {
-    unsafe {
-        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-        for p in steps {
-            broadcast_step::<MR, NV, MASKED>(&mut acc, x.add(p * x_step), x_row, rows.add(p * ld), last);
-        }
-        acc
-    }
-}
-
-/// Input-gradient tile: `acc[r][j] = Σ_p d[r, p] · w[p, c + 8j…]` for MR rows, NV vectors of 8
-/// columns (the last one masked when `MASKED`), then `out = acc ⊙ f'(act_out)`.
-#[inline(always)]
-unsafe fn nn_tile<const MR: usize, const NV: usize, const MASKED: bool>(
-    k: usize,
-    d: *const f32,
-    ldd: usize,
-    w: *const f32,
-    ldw: usize,
-    a: *const f32,
-    out: *mut f32,
-    ldo: usize,
-    act: Act,
-    last: __m256i,
-) {
-    unsafe {
-        // The epilogue's rows of a and out.
-        prefetch_rows::<MR>(&[a, out], ldo, 8 * NV);
-        // acc[i][j] = Σ_p d[i, p] · w[p, 8j…]
-        let acc = broadcast_product::<MR, NV, MASKED>(0..k, d, 1, ldd, w, ldw, last);
-        for i in 0..MR {
-            for j in 0..NV {
-                let (ap, op) = (a.add(i * ldo + 8 * j), out.add(i * ldo + 8 * j));
-                if MASKED && j == NV - 1 {
-                    let v = _mm256_mul_ps(acc[i][j], dact8(act, _mm256_maskload_ps(ap, last)));
-                    _mm256_maskstore_ps(op, last, v);
-                } else {
-                    _mm256_storeu_ps(op, _mm256_mul_ps(acc[i][j], dact8(act, _mm256_loadu_ps(ap))));
-                }
-            }
-        }
-    }
-}
-
 /// `out[r, c] = (Σ_p d[r, p] · w[p, c]) · f'(a[r, c])` for rows `0..m`, columns `cols`.
-/// `a` and `out` share the leading dimension `ldo`.
+/// `a` and `out` share the leading dimension `ldo`. In tiles of 6 rows × 16 columns
+/// (`broadcast::matmul_nn_dact`).
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn matmul_nn_dact(
     m: usize,
@@ -576,36 +443,7 @@ pub unsafe fn matmul_nn_dact(
     cols: std::ops::Range<usize>,
     act: Act,
 ) {
-    unsafe {
-        const MR: usize = NN_MR;
-        // Rows in blocks whose rows of `d` fit in L2 together, so a large batch does not
-        // stream all of `d` again for every column panel.
-        let block = (L2_BUDGET / (4 * k.max(1))).max(MR) / MR * MR;
-        let mut r0 = 0;
-        while r0 < m {
-            let r_end = (r0 + block).min(m);
-            let mut c = cols.start;
-            while c < cols.end {
-                let width = (cols.end - c).min(8 * NN_NV);
-                let (nv, masked, last) = panel(width);
-                let mut r = r0;
-                while r < r_end {
-                    let mr = (r_end - r).min(MR);
-                    let (dp, wp, ap, op) =
-                        (d.add(r * ldd), w.add(c), a.add(r * ldo + c), out.add(r * ldo + c));
-                    macro_rules! go {
-                        ($mr:literal, $nv:literal, $masked:literal) => {
-                            nn_tile::<$mr, $nv, $masked>(k, dp, ldd, wp, ldw, ap, op, ldo, act, last)
-                        };
-                    }
-                    for_tile_shape!(go, mr, nv, masked);
-                    r += mr;
-                }
-                c += width;
-            }
-            r0 = r_end;
-        }
-    }
+    unsafe { broadcast::matmul_nn_dact::<__m256>(m, k, d, ldd, w, ldw, a, out, ldo, cols, act) }
 }
 
 /// Bytes of an operand block we aim to keep in a core's L2 (1 MB on the machines we measured;
@@ -618,100 +456,9 @@ pub const NN_NV: usize = 2;
 pub const TN_MR: usize = 6;
 pub const TN_NV: usize = 2;
 
-/// The update the weight-gradient kernel applies in its epilogue: `optim::Update::apply` for
-/// weights, eight lanes at a time (see `optim::Method` for the formulas).
+/// The update the weight-gradient kernel applies in its epilogue: `optim::Update::rule` for
+/// weights, on 8 or 16 lanes at a time (see `optim::Method` for the formulas).
 pub type Update = crate::optim::Update<f32>;
-
-/// Weight-gradient tile with the update fused: for MR rows `o` of W and NV vectors of columns,
-/// `d_w[o, c] = Σ_b d[b, o] · a[b, c]` (d[b, o] at `d[b·d_step + o·d_row]`), then the update of
-/// `w` and its state `v` (and `s` for Adam; unused otherwise). With `SKIP`, the sums run over
-/// only the samples in `list` (those whose `a` is not zero in these columns: same bits).
-#[inline(always)]
-unsafe fn tn_tile<const MR: usize, const NV: usize, const MASKED: bool, const SKIP: bool>(
-    batch: usize,
-    list: &[u32],
-    d: *const f32,
-    d_step: usize,
-    d_row: usize,
-    a: *const f32,
-    lda: usize,
-    w: *mut f32,
-    v: *mut f32,
-    s: *mut f32,
-    ldw: usize,
-    up: &Update,
-    last: __m256i,
-) {
-    unsafe {
-        // The epilogue's rows of W and its state, requested now so that they arrive while the
-        // sums are formed: at large batches a tile covers a short run of each row, too short
-        // for the hardware prefetcher to follow.
-        let adam = up.method.has_second_moment();
-        prefetch_rows::<MR>(&[w, v, if adam { s } else { w }], ldw, 8 * NV);
-        // acc[i][j] = Σ_b d[b, i] · a[b, 8j…]
-        let acc = if SKIP {
-            let steps = list.iter().map(|&b| b as usize);
-            broadcast_product::<MR, NV, MASKED>(steps, d, d_step, d_row, a, lda, last)
-        } else {
-            broadcast_product::<MR, NV, MASKED>(0..batch, d, d_step, d_row, a, lda, last)
-        };
-        let set = _mm256_set1_ps;
-        let (alpha, mu, lambda) = (set(up.lr), set(up.momentum), set(up.l2));
-        for i in 0..MR {
-            for j in 0..NV {
-                let off = i * ldw + 8 * j;
-                let partial = MASKED && j == NV - 1;
-                // Macros, not closures: a closure would not inherit the caller's target features.
-                macro_rules! load {
-                    ($p:expr) => {
-                        if partial {
-                            _mm256_maskload_ps($p, last)
-                        } else {
-                            _mm256_loadu_ps($p)
-                        }
-                    };
-                }
-                macro_rules! store {
-                    ($p:expr, $x:expr) => {
-                        if partial {
-                            _mm256_maskstore_ps($p, last, $x)
-                        } else {
-                            _mm256_storeu_ps($p, $x)
-                        }
-                    };
-                }
-                let (wv, vv) = (load!(w.add(off)), load!(v.add(off)));
-                let g = _mm256_fmadd_ps(lambda, wv, acc[i][j]);
-                let (vn, wn) = match up.method {
-                    Method::Sgd => {
-                        let vn = _mm256_fmsub_ps(mu, vv, _mm256_mul_ps(alpha, g));
-                        (vn, _mm256_add_ps(wv, vn))
-                    }
-                    Method::Nesterov => {
-                        let ag = _mm256_mul_ps(alpha, g);
-                        let vn = _mm256_fmsub_ps(mu, vv, ag);
-                        (vn, _mm256_add_ps(wv, _mm256_fmsub_ps(mu, vn, ag)))
-                    }
-                    Method::Adam | Method::AdamW => {
-                        debug_assert!(adam);
-                        let sv = load!(s.add(off));
-                        let (b1, b2) = (set(up.beta1), set(up.beta2));
-                        let mn = _mm256_fmadd_ps(b1, vv, _mm256_mul_ps(set(1.0 - up.beta1), g));
-                        let sn =
-                            _mm256_fmadd_ps(b2, sv, _mm256_mul_ps(set(1.0 - up.beta2), _mm256_mul_ps(g, g)));
-                        store!(s.add(off), sn);
-                        let denom = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(sn, set(up.c2))), set(up.eps));
-                        let step = _mm256_div_ps(_mm256_mul_ps(alpha, _mm256_mul_ps(mn, set(up.c1))), denom);
-                        let decayed = _mm256_fnmadd_ps(set(up.decay), wv, wv);
-                        (mn, _mm256_sub_ps(decayed, step))
-                    }
-                };
-                store!(v.add(off), vn);
-                store!(w.add(off), wn);
-            }
-        }
-    }
-}
 
 /// Columns per panel of the weight-gradient kernel, the width of its tiles (and of the
 /// broadcast kernels', which the engine relies on when it packs in the `d_a` region).
@@ -780,12 +527,8 @@ pub unsafe fn pack_panels(
 }
 
 /// For rows `rows` of W (O, I): `d_w = d_zᵀ a` over `batch` samples, then the update of those
-/// rows of `w` and `v` (leading dimension `i_dim`). `d` is d_z, its element (b, o) at
-/// `d[b·d_step + o·d_row]`: `(O, 1)` as stored (B, O), or `(1, B)` packed as (O, B), which
-/// large batches read faster (six contiguous streams instead of a stride of O floats). `a` is
-/// (B, I) as stored or packed in panels, as `layout` says. The sums are the same, in the same
-/// order, whatever the layouts. With `nz`, the map of `a`'s rows by [`nonzero_blocks`], each
-/// tile sums over only the samples whose `a` is not zero in its columns (same bits).
+/// rows of `w` and `v`, in tiles of 6 rows × 16 columns (`broadcast::weight_grad_update`
+/// says how `d`, `a` and `nz` are read).
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn weight_grad_update(
     batch: usize,
@@ -803,69 +546,9 @@ pub unsafe fn weight_grad_update(
     nz: Option<&[u64]>,
 ) {
     unsafe {
-        const MR: usize = TN_MR;
-        // Columns in blocks whose panel of `a` (batch × block) fits in L2; within a block, rows
-        // outer and columns inner, so each tile row of W and v is swept from start to end, a
-        // pattern the hardware prefetcher follows. (Columns outer over the whole width made the
-        // update's loads of W and v miss the cache; rows outer over the whole width streams all
-        // of `a` once per row tile, which only fits L2 for small batches.) At batch 64 the block
-        // is the whole width.
-        let step = PANEL;
-        let block = ((L2_BUDGET / (4 * batch.max(1))) / step * step).max(step);
-        // Tiles start at multiples of `step`: tile columns c… read list c / step.
-        let (mut idx, mut starts) = (Vec::new(), Vec::new());
-        if let Some(nz) = nz {
-            nonzero_rows(nz, batch, i_dim, step, &mut idx, &mut starts);
-        }
-        let mut c0 = 0;
-        while c0 < i_dim {
-            let c_end = (c0 + block).min(i_dim);
-            let mut r = rows.start;
-            while r < rows.end {
-                let mr = (rows.end - r).min(MR);
-                let mut c = c0;
-                while c < c_end {
-                    let width = (c_end - c).min(step);
-                    let (nv, masked, last) = panel(width);
-                    let off = r * i_dim + c;
-                    let ap = a.add((c / PANEL) * layout.panel);
-                    let (dp, wp, vp) = (d.add(r * d_row), w.add(off), v.add(off));
-                    // Only Adam reads and writes `s`; for the others it may be null.
-                    let sp = if s.is_null() { s } else { s.add(off) };
-                    macro_rules! go {
-                        ($mr:literal, $nv:literal, $masked:literal) => {
-                            if nz.is_some() {
-                                let list = &idx[starts[c / step]..starts[c / step + 1]];
-                                tn_tile::<$mr, $nv, $masked, true>(
-                                    batch, list, dp, d_step, d_row, ap, layout.ld, wp, vp, sp, i_dim, up,
-                                    last,
-                                )
-                            } else {
-                                tn_tile::<$mr, $nv, $masked, false>(
-                                    batch,
-                                    &[],
-                                    dp,
-                                    d_step,
-                                    d_row,
-                                    ap,
-                                    layout.ld,
-                                    wp,
-                                    vp,
-                                    sp,
-                                    i_dim,
-                                    up,
-                                    last,
-                                )
-                            }
-                        };
-                    }
-                    for_tile_shape!(go, mr, nv, masked);
-                    c += width;
-                }
-                r += mr;
-            }
-            c0 = c_end;
-        }
+        broadcast::weight_grad_update::<__m256>(
+            batch, i_dim, d, d_step, d_row, a, layout, w, v, s, rows, up, nz,
+        )
     }
 }
 
@@ -942,47 +625,9 @@ pub unsafe fn nonzero_columns(
     }
 }
 
-/// Product tile over a list of rows of a panel of Wᵀ (`wt`, rows [`PANEL`] floats apart):
-/// `acc[i][j] = Σ_{p ∈ list} x[i, p] · wt[p, 8j…]`, then stored into `out` (MR rows, NV
-/// vectors, the last masked when `MASKED`).
-#[inline(always)]
-unsafe fn sparse_tile<const MR: usize, const NV: usize, const MASKED: bool>(
-    list: &[u16],
-    x: *const f32,
-    ldx: usize,
-    wt: *const f32,
-    out: *mut f32,
-    ldo: usize,
-    last: __m256i,
-) {
-    unsafe {
-        // The rows of `out` this tile stores, requested while the sums are formed.
-        prefetch_rows::<MR>(&[out], ldo, 8 * NV);
-        // The same step as the dense broadcast kernels, over the listed rows of Wᵀ only.
-        let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-        for &p in list {
-            let p = p as usize;
-            broadcast_step::<MR, NV, MASKED>(&mut acc, x.add(p), ldx, wt.add(p * PANEL), last);
-        }
-        for i in 0..MR {
-            for j in 0..NV {
-                let op = out.add(i * ldo + 8 * j);
-                if MASKED && j == NV - 1 {
-                    _mm256_maskstore_ps(op, last, acc[i][j]);
-                } else {
-                    _mm256_storeu_ps(op, acc[i][j]);
-                }
-            }
-        }
-    }
-}
-
-/// `out[r, c] = Σ_p x[r, p] · wt[p, c]` for rows `0..m` (of `i_dim` values) and all `o`
-/// columns, skipping the columns p of `x` that are zero in a whole block of [`NN_MR`] rows
-/// (the lists of [`nonzero_columns`] with `mr = NN_MR`). For inputs that are mostly exact
-/// zeros, as MNIST's pixels are (81%), this skips most of the first layer's work. `wt` is Wᵀ,
-/// (I, O), in panels of [`PANEL`] columns, each a contiguous (I, PANEL) block (the last padded
-/// with zeros), so that the listed rows of a panel lie close together.
+/// `out[r, c] = Σ_p x[r, p] · wt[p, c]` for rows `0..m` and all `o` columns, over only the
+/// columns of `x` that [`nonzero_columns`] lists (`broadcast::matmul_sparse_rows`), one panel
+/// of Wᵀ at a time.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn matmul_sparse_rows(
     m: usize,
@@ -996,26 +641,5 @@ pub unsafe fn matmul_sparse_rows(
     idx: &[u16],
     starts: &[usize],
 ) {
-    unsafe {
-        const MR: usize = NN_MR;
-        let mut c = 0;
-        // Column panels outer: a panel of Wᵀ (I × PANEL floats) stays in cache for every row.
-        while c < o {
-            let width = (o - c).min(PANEL);
-            let (nv, masked, last) = panel(width);
-            let wp = wt.add((c / PANEL) * i_dim * PANEL);
-            for (b, r) in (0..m).step_by(MR).enumerate() {
-                let mr = (m - r).min(MR);
-                let list = &idx[starts[b]..starts[b + 1]];
-                let (xp, op) = (x.add(r * ldx), out.add(r * ldo + c));
-                macro_rules! go {
-                    ($mr:literal, $nv:literal, $masked:literal) => {
-                        sparse_tile::<$mr, $nv, $masked>(list, xp, ldx, wp, op, ldo, last)
-                    };
-                }
-                for_tile_shape!(go, mr, nv, masked);
-            }
-            c += width;
-        }
-    }
+    unsafe { broadcast::matmul_sparse_rows::<__m256>(m, i_dim, x, ldx, wt, o, out, ldo, idx, starts) }
 }

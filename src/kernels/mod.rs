@@ -9,8 +9,12 @@
 pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod broadcast;
 pub mod engine;
 pub mod pool;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 pub use engine::{Backend, Engine, Prepared, StepParams};
 

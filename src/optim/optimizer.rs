@@ -1,11 +1,12 @@
 //! The update rules: the seed's momentum SGD (§2.1), Nesterov momentum, Adam and AdamW.
 //!
-//! Every rule is written once, for one element, in [`Update::apply`]; [`Optimizer::step`] runs
-//! it over the flat parameter vector, and the fused AVX2 kernel (`kernels::avx2`) evaluates the
-//! same expressions eight lanes at a time. `tests/optimizer.rs` pins each rule with numbers
-//! worked out by hand.
+//! Every rule is written once, in [`Update::rule`], generic over the lanes it runs on
+//! ([`Lanes`]): [`Optimizer::step`] runs it one element at a time over the flat parameter
+//! vector ([`Update::apply`]), and the fused kernels of the fast path (`kernels`) evaluate the
+//! same function on 8 or 16 lanes at a time in their epilogue. `tests/optimizer.rs` pins each
+//! rule with numbers worked out by hand.
 
-use crate::linalg::Real;
+use crate::linalg::{Lanes, Real};
 use crate::nn::Linear;
 
 /// How the L2 term `λ w` enters the batch gradient. The seed writes the per-sample gradient as
@@ -186,26 +187,50 @@ impl<T: Real> Update<T> {
     /// `s`; `weight` is false for biases, which get no L2 and no decay.
     #[inline(always)]
     pub fn apply(&self, w: &mut T, d_w: T, v: &mut T, s: &mut T, weight: bool) {
-        let (l2, decay) = if weight {
-            (self.l2, self.decay)
-        } else {
-            (T::ZERO, T::ZERO)
-        };
-        let g = d_w + l2 * *w;
-        match self.method {
-            Method::Sgd => {
-                *v = self.momentum * *v - self.lr * g;
-                *w += *v;
-            }
-            Method::Nesterov => {
-                *v = self.momentum * *v - self.lr * g;
-                *w += self.momentum * *v - self.lr * g;
-            }
-            Method::Adam | Method::AdamW => {
-                *v = self.beta1 * *v + (T::ONE - self.beta1) * g;
-                *s = self.beta2 * *s + (T::ONE - self.beta2) * g * g;
-                let step = self.lr * (*v * self.c1) / ((*s * self.c2).sqrt() + self.eps);
-                *w = *w - decay * *w - step;
+        // SAFETY: scalar lanes need no CPU feature.
+        let [nw, nv, ns] = unsafe { self.rule(*w, d_w, *v, *s, weight) };
+        (*w, *v, *s) = (nw, nv, ns);
+    }
+
+    /// The rule itself, for a parameter `w` (one value, or a vector of them in the fast path's
+    /// fused kernels), its batch-mean data gradient `d_w` and its state `v` and `s`: returns
+    /// the new `[w, v, s]` (`s` unchanged, and unused, for SGD and Nesterov). `weight` is false
+    /// for biases, which get no L2 and no decay.
+    ///
+    /// # Safety
+    /// The CPU must have the features of `L` ([`Lanes`]).
+    #[inline(always)]
+    pub unsafe fn rule<L: Lanes<Scalar = T>>(&self, w: L, d_w: L, v: L, s: L, weight: bool) -> [L; 3] {
+        unsafe {
+            let (l2, decay) = if weight {
+                (L::splat(self.l2), L::splat(self.decay))
+            } else {
+                (L::splat(T::ZERO), L::splat(T::ZERO))
+            };
+            let (alpha, mu) = (L::splat(self.lr), L::splat(self.momentum));
+            // g = ∂E/∂w + λ' w
+            let g = l2.mul_add(w, d_w);
+            match self.method {
+                Method::Sgd => {
+                    // v ← μ v − α g, w ← w + v
+                    let v = mu.mul_sub(v, alpha.mul(g));
+                    [w.add(v), v, s]
+                }
+                Method::Nesterov => {
+                    // v ← μ v − α g, w ← w + μ v − α g
+                    let ag = alpha.mul(g);
+                    let v = mu.mul_sub(v, ag);
+                    [w.add(mu.mul_sub(v, ag)), v, s]
+                }
+                Method::Adam | Method::AdamW => {
+                    // m ← β₁ m + (1 − β₁) g, s ← β₂ s + (1 − β₂) g²
+                    let m = L::splat(self.beta1).mul_add(v, L::splat(T::ONE - self.beta1).mul(g));
+                    let s = L::splat(self.beta2).mul_add(s, L::splat(T::ONE - self.beta2).scaled_square(g));
+                    // w ← w − α λ' w − α m̂ / (√ŝ + ε)  (the decay term is 0 for Adam)
+                    let denom = s.mul(L::splat(self.c2)).square_root().add(L::splat(self.eps));
+                    let step = alpha.mul(m.mul(L::splat(self.c1))).div(denom);
+                    [decay.neg_mul_add(w, w).sub(step), m, s]
+                }
             }
         }
     }
