@@ -28,7 +28,6 @@
     clippy::needless_range_loop
 )]
 
-use super::broadcast;
 use std::arch::x86_64::*;
 
 pub fn available() -> bool {
@@ -217,6 +216,51 @@ macro_rules! for_nonzero_blocks {
 }
 pub(crate) use for_nonzero_blocks;
 
+/// Calls `$step!(p, tail)` for each block of [`NZ_BLOCK`] columns `p…` (of `k`) a forward tile
+/// reads, in increasing order: every block, or with `$skip` only those the map `$nz` marks
+/// ([`for_nonzero_blocks`]). `tail` says whether the block runs past `k` (and must be masked).
+macro_rules! for_blocks {
+    ($skip:expr, $nz:expr, $mr:expr, $k:expr, $step:ident) => {
+        if $skip {
+            $crate::kernels::avx2::for_nonzero_blocks!($nz, $mr, $k, $step);
+        } else {
+            let block = $crate::kernels::avx2::NZ_BLOCK;
+            let mut p = 0;
+            while p + block <= $k {
+                $step!(p, false);
+                p += block;
+            }
+            if p < $k {
+                $step!(p, true);
+            }
+        }
+    };
+}
+pub(crate) use for_blocks;
+
+/// The forward tiles of one register width, for [`matmul_nt_tiles`].
+pub(crate) trait DotTile {
+    /// Rows of `w` per tile.
+    const NR: usize;
+    /// `out[r][c] = Σ_p a[r, p] · w[c, p]` for `mr` (1..=4) rows of `a` and `nr` (1..=NR) rows
+    /// of `w`, both contiguous along p (length k). With `skip`, only over the blocks of
+    /// [`NZ_BLOCK`] columns that the map `nz` (the `mr` rows' words of [`nonzero_blocks`])
+    /// marks: the blocks left out would add only zeros, so the sums keep their bits.
+    unsafe fn tile(
+        mr: usize,
+        nr: usize,
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        w: *const f32,
+        ldw: usize,
+        out: *mut f32,
+        ldo: usize,
+        skip: bool,
+        nz: *const u64,
+    );
+}
+
 /// Forward tile: `out[r][c] = Σ_p a[r, p] · w[c, p]` for MR rows of `a` and NR rows of `w`,
 /// both contiguous along p (length k). With `SKIP`, only over the blocks of 8 columns that the
 /// map `nz` (the MR rows' words of [`nonzero_blocks`]) marks: the blocks left out would add
@@ -235,27 +279,16 @@ unsafe fn dot_tile<const MR: usize, const NR: usize, const SKIP: bool>(
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); NR]; MR];
         let all = mask(8);
-        if SKIP {
-            macro_rules! step {
-                ($p:expr, $tail:expr) => {
-                    if $tail {
-                        dot_step::<MR, NR, true>(&mut acc, a, lda, w, ldw, $p, mask(k - $p))
-                    } else {
-                        dot_step::<MR, NR, false>(&mut acc, a, lda, w, ldw, $p, all)
-                    }
-                };
-            }
-            for_nonzero_blocks!(nz, MR, k, step);
-        } else {
-            let mut p = 0;
-            while p + 8 <= k {
-                dot_step::<MR, NR, false>(&mut acc, a, lda, w, ldw, p, all);
-                p += 8;
-            }
-            if p < k {
-                dot_step::<MR, NR, true>(&mut acc, a, lda, w, ldw, p, mask(k - p));
-            }
+        macro_rules! step {
+            ($p:expr, $tail:expr) => {
+                if $tail {
+                    dot_step::<MR, NR, true>(&mut acc, a, lda, w, ldw, $p, mask(k - $p))
+                } else {
+                    dot_step::<MR, NR, false>(&mut acc, a, lda, w, ldw, $p, all)
+                }
+            };
         }
+        for_blocks!(SKIP, nz, MR, k, step);
         for i in 0..MR {
             for j in 0..NR {
                 *out.add(i * ldo + j) = hsum(acc[i][j]);
@@ -264,10 +297,55 @@ unsafe fn dot_tile<const MR: usize, const NR: usize, const SKIP: bool>(
     }
 }
 
-/// `out[r, c] = Σ_p a[r, p] · w[c, p]` for rows `0..m` and columns `cols` (rows of `w`). With
-/// `nz`, the map of `a`'s rows by [`nonzero_blocks`], blocks of zeros are skipped (same bits).
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn matmul_nt(
+impl DotTile for __m256 {
+    const NR: usize = 3;
+    #[inline(always)]
+    unsafe fn tile(
+        mr: usize,
+        nr: usize,
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        w: *const f32,
+        ldw: usize,
+        out: *mut f32,
+        ldo: usize,
+        skip: bool,
+        nz: *const u64,
+    ) {
+        unsafe {
+            macro_rules! go {
+                ($mr:literal, $nr:literal) => {
+                    if skip {
+                        dot_tile::<$mr, $nr, true>(k, a, lda, w, ldw, out, ldo, nz)
+                    } else {
+                        dot_tile::<$mr, $nr, false>(k, a, lda, w, ldw, out, ldo, nz)
+                    }
+                };
+            }
+            match (mr, nr) {
+                (4, 3) => go!(4, 3),
+                (4, 2) => go!(4, 2),
+                (4, 1) => go!(4, 1),
+                (3, 3) => go!(3, 3),
+                (3, 2) => go!(3, 2),
+                (3, 1) => go!(3, 1),
+                (2, 3) => go!(2, 3),
+                (2, 2) => go!(2, 2),
+                (2, 1) => go!(2, 1),
+                (1, 3) => go!(1, 3),
+                (1, 2) => go!(1, 2),
+                _ => go!(1, 1),
+            }
+        }
+    }
+}
+
+/// `out[r, c] = Σ_p a[r, p] · w[c, p]` for rows `0..m` and columns `cols` (rows of `w`), in
+/// tiles `D` of 4 rows of `a` × `D::NR` rows of `w`. With `nz`, the map of `a`'s rows by
+/// [`nonzero_blocks`], blocks of zeros are skipped (same bits).
+#[inline(always)]
+pub(crate) unsafe fn matmul_nt_tiles<D: DotTile>(
     m: usize,
     k: usize,
     a: *const f32,
@@ -281,7 +359,6 @@ pub unsafe fn matmul_nt(
 ) {
     unsafe {
         const MR: usize = 4;
-        const NR: usize = 3;
         // Rows in blocks of ROW_BLOCK, so that the block of `a` stays in L2 while every column
         // tile passes over it (an evaluation batch of 1000 images would not).
         const ROW_BLOCK: usize = 64;
@@ -294,38 +371,15 @@ pub unsafe fn matmul_nt(
             let m_end = (r0 + ROW_BLOCK).min(m);
             let mut c = cols.start;
             while c < cols.end {
-                let nr = (cols.end - c).min(NR);
+                let nr = (cols.end - c).min(D::NR);
                 let wp = w.add(c * ldw);
                 let mut r = r0;
                 while r < m_end {
                     let mr = (m_end - r).min(MR);
-                    let ap = a.add(r * lda);
-                    let op = out.add(r * ldo + c);
+                    let (ap, op) = (a.add(r * lda), out.add(r * ldo + c));
                     // The tile's rows of the map (unread without one).
                     let np = nz.map_or(std::ptr::null(), |nz| nz[r * words..].as_ptr());
-                    macro_rules! go {
-                        ($mr:literal, $nr:literal) => {
-                            if nz.is_some() {
-                                dot_tile::<$mr, $nr, true>(k, ap, lda, wp, ldw, op, ldo, np)
-                            } else {
-                                dot_tile::<$mr, $nr, false>(k, ap, lda, wp, ldw, op, ldo, np)
-                            }
-                        };
-                    }
-                    match (mr, nr) {
-                        (4, 3) => go!(4, 3),
-                        (4, 2) => go!(4, 2),
-                        (4, 1) => go!(4, 1),
-                        (3, 3) => go!(3, 3),
-                        (3, 2) => go!(3, 2),
-                        (3, 1) => go!(3, 1),
-                        (2, 3) => go!(2, 3),
-                        (2, 2) => go!(2, 2),
-                        (2, 1) => go!(2, 1),
-                        (1, 3) => go!(1, 3),
-                        (1, 2) => go!(1, 2),
-                        _ => go!(1, 1),
-                    }
+                    D::tile(mr, nr, k, ap, lda, wp, ldw, op, ldo, nz.is_some(), np);
                     r += mr;
                 }
                 c += nr;
@@ -334,6 +388,9 @@ pub unsafe fn matmul_nt(
         }
     }
 }
+
+// `matmul_nt`, `matmul_nn_dact`, `weight_grad_update` and `matmul_sparse_rows` on 8 lanes.
+super::broadcast::entry_points!(__m256, "avx2,fma");
 
 /// Columns per bit of the map [`nonzero_blocks`] makes: one 8-lane vector.
 pub const NZ_BLOCK: usize = 8;
@@ -426,26 +483,6 @@ pub(crate) unsafe fn prefetch_rows<const MR: usize>(bases: &[*const f32], ld: us
     }
 }
 
-/// `out[r, c] = (Σ_p d[r, p] · w[p, c]) · f'(a[r, c])` for rows `0..m`, columns `cols`.
-/// `a` and `out` share the leading dimension `ldo`. In tiles of 6 rows × 16 columns
-/// (`broadcast::matmul_nn_dact`).
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn matmul_nn_dact(
-    m: usize,
-    k: usize,
-    d: *const f32,
-    ldd: usize,
-    w: *const f32,
-    ldw: usize,
-    a: *const f32,
-    out: *mut f32,
-    ldo: usize,
-    cols: std::ops::Range<usize>,
-    act: Act,
-) {
-    unsafe { broadcast::matmul_nn_dact::<__m256>(m, k, d, ldd, w, ldw, a, out, ldo, cols, act) }
-}
-
 /// Bytes of an operand block we aim to keep in a core's L2 (1 MB on the machines we measured;
 /// a quarter leaves room for the other operands).
 pub(crate) const L2_BUDGET: usize = 256 << 10;
@@ -526,32 +563,6 @@ pub unsafe fn pack_panels(
     }
 }
 
-/// For rows `rows` of W (O, I): `d_w = d_zᵀ a` over `batch` samples, then the update of those
-/// rows of `w` and `v`, in tiles of 6 rows × 16 columns (`broadcast::weight_grad_update`
-/// says how `d`, `a` and `nz` are read).
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn weight_grad_update(
-    batch: usize,
-    i_dim: usize,
-    d: *const f32,
-    d_step: usize,
-    d_row: usize,
-    a: *const f32,
-    layout: PanelLayout,
-    w: *mut f32,
-    v: *mut f32,
-    s: *mut f32,
-    rows: std::ops::Range<usize>,
-    up: &Update,
-    nz: Option<&[u64]>,
-) {
-    unsafe {
-        broadcast::weight_grad_update::<__m256>(
-            batch, i_dim, d, d_step, d_row, a, layout, w, v, s, rows, up, nz,
-        )
-    }
-}
-
 /// Floating-point operations of `iters` rounds of 12 independent 8-wide FMAs held in registers:
 /// the compute ceiling of one core, with no memory traffic. Returns a value derived from the
 /// accumulators so the loop cannot be optimised away.
@@ -623,23 +634,4 @@ pub unsafe fn nonzero_columns(
             r0 += rows;
         }
     }
-}
-
-/// `out[r, c] = Σ_p x[r, p] · wt[p, c]` for rows `0..m` and all `o` columns, over only the
-/// columns of `x` that [`nonzero_columns`] lists (`broadcast::matmul_sparse_rows`), one panel
-/// of Wᵀ at a time.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn matmul_sparse_rows(
-    m: usize,
-    i_dim: usize,
-    x: *const f32,
-    ldx: usize,
-    wt: *const f32,
-    o: usize,
-    out: *mut f32,
-    ldo: usize,
-    idx: &[u16],
-    starts: &[usize],
-) {
-    unsafe { broadcast::matmul_sparse_rows::<__m256>(m, i_dim, x, ldx, wt, o, out, ldo, idx, starts) }
 }

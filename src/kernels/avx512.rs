@@ -19,8 +19,7 @@
     clippy::missing_safety_doc,
     clippy::needless_range_loop
 )]
-use super::avx2::{Act, PanelLayout, Update};
-use super::broadcast;
+use super::avx2::{Act, DotTile, PanelLayout, Update};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -100,31 +99,6 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq") && super::avx2::available()
 }
 
-/// avx2's `weight_grad_update` (same arguments, same results), in tiles of 6 rows × 32
-/// columns.
-#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-pub unsafe fn weight_grad_update(
-    batch: usize,
-    i_dim: usize,
-    d: *const f32,
-    d_step: usize,
-    d_row: usize,
-    a: *const f32,
-    layout: PanelLayout,
-    w: *mut f32,
-    v: *mut f32,
-    s: *mut f32,
-    rows: Range<usize>,
-    up: &Update,
-    nz: Option<&[u64]>,
-) {
-    unsafe {
-        broadcast::weight_grad_update::<__m512>(
-            batch, i_dim, d, d_step, d_row, a, layout, w, v, s, rows, up, nz,
-        )
-    }
-}
-
 /// One block of the forward tile: columns `p…p+8` (`MASKED`: only the lanes of `m`) of MR
 /// rows of `a` and of the tile's rows of `w` (`wrow(j, h)`: half h of pair j).
 #[inline(always)]
@@ -182,27 +156,16 @@ unsafe fn dot_tile<const MR: usize, const NP: usize, const SKIP: bool>(
         let wrow = |j: usize, h: usize| w.add((2 * j + h).min(nr - 1) * ldw);
         let mut acc = [[_mm512_setzero_ps(); NP]; MR];
         let all = mask(8);
-        if SKIP {
-            macro_rules! step {
-                ($p:expr, $tail:expr) => {
-                    if $tail {
-                        dot_step::<MR, NP, true>(&mut acc, a, lda, wrow, $p, mask(k - $p))
-                    } else {
-                        dot_step::<MR, NP, false>(&mut acc, a, lda, wrow, $p, all)
-                    }
-                };
-            }
-            super::avx2::for_nonzero_blocks!(nz, MR, k, step);
-        } else {
-            let mut p = 0;
-            while p + 8 <= k {
-                dot_step::<MR, NP, false>(&mut acc, a, lda, wrow, p, all);
-                p += 8;
-            }
-            if p < k {
-                dot_step::<MR, NP, true>(&mut acc, a, lda, wrow, p, mask(k - p));
-            }
+        macro_rules! step {
+            ($p:expr, $tail:expr) => {
+                if $tail {
+                    dot_step::<MR, NP, true>(&mut acc, a, lda, wrow, $p, mask(k - $p))
+                } else {
+                    dot_step::<MR, NP, false>(&mut acc, a, lda, wrow, $p, all)
+                }
+            };
         }
+        super::avx2::for_blocks!(SKIP, nz, MR, k, step);
         for i in 0..MR {
             for j in 0..NP {
                 let v = acc[i][j];
@@ -215,109 +178,53 @@ unsafe fn dot_tile<const MR: usize, const NP: usize, const SKIP: bool>(
     }
 }
 
-/// avx2's `matmul_nt` (same arguments, same results), in tiles of 4 rows × 6 columns.
-#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-pub unsafe fn matmul_nt(
-    m: usize,
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    w: *const f32,
-    ldw: usize,
-    cols: std::ops::Range<usize>,
-    out: *mut f32,
-    ldo: usize,
-    nz: Option<&[u64]>,
-) {
-    unsafe {
-        // Four rows of `a` and six of `w` (12 zmm accumulators, each two of avx2's): 4×3 KB
-        // plus 6×3 KB at the seed's 784 inputs, which stays in L1. Eight rows of `w` (16
-        // accumulators) overflowed it and ran 1.6 times slower.
-        const MR: usize = 4;
-        const NR: usize = 6;
-        const ROW_BLOCK: usize = 64;
-        let words = super::avx2::nz_words(k);
-        if let Some(nz) = nz {
-            assert!(nz.len() >= m * words);
-        }
-        let mut r0 = 0;
-        while r0 < m {
-            let m_end = (r0 + ROW_BLOCK).min(m);
-            let mut c = cols.start;
-            while c < cols.end {
-                let nr = (cols.end - c).min(NR);
-                let wp = w.add(c * ldw);
-                let mut r = r0;
-                while r < m_end {
-                    let mr = (m_end - r).min(MR);
-                    let ap = a.add(r * lda);
-                    let op = out.add(r * ldo + c);
-                    // The tile's rows of the map (unread without one).
-                    let np = nz.map_or(std::ptr::null(), |nz| nz[r * words..].as_ptr());
-                    macro_rules! go {
-                        ($mr:literal, $np:literal) => {
-                            if nz.is_some() {
-                                dot_tile::<$mr, $np, true>(k, ap, lda, wp, ldw, nr, op, ldo, np)
-                            } else {
-                                dot_tile::<$mr, $np, false>(k, ap, lda, wp, ldw, nr, op, ldo, np)
-                            }
-                        };
+// Tiles of four rows of `a` and six of `w` (12 zmm accumulators, each two of avx2's): 4×3 KB
+// plus 6×3 KB at the seed's 784 inputs, which stays in L1 (eight rows of `w` would not).
+impl DotTile for __m512 {
+    const NR: usize = 6;
+    #[inline(always)]
+    unsafe fn tile(
+        mr: usize,
+        nr: usize,
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        w: *const f32,
+        ldw: usize,
+        out: *mut f32,
+        ldo: usize,
+        skip: bool,
+        nz: *const u64,
+    ) {
+        unsafe {
+            macro_rules! go {
+                ($mr:literal, $np:literal) => {
+                    if skip {
+                        dot_tile::<$mr, $np, true>(k, a, lda, w, ldw, nr, out, ldo, nz)
+                    } else {
+                        dot_tile::<$mr, $np, false>(k, a, lda, w, ldw, nr, out, ldo, nz)
                     }
-                    macro_rules! np {
-                        ($mr:literal) => {
-                            match nr.div_ceil(2) {
-                                3 => go!($mr, 3),
-                                2 => go!($mr, 2),
-                                _ => go!($mr, 1),
-                            }
-                        };
-                    }
-                    match mr {
-                        4 => np!(4),
-                        3 => np!(3),
-                        2 => np!(2),
-                        _ => np!(1),
-                    }
-                    r += mr;
-                }
-                c += nr;
+                };
             }
-            r0 = m_end;
+            macro_rules! np {
+                ($mr:literal) => {
+                    match nr.div_ceil(2) {
+                        3 => go!($mr, 3),
+                        2 => go!($mr, 2),
+                        _ => go!($mr, 1),
+                    }
+                };
+            }
+            match mr {
+                4 => np!(4),
+                3 => np!(3),
+                2 => np!(2),
+                _ => np!(1),
+            }
         }
     }
 }
 
-/// avx2's `matmul_nn_dact` (same arguments, same results), in tiles of 6 rows × 32 columns.
-#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-pub unsafe fn matmul_nn_dact(
-    m: usize,
-    k: usize,
-    d: *const f32,
-    ldd: usize,
-    w: *const f32,
-    ldw: usize,
-    a: *const f32,
-    out: *mut f32,
-    ldo: usize,
-    cols: Range<usize>,
-    act: Act,
-) {
-    unsafe { broadcast::matmul_nn_dact::<__m512>(m, k, d, ldd, w, ldw, a, out, ldo, cols, act) }
-}
-
-/// avx2's `matmul_sparse_rows` (same arguments, same results), two panels of Wᵀ at a time.
-#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-pub unsafe fn matmul_sparse_rows(
-    m: usize,
-    i_dim: usize,
-    x: *const f32,
-    ldx: usize,
-    wt: *const f32,
-    o: usize,
-    out: *mut f32,
-    ldo: usize,
-    idx: &[u16],
-    starts: &[usize],
-) {
-    unsafe { broadcast::matmul_sparse_rows::<__m512>(m, i_dim, x, ldx, wt, o, out, ldo, idx, starts) }
-}
+// avx2's `matmul_nt`, `matmul_nn_dact`, `weight_grad_update` and `matmul_sparse_rows` (same
+// arguments, same results) on 16 lanes.
+super::broadcast::entry_points!(__m512, "avx512f,avx512dq,avx2,fma");

@@ -454,3 +454,100 @@ pub unsafe fn matmul_sparse_rows<V: Vector>(
         }
     }
 }
+
+/// The four matrix-product kernels of one register width `$v`, each compiled for `$features`
+/// (a `#[target_feature]` function into which the generic code above, and `avx2`'s forward
+/// driver, are inlined): `avx2` and `avx512` each call this once.
+macro_rules! entry_points {
+    ($v:ty, $features:literal) => {
+        /// `out[r, c] = Σ_p a[r, p] · w[c, p]` for rows `0..m` and columns `cols` (rows of
+        /// `w`). With `nz`, the map of `a`'s rows by `avx2::nonzero_blocks`, blocks of zeros
+        /// are skipped (same bits).
+        #[target_feature(enable = $features)]
+        pub unsafe fn matmul_nt(
+            m: usize,
+            k: usize,
+            a: *const f32,
+            lda: usize,
+            w: *const f32,
+            ldw: usize,
+            cols: std::ops::Range<usize>,
+            out: *mut f32,
+            ldo: usize,
+            nz: Option<&[u64]>,
+        ) {
+            unsafe { $crate::kernels::avx2::matmul_nt_tiles::<$v>(m, k, a, lda, w, ldw, cols, out, ldo, nz) }
+        }
+
+        /// `out[r, c] = (Σ_p d[r, p] · w[p, c]) · f'(a[r, c])` for rows `0..m`, columns
+        /// `cols`; `a` and `out` share the leading dimension `ldo` (`broadcast::matmul_nn_dact`).
+        #[target_feature(enable = $features)]
+        pub unsafe fn matmul_nn_dact(
+            m: usize,
+            k: usize,
+            d: *const f32,
+            ldd: usize,
+            w: *const f32,
+            ldw: usize,
+            a: *const f32,
+            out: *mut f32,
+            ldo: usize,
+            cols: std::ops::Range<usize>,
+            act: $crate::kernels::avx2::Act,
+        ) {
+            unsafe {
+                $crate::kernels::broadcast::matmul_nn_dact::<$v>(m, k, d, ldd, w, ldw, a, out, ldo, cols, act)
+            }
+        }
+
+        /// For rows `rows` of W (O, I): `d_w = d_zᵀ a` over `batch` samples, then the update of
+        /// those rows of `w` and `v` (`broadcast::weight_grad_update` says how `d`, `a` and
+        /// `nz` are read).
+        #[target_feature(enable = $features)]
+        pub unsafe fn weight_grad_update(
+            batch: usize,
+            i_dim: usize,
+            d: *const f32,
+            d_step: usize,
+            d_row: usize,
+            a: *const f32,
+            layout: $crate::kernels::avx2::PanelLayout,
+            w: *mut f32,
+            v: *mut f32,
+            s: *mut f32,
+            rows: std::ops::Range<usize>,
+            up: &$crate::kernels::avx2::Update,
+            nz: Option<&[u64]>,
+        ) {
+            unsafe {
+                $crate::kernels::broadcast::weight_grad_update::<$v>(
+                    batch, i_dim, d, d_step, d_row, a, layout, w, v, s, rows, up, nz,
+                )
+            }
+        }
+
+        /// `out[r, c] = Σ_p x[r, p] · wt[p, c]` for rows `0..m` and all `o` columns, over only
+        /// the columns of `x` that `avx2::nonzero_columns` lists
+        /// (`broadcast::matmul_sparse_rows`).
+        #[target_feature(enable = $features)]
+        pub unsafe fn matmul_sparse_rows(
+            m: usize,
+            i_dim: usize,
+            x: *const f32,
+            ldx: usize,
+            wt: *const f32,
+            o: usize,
+            out: *mut f32,
+            ldo: usize,
+            idx: &[u16],
+            starts: &[usize],
+        ) {
+            unsafe {
+                $crate::kernels::broadcast::matmul_sparse_rows::<$v>(
+                    m, i_dim, x, ldx, wt, o, out, ldo, idx, starts,
+                )
+            }
+        }
+    };
+}
+pub(crate) use entry_points;
