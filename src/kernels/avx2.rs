@@ -238,27 +238,30 @@ macro_rules! for_blocks {
 }
 pub(crate) use for_blocks;
 
+/// One forward tile's operands: `out[r][c] = Σ_p a[r, p] · w[c, p]` for rows of `a` and `nr`
+/// rows of `w`, both contiguous along p (length k), and with `skip` the tile's rows of the map
+/// `nz` ([`nonzero_blocks`]).
+#[derive(Clone, Copy)]
+pub(crate) struct DotBlock {
+    pub k: usize,
+    pub a: *const f32,
+    pub lda: usize,
+    pub w: *const f32,
+    pub ldw: usize,
+    pub nr: usize,
+    pub out: *mut f32,
+    pub ldo: usize,
+    pub nz: *const u64,
+}
+
 /// The forward tiles of one register width, for [`matmul_nt_tiles`].
 pub(crate) trait DotTile {
     /// Rows of `w` per tile.
     const NR: usize;
-    /// `out[r][c] = Σ_p a[r, p] · w[c, p]` for `mr` (1..=4) rows of `a` and `nr` (1..=NR) rows
-    /// of `w`, both contiguous along p (length k). With `skip`, only over the blocks of
-    /// [`NZ_BLOCK`] columns that the map `nz` (the `mr` rows' words of [`nonzero_blocks`])
-    /// marks: the blocks left out would add only zeros, so the sums keep their bits.
-    unsafe fn tile(
-        mr: usize,
-        nr: usize,
-        k: usize,
-        a: *const f32,
-        lda: usize,
-        w: *const f32,
-        ldw: usize,
-        out: *mut f32,
-        ldo: usize,
-        skip: bool,
-        nz: *const u64,
-    );
+    /// The tile of `mr` (1..=4) rows of `a` and `t.nr` (1..=NR) rows of `w`. With `skip`, only
+    /// over the blocks of [`NZ_BLOCK`] columns that the map marks: the blocks left out would
+    /// add only zeros, so the sums keep their bits.
+    unsafe fn tile(mr: usize, skip: bool, t: &DotBlock);
 }
 
 /// Forward tile: `out[r][c] = Σ_p a[r, p] · w[c, p]` for MR rows of `a` and NR rows of `w`,
@@ -266,17 +269,19 @@ pub(crate) trait DotTile {
 /// map `nz` (the MR rows' words of [`nonzero_blocks`]) marks: the blocks left out would add
 /// only zeros, so the sums keep their bits.
 #[inline(always)]
-unsafe fn dot_tile<const MR: usize, const NR: usize, const SKIP: bool>(
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    w: *const f32,
-    ldw: usize,
-    out: *mut f32,
-    ldo: usize,
-    nz: *const u64,
-) {
+unsafe fn dot_tile<const MR: usize, const NR: usize, const SKIP: bool>(t: &DotBlock) {
     unsafe {
+        let DotBlock {
+            k,
+            a,
+            lda,
+            w,
+            ldw,
+            out,
+            ldo,
+            nz,
+            ..
+        } = *t;
         let mut acc = [[_mm256_setzero_ps(); NR]; MR];
         let all = mask(8);
         macro_rules! step {
@@ -300,30 +305,18 @@ unsafe fn dot_tile<const MR: usize, const NR: usize, const SKIP: bool>(
 impl DotTile for __m256 {
     const NR: usize = 3;
     #[inline(always)]
-    unsafe fn tile(
-        mr: usize,
-        nr: usize,
-        k: usize,
-        a: *const f32,
-        lda: usize,
-        w: *const f32,
-        ldw: usize,
-        out: *mut f32,
-        ldo: usize,
-        skip: bool,
-        nz: *const u64,
-    ) {
+    unsafe fn tile(mr: usize, skip: bool, t: &DotBlock) {
         unsafe {
             macro_rules! go {
                 ($mr:literal, $nr:literal) => {
                     if skip {
-                        dot_tile::<$mr, $nr, true>(k, a, lda, w, ldw, out, ldo, nz)
+                        dot_tile::<$mr, $nr, true>(t)
                     } else {
-                        dot_tile::<$mr, $nr, false>(k, a, lda, w, ldw, out, ldo, nz)
+                        dot_tile::<$mr, $nr, false>(t)
                     }
                 };
             }
-            match (mr, nr) {
+            match (mr, t.nr) {
                 (4, 3) => go!(4, 3),
                 (4, 2) => go!(4, 2),
                 (4, 1) => go!(4, 1),
@@ -379,7 +372,18 @@ pub(crate) unsafe fn matmul_nt_tiles<D: DotTile>(
                     let (ap, op) = (a.add(r * lda), out.add(r * ldo + c));
                     // The tile's rows of the map (unread without one).
                     let np = nz.map_or(std::ptr::null(), |nz| nz[r * words..].as_ptr());
-                    D::tile(mr, nr, k, ap, lda, wp, ldw, op, ldo, nz.is_some(), np);
+                    let t = DotBlock {
+                        k,
+                        a: ap,
+                        lda,
+                        w: wp,
+                        ldw,
+                        nr,
+                        out: op,
+                        ldo,
+                        nz: np,
+                    };
+                    D::tile(mr, nz.is_some(), &t);
                     r += mr;
                 }
                 c += nr;

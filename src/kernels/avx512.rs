@@ -19,7 +19,7 @@
     clippy::missing_safety_doc,
     clippy::needless_range_loop
 )]
-use super::avx2::{Act, DotTile, PanelLayout, Update};
+use super::avx2::{Act, DotBlock, DotTile, PanelLayout, Update};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -139,18 +139,19 @@ unsafe fn dot_step<const MR: usize, const NP: usize, const MASKED: bool>(
 /// exactly as avx2's `dot_tile` does: so the same bits. With `SKIP`, over only the blocks the
 /// map `nz` marks, as avx2's.
 #[inline(always)]
-unsafe fn dot_tile<const MR: usize, const NP: usize, const SKIP: bool>(
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    w: *const f32,
-    ldw: usize,
-    nr: usize,
-    out: *mut f32,
-    ldo: usize,
-    nz: *const u64,
-) {
+unsafe fn dot_tile<const MR: usize, const NP: usize, const SKIP: bool>(t: &DotBlock) {
     unsafe {
+        let DotBlock {
+            k,
+            a,
+            lda,
+            w,
+            ldw,
+            nr,
+            out,
+            ldo,
+            nz,
+        } = *t;
         use super::avx2::{hsum, mask};
         // Row of w for half h of pair j (a missing last row repeats the one before).
         let wrow = |j: usize, h: usize| w.add((2 * j + h).min(nr - 1) * ldw);
@@ -183,32 +184,20 @@ unsafe fn dot_tile<const MR: usize, const NP: usize, const SKIP: bool>(
 impl DotTile for __m512 {
     const NR: usize = 6;
     #[inline(always)]
-    unsafe fn tile(
-        mr: usize,
-        nr: usize,
-        k: usize,
-        a: *const f32,
-        lda: usize,
-        w: *const f32,
-        ldw: usize,
-        out: *mut f32,
-        ldo: usize,
-        skip: bool,
-        nz: *const u64,
-    ) {
+    unsafe fn tile(mr: usize, skip: bool, t: &DotBlock) {
         unsafe {
             macro_rules! go {
                 ($mr:literal, $np:literal) => {
                     if skip {
-                        dot_tile::<$mr, $np, true>(k, a, lda, w, ldw, nr, out, ldo, nz)
+                        dot_tile::<$mr, $np, true>(t)
                     } else {
-                        dot_tile::<$mr, $np, false>(k, a, lda, w, ldw, nr, out, ldo, nz)
+                        dot_tile::<$mr, $np, false>(t)
                     }
                 };
             }
             macro_rules! np {
                 ($mr:literal) => {
-                    match nr.div_ceil(2) {
+                    match t.nr.div_ceil(2) {
                         3 => go!($mr, 3),
                         2 => go!($mr, 2),
                         _ => go!($mr, 1),
