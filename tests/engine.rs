@@ -866,3 +866,149 @@ fn the_fused_steps_gradients_match_f64_finite_differences() {
         }
     }
 }
+
+/// Each update rule and each `f'` is one generic function (`optim::Update::rule`,
+/// `nn::Activation::df_lanes`) run on one value by the reference step and on 8 or 16 lanes by
+/// the fused kernels. This pins how each kind of lane rounds: scalar lanes as the plain
+/// expressions (every product rounded, Adam's `((1 − β₂) g) g`), vector lanes with every
+/// `a·b ± c` fused and Adam's `(1 − β₂)(g g)`, and 16 lanes exactly as 8. A rule or primitive
+/// regrouped on one side only fails here.
+#[test]
+fn the_rules_round_as_documented_on_scalar_and_vector_lanes() {
+    use std::arch::x86_64::*;
+    if !Backend::Avx2.available() {
+        skip("this CPU has no AVX2/FMA, so no vector lanes run here", true);
+        return;
+    }
+    let wide = Backend::Avx512.available();
+    if !wide {
+        skip(
+            "this CPU has no AVX-512, so 16 lanes are not compared with 8",
+            false,
+        );
+    }
+    let mut rng = Rng::new(11, 0);
+    let mut draw =
+        |scale: f32| -> [f32; 16] { std::array::from_fn(|_| rng.uniform(-0.5, 0.5) as f32 * scale) };
+    let fma = f32::mul_add;
+    for method in [Method::Sgd, Method::Nesterov, Method::Adam, Method::AdamW] {
+        let opt = Optimizer {
+            method,
+            ..Optimizer::sgd(0.9, 0.005, L2Mode::PerSample)
+        };
+        let up = opt.update::<f32>(0.037, 3, 64);
+        for _ in 0..50 {
+            let (w, d, v) = (draw(2.0), draw(0.3), draw(0.1));
+            let s = draw(0.02).map(f32::abs);
+            // Scalar lanes: the plain expressions.
+            for i in 0..16 {
+                let [nw, nv, ns] = unsafe { up.rule(w[i], d[i], v[i], s[i], true) };
+                let g = d[i] + up.l2 * w[i];
+                let want = match method {
+                    Method::Sgd => {
+                        let v = up.momentum * v[i] - up.lr * g;
+                        [w[i] + v, v, s[i]]
+                    }
+                    Method::Nesterov => {
+                        let v = up.momentum * v[i] - up.lr * g;
+                        [w[i] + (up.momentum * v - up.lr * g), v, s[i]]
+                    }
+                    Method::Adam | Method::AdamW => {
+                        let m = up.beta1 * v[i] + (1.0 - up.beta1) * g;
+                        let s = up.beta2 * s[i] + (1.0 - up.beta2) * g * g;
+                        let step = up.lr * (m * up.c1) / ((s * up.c2).sqrt() + up.eps);
+                        [w[i] - up.decay * w[i] - step, m, s]
+                    }
+                };
+                assert_eq!(
+                    [nw, nv, ns].map(f32::to_bits),
+                    want.map(f32::to_bits),
+                    "{method:?} scalar"
+                );
+            }
+            // 8 lanes: fused, and c·(g·g).
+            let [nw, nv, ns] = unsafe {
+                let l = |x: &[f32]| _mm256_loadu_ps(x.as_ptr());
+                up.rule::<__m256>(l(&w), l(&d), l(&v), l(&s), true)
+            };
+            for i in 0..8 {
+                let g = fma(up.l2, w[i], d[i]);
+                let want = match method {
+                    Method::Sgd => {
+                        let v = fma(up.momentum, v[i], -(up.lr * g));
+                        [w[i] + v, v, s[i]]
+                    }
+                    Method::Nesterov => {
+                        let ag = up.lr * g;
+                        let v = fma(up.momentum, v[i], -ag);
+                        [w[i] + fma(up.momentum, v, -ag), v, s[i]]
+                    }
+                    Method::Adam | Method::AdamW => {
+                        let m = fma(up.beta1, v[i], (1.0 - up.beta1) * g);
+                        let s = fma(up.beta2, s[i], (1.0 - up.beta2) * (g * g));
+                        let step = up.lr * (m * up.c1) / ((s * up.c2).sqrt() + up.eps);
+                        [fma(-up.decay, w[i], w[i]) - step, m, s]
+                    }
+                };
+                let got = [lanes_of(nw)[i], lanes_of(nv)[i], lanes_of(ns)[i]];
+                assert_eq!(
+                    got.map(f32::to_bits),
+                    want.map(f32::to_bits),
+                    "{method:?} lane {i} of 8"
+                );
+            }
+            // 16 lanes: the same bits as 8.
+            if wide {
+                let [ww, wv, ws] = unsafe {
+                    let l = |x: &[f32]| _mm512_loadu_ps(x.as_ptr());
+                    up.rule::<__m512>(l(&w), l(&d), l(&v), l(&s), true)
+                };
+                let lanes16 = |x: __m512| -> [f32; 16] { unsafe { std::mem::transmute(x) } };
+                let [ww, wv, ws] = [lanes16(ww), lanes16(wv), lanes16(ws)];
+                for half in 0..2 {
+                    let h =
+                        |a: &[f32; 16]| -> [u32; 8] { std::array::from_fn(|i| a[8 * half + i].to_bits()) };
+                    let [n8w, n8v, n8s] = unsafe {
+                        let l = |x: &[f32]| _mm256_loadu_ps(x[8 * half..].as_ptr());
+                        up.rule::<__m256>(l(&w), l(&d), l(&v), l(&s), true)
+                    };
+                    let b = |x: __m256| lanes_of(x).map(f32::to_bits);
+                    assert_eq!(
+                        [h(&ww), h(&wv), h(&ws)],
+                        [b(n8w), b(n8v), b(n8s)],
+                        "{method:?} 16 lanes"
+                    );
+                }
+            }
+        }
+    }
+    // f' from the cached output: a(1 − a), 1 − a² (fused on vectors), and the step of ReLU.
+    for _ in 0..50 {
+        let a = draw(2.5);
+        let v = unsafe { _mm256_loadu_ps(a.as_ptr()) };
+        for act in ACTIVATIONS {
+            let got = lanes_of(unsafe { act.df_lanes(v) });
+            for i in 0..8 {
+                let want = match act {
+                    Activation::Sigmoid => a[i] * (1.0 - a[i]),
+                    Activation::Relu => f32::from(u8::from(a[i] > 0.0)),
+                    Activation::Tanh => fma(-a[i], a[i], 1.0),
+                };
+                assert_eq!(got[i].to_bits(), want.to_bits(), "{act} lane {i}");
+                assert_eq!(
+                    act.df(a[i]),
+                    match act {
+                        Activation::Tanh => 1.0 - a[i] * a[i],
+                        _ => want,
+                    },
+                    "{act} scalar"
+                );
+            }
+        }
+    }
+}
+
+fn lanes_of(x: std::arch::x86_64::__m256) -> [f32; 8] {
+    // SAFETY: a __m256 is eight f32s.
+    unsafe { std::mem::transmute(x) }
+}
