@@ -19,7 +19,8 @@
     clippy::missing_safety_doc,
     clippy::needless_range_loop
 )]
-use super::avx2::{Act, DotBlock, DotTile, PanelLayout, Update};
+use super::avx2::{DotBlock, DotTile, for_blocks, hsum, mask};
+use super::tiling::{Act, PanelLayout, Update};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -152,7 +153,6 @@ unsafe fn dot_tile<const MR: usize, const NP: usize, const SKIP: bool>(t: &DotBl
             ldo,
             nz,
         } = *t;
-        use super::avx2::{hsum, mask};
         // Row of w for half h of pair j (a missing last row repeats the one before).
         let wrow = |j: usize, h: usize| w.add((2 * j + h).min(nr - 1) * ldw);
         let mut acc = [[_mm512_setzero_ps(); NP]; MR];
@@ -166,7 +166,7 @@ unsafe fn dot_tile<const MR: usize, const NP: usize, const SKIP: bool>(t: &DotBl
                 }
             };
         }
-        super::avx2::for_blocks!(SKIP, nz, MR, k, step);
+        for_blocks!(SKIP, nz, MR, k, step);
         for i in 0..MR {
             for j in 0..NP {
                 let v = acc[i][j];
@@ -216,4 +216,8 @@ impl DotTile for __m512 {
 
 // avx2's `matmul_nt`, `matmul_nn_dact`, `weight_grad_update` and `matmul_sparse_rows` (same
 // arguments, same results) on 16 lanes.
-super::broadcast::entry_points!(__m512, "avx512f,avx512dq,avx2,fma");
+super::broadcast::entry_points!(
+    __m512,
+    "avx512f,avx512dq,avx2,fma",
+    super::avx2::matmul_nt_tiles::<__m512>
+);

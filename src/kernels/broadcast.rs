@@ -24,8 +24,8 @@
     clippy::needless_range_loop
 )]
 
-use super::avx2::{Act, L2_BUDGET, NN_MR, PANEL, PanelLayout, TN_MR, Update, nonzero_rows, prefetch_rows};
 use super::simd::Vector;
+use super::tiling::{Act, L2_BUDGET, NN_MR, PANEL, PanelLayout, TN_MR, Update, nonzero_rows, prefetch_rows};
 use crate::nn::Activation;
 use std::ops::Range;
 
@@ -456,10 +456,11 @@ pub unsafe fn matmul_sparse_rows<V: Vector>(
 }
 
 /// The four matrix-product kernels of one register width `$v`, each compiled for `$features`
-/// (a `#[target_feature]` function into which the generic code above, and `avx2`'s forward
-/// driver, are inlined): `avx2` and `avx512` each call this once.
+/// (a `#[target_feature]` function into which the generic code above is inlined); `$forward`
+/// is the forward product's driver for that width (`avx2::matmul_nt_tiles`). `avx2` and
+/// `avx512` each call this once.
 macro_rules! entry_points {
-    ($v:ty, $features:literal) => {
+    ($v:ty, $features:literal, $forward:expr) => {
         /// `out[r, c] = Σ_p a[r, p] · w[c, p]` for rows `0..m` and columns `cols` (rows of
         /// `w`). With `nz`, the map of `a`'s rows by `avx2::nonzero_blocks`, blocks of zeros
         /// are skipped (same bits).
@@ -476,7 +477,7 @@ macro_rules! entry_points {
             ldo: usize,
             nz: Option<&[u64]>,
         ) {
-            unsafe { $crate::kernels::avx2::matmul_nt_tiles::<$v>(m, k, a, lda, w, ldw, cols, out, ldo, nz) }
+            unsafe { $forward(m, k, a, lda, w, ldw, cols, out, ldo, nz) }
         }
 
         /// `out[r, c] = (Σ_p d[r, p] · w[p, c]) · f'(a[r, c])` for rows `0..m`, columns
@@ -493,7 +494,7 @@ macro_rules! entry_points {
             out: *mut f32,
             ldo: usize,
             cols: std::ops::Range<usize>,
-            act: $crate::kernels::avx2::Act,
+            act: $crate::kernels::tiling::Act,
         ) {
             unsafe {
                 $crate::kernels::broadcast::matmul_nn_dact::<$v>(m, k, d, ldd, w, ldw, a, out, ldo, cols, act)
@@ -511,12 +512,12 @@ macro_rules! entry_points {
             d_step: usize,
             d_row: usize,
             a: *const f32,
-            layout: $crate::kernels::avx2::PanelLayout,
+            layout: $crate::kernels::tiling::PanelLayout,
             w: *mut f32,
             v: *mut f32,
             s: *mut f32,
             rows: std::ops::Range<usize>,
-            up: &$crate::kernels::avx2::Update,
+            up: &$crate::kernels::tiling::Update,
             nz: Option<&[u64]>,
         ) {
             unsafe {

@@ -15,6 +15,8 @@ pub mod engine;
 pub mod pool;
 #[cfg(target_arch = "x86_64")]
 mod simd;
+#[cfg(target_arch = "x86_64")]
+mod tiling;
 
 pub use engine::{Backend, Engine, Prepared, StepParams};
 

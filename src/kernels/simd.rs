@@ -144,7 +144,12 @@ impl Vector for __m256 {
     }
     #[inline(always)]
     unsafe fn first(n: usize) -> __m256i {
-        unsafe { super::avx2::mask(n) }
+        unsafe {
+            _mm256_cmpgt_epi32(
+                _mm256_set1_epi32(n as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            )
+        }
     }
     #[inline(always)]
     unsafe fn load_masked(p: *const f32, m: __m256i) -> Self {
