@@ -1,7 +1,7 @@
 //! The broadcast kernels, written once for both register widths ([`Vector`]: 8 lanes with
 //! AVX2, 16 with AVX-512): a tile keeps MR rows × NV vectors of accumulators, and each step
 //! broadcasts one scalar per row and multiplies it into NV vectors read from one row of the
-//! streamed operand. Three products of a training step and one of the evaluation have this
+//! streamed operand. Two products of a training step and one of the evaluation have this
 //! shape:
 //! - input gradient, `d_a = (d_z W) ⊙ f'(z)` ([`matmul_nn_dact`]);
 //! - weight gradient with the update fused, `d_w = d_zᵀ a`, then `optim::Update::rule`
