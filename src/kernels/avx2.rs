@@ -54,15 +54,10 @@ pub fn with_flushed_denormals<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Lanes `0..n` set (n ≤ 8).
+/// Lanes `0..n` set (1 ≤ n ≤ 8): `simd`'s 8-lane mask.
 #[inline(always)]
 pub(crate) unsafe fn mask(n: usize) -> __m256i {
-    unsafe {
-        _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(n as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        )
-    }
+    unsafe { <__m256 as super::simd::Vector>::first(n) }
 }
 
 #[inline(always)]
