@@ -263,6 +263,8 @@ unsafe fn tn_tile<V: Vector, const MR: usize, const NV: usize, const MASKED: boo
                     load::<V>(w.add(off), partial, last),
                     load::<V>(v.add(off), partial, last),
                 );
+                // Two branches, so that the compiler keeps SGD's and Nesterov's epilogues free
+                // of `s` (which may be null for them).
                 if adam {
                     let sv = load::<V>(s.add(off), partial, last);
                     let [wn, vn, sn] = up.rule(wv, acc[i][j], vv, sv, true);
