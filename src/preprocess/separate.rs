@@ -13,38 +13,48 @@ pub const MAX_WORK_SIDE: usize = 1600;
 pub const SMALL_SIDE: usize = 100;
 
 /// The bin of a 0–1 value among `bins` bins spread evenly over 0–1: the nearest, halves
-/// rounded up, as `f32::round` does (which calls the C library where the CPU has no rounding
-/// instruction in its baseline; this is the same value without the call).
+/// rounded up, as `f32::round` does. Written with selects, an addition and integer bits (no
+/// float-to-integer conversion, which Rust saturates and x86's baseline cannot do on vectors,
+/// and no call to the C library's `roundf`), so that a loop over many values is vectorised.
 fn bin(x: f32, bins: usize) -> usize {
     // `x.clamp(0.0, 1.0)`, with NaN (which `clamp` keeps, and which then falls in bin 0) made 0
     // at once, in a form the compiler turns into branch-free selects.
-    let x = if x > 0.0 {
-        if x < 1.0 { x } else { 1.0 }
-    } else {
-        0.0
-    };
+    let x = if x > 0.0 { x } else { 0.0 };
+    let x = if x < 1.0 { x } else { 1.0 };
     let v = x * (bins - 1) as f32;
-    let whole = v as i32;
-    // Exact: `whole` is at most `v` and at least half of it.
-    (whole + i32::from(v - whole as f32 >= 0.5)) as usize
+    // Adding 2^23 rounds `v` (far below 2^23) to the nearest integer, halves to even, exactly;
+    // the integer is then the low bits of the sum. A half rounded down (to even) goes up.
+    const MAGIC: f32 = 8_388_608.0;
+    let sum = v + MAGIC;
+    let nearest = sum.to_bits() - MAGIC.to_bits();
+    (nearest + u32::from(v - (sum - MAGIC) >= 0.5)) as usize
 }
 
 /// How many of `v` fall in each of [`QUANTILE_BINS`] bins spread evenly over 0–1.
 fn histogram(v: &[f32]) -> Vec<usize> {
     // The bins of a chunk are found first (a loop the compiler vectorises), then counted in
-    // four partial counts, so that a run of equal values (the paper) does not make every
-    // increment wait for the one before.
-    let mut part = vec![[0u32; 4]; QUANTILE_BINS];
+    // four partial histograms in turn, so that a run of equal values (the paper) does not make
+    // every increment wait for the one before. A bin is below QUANTILE_BINS, a power of two:
+    // `% QUANTILE_BINS` tells the compiler so, and costs nothing.
+    let mut part = vec![[0u32; QUANTILE_BINS]; 4];
     let mut bins = [0u16; 256];
     for chunk in v.chunks(bins.len()) {
         for (b, &x) in bins.iter_mut().zip(chunk) {
             *b = bin(x, QUANTILE_BINS) as u16;
         }
-        for (j, &b) in bins[..chunk.len()].iter().enumerate() {
-            part[usize::from(b)][j % 4] += 1;
+        let quads = bins[..chunk.len()].chunks_exact(4);
+        for &b in quads.remainder() {
+            part[0][usize::from(b) % QUANTILE_BINS] += 1;
+        }
+        for quad in quads {
+            for (p, &b) in part.iter_mut().zip(quad) {
+                p[usize::from(b) % QUANTILE_BINS] += 1;
+            }
         }
     }
-    part.iter().map(|p| p.iter().map(|&n| n as usize).sum()).collect()
+    (0..QUANTILE_BINS)
+        .map(|b| part.iter().map(|p| p[b] as usize).sum())
+        .collect()
 }
 
 const QUANTILE_BINS: usize = 4096;
@@ -109,35 +119,26 @@ pub fn blur(g: &Grey, sigma: f32) -> Grey {
         .collect();
     let sum: f32 = k.iter().sum();
     let k: Vec<f32> = k.iter().map(|v| v / sum).collect();
-    let (w, h) = (g.width as isize, g.height as isize);
-    // Along each row, its ends extended: every output sums its taps in order from -0.0 (as
-    // `Iterator::sum` does), tap by tap over the whole row at once.
+    let (w, h) = (g.width, g.height);
     let r = rad as usize;
-    let mut tmp = vec![-0.0f32; g.data.len()];
-    let mut padded = vec![0.0f32; w as usize + 2 * r];
-    for (row, out) in g
-        .data
-        .chunks_exact(w as usize)
-        .zip(tmp.chunks_exact_mut(w as usize))
-    {
-        padded[..r].fill(row[0]);
-        padded[r..r + row.len()].copy_from_slice(row);
-        padded[r + row.len()..].fill(row[row.len() - 1]);
-        for (j, kv) in k.iter().enumerate() {
-            for (o, v) in out.iter_mut().zip(&padded[j..]) {
-                *o += kv * v;
-            }
-        }
+    // Along each row, its ends extended, from -0.0 (as `Iterator::sum` does): tap j of output
+    // x reads padded[x + j].
+    let mut tmp = vec![0.0f32; w * h];
+    let mut padded = vec![0.0f32; w + 2 * r];
+    for (src, out) in g.data.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
+        padded[..r].fill(src[0]);
+        padded[r..r + w].copy_from_slice(src);
+        padded[r + w..].fill(src[w - 1]);
+        blur_pass(out, &k, |j| &padded[j..], -0.0);
     }
-    let mut data = vec![0.0f32; g.data.len()];
-    for y in 0..h {
-        for (j, kv) in k.iter().enumerate() {
-            let yy = (y + j as isize - rad).clamp(0, h - 1);
-            let src = &tmp[(yy * w) as usize..((yy + 1) * w) as usize];
-            for (d, s) in data[(y * w) as usize..((y + 1) * w) as usize].iter_mut().zip(src) {
-                *d += kv * s;
-            }
-        }
+    // Down each column, its ends extended, from 0.0: tap j of row y reads row y + j - r.
+    let mut data = vec![0.0f32; w * h];
+    for (y, out) in data.chunks_exact_mut(w).enumerate() {
+        let row = |j: usize| {
+            let yy = (y + j).saturating_sub(r).min(h - 1);
+            &tmp[yy * w..][..w]
+        };
+        blur_pass(out, &k, row, 0.0);
     }
     Grey {
         width: g.width,
@@ -145,6 +146,31 @@ pub fn blur(g: &Grey, sigma: f32) -> Grey {
         data,
     }
 }
+
+/// One pass of [`blur`]: output x of `out` is the sum of `k[j] · row(j)[x]` over the taps j,
+/// in order from `zero`, taken [`LANES`] outputs at a time in registers.
+fn blur_pass<'a>(out: &mut [f32], k: &[f32], row: impl Fn(usize) -> &'a [f32], zero: f32) {
+    let whole = out.len() / LANES * LANES;
+    for (x, o) in (0..whole).step_by(LANES).zip(out.chunks_exact_mut(LANES)) {
+        let mut acc = [zero; LANES];
+        for (j, &kv) in k.iter().enumerate() {
+            let v: &[f32; LANES] = row(j)[x..][..LANES].try_into().expect("LANES values");
+            for (a, &v) in acc.iter_mut().zip(v) {
+                *a += kv * v;
+            }
+        }
+        o.copy_from_slice(&acc);
+    }
+    for (x, o) in out.iter_mut().enumerate().skip(whole) {
+        *o = k
+            .iter()
+            .enumerate()
+            .fold(zero, |acc, (j, &kv)| acc + kv * row(j)[x]);
+    }
+}
+
+/// How many outputs [`blur_pass`] computes at once.
+const LANES: usize = 8;
 
 /// Running minimum (or maximum) along the first axis of `src`, `n` rows of `lanes` values
 /// each, over windows of `k` rows centred on each one (edges clamped: the window shrinks),
@@ -218,22 +244,6 @@ fn running_extreme_by(
     }
 }
 
-/// Minimum (or maximum) over `k × k` squares, separably: down the columns, then (transposed,
-/// so that both passes run over whole rows at once) along the rows.
-fn square_extreme(g: &Grey, k: usize, max: bool) -> Grey {
-    let (w, h) = (g.width, g.height);
-    let mut columns = vec![0.0f32; w * h];
-    running_extreme(&g.data, w, k, max, &mut columns);
-    let across = transpose(&columns, w, h);
-    let mut rows = vec![0.0f32; w * h];
-    running_extreme(&across, h, k, max, &mut rows);
-    Grey {
-        width: w,
-        height: h,
-        data: transpose(&rows, h, w),
-    }
-}
-
 /// `src` (`h` rows of `w`) transposed: `w` rows of `h`.
 fn transpose(src: &[f32], w: usize, h: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; w * h];
@@ -252,9 +262,23 @@ fn transpose(src: &[f32], w: usize, h: usize) -> Vec<f32> {
 
 /// The background under bright ink: a morphological opening (minimum, then maximum, over
 /// `k × k` squares) removes every bright mark narrower than `k` and keeps broad light, a
-/// lighting gradient and the edges of shadows.
+/// lighting gradient and the edges of shadows. Each square is taken separably, down the columns
+/// and along the rows; the rows' two passes run on the picture transposed, so that every pass
+/// runs over whole rows at once.
 pub fn background(g: &Grey, k: usize) -> Grey {
-    square_extreme(&square_extreme(g, k, false), k, true)
+    let (w, h) = (g.width, g.height);
+    let mut a = vec![0.0f32; w * h];
+    running_extreme(&g.data, w, k, false, &mut a);
+    let mut across = transpose(&a, w, h);
+    running_extreme(&across, h, k, false, &mut a);
+    running_extreme(&a, h, k, true, &mut across);
+    let down = transpose(&across, h, w);
+    running_extreme(&down, w, k, true, &mut a);
+    Grey {
+        width: w,
+        height: h,
+        data: a,
+    }
 }
 
 /// Otsu's threshold of the values in `v` (0–1): the level that best splits them in two
@@ -312,14 +336,7 @@ pub fn components(
     margin: usize,
 ) -> Vec<Component> {
     let height = mask.len() / width;
-    let joined: Vec<bool> = if join > 0.0 {
-        distance_to(mask, width, true)
-            .iter()
-            .map(|&d| d <= join / 2.0)
-            .collect()
-    } else {
-        mask.to_vec()
-    };
+    let joined = within(mask, width, join / 2.0);
     let member = mask;
     let mask = &joined[..];
     let mut seen = vec![false; mask.len()];
@@ -365,6 +382,40 @@ pub fn components(
         }
         if !c.pixels.is_empty() {
             out.push(c);
+        }
+    }
+    out
+}
+
+/// The pixels of `mask` (a `width`-wide picture) and those within chamfer distance `reach`
+/// of one ([`distance_to`]). A reach under 4/3 takes in no diagonal neighbour (4/3 away) and
+/// no pixel two steps away (2 or more): then the pixels within it are those of `mask` and, from
+/// a reach of 1, their four direct neighbours, found without the distance transform.
+fn within(mask: &[bool], width: usize, reach: f32) -> Vec<bool> {
+    if reach >= 4.0 / 3.0 {
+        return distance_to(mask, width, true)
+            .iter()
+            .map(|&d| d <= reach)
+            .collect();
+    }
+    let mut out = mask.to_vec();
+    if reach < 1.0 {
+        return out;
+    }
+    let rows: Vec<&[bool]> = mask.chunks_exact(width).collect();
+    for (y, o) in out.chunks_exact_mut(width).enumerate() {
+        let row = rows[y];
+        for (o, &left) in o[1..].iter_mut().zip(row) {
+            *o |= left;
+        }
+        for (o, &right) in o.iter_mut().zip(&row[1..]) {
+            *o |= right;
+        }
+        let near = [y.checked_sub(1), Some(y + 1)];
+        for other in near.into_iter().flatten().filter_map(|n| rows.get(n)) {
+            for (o, &m) in o.iter_mut().zip(other.iter()) {
+                *o |= m;
+            }
         }
     }
     out
@@ -536,23 +587,71 @@ mod tests {
     }
 
     #[test]
-    fn square_extreme_is_the_extreme_of_each_clamped_square() {
+    fn background_is_the_opening_over_clamped_squares() {
         let (w, h, k) = (17, 11, 5);
         let g = Grey {
             width: w,
             height: h,
             data: values(w * h, 7),
         };
-        let got = square_extreme(&g, k, false);
+        let square = |data: &[f32], x: usize, y: usize, max: bool| {
+            let mut it = (y.saturating_sub(2)..=(y + 2).min(h - 1))
+                .flat_map(|yy| (x.saturating_sub(2)..=(x + 2).min(w - 1)).map(move |xx| data[yy * w + xx]));
+            if max {
+                it.fold(f32::MIN, f32::max)
+            } else {
+                it.fold(f32::MAX, f32::min)
+            }
+        };
+        let eroded: Vec<f32> = (0..w * h).map(|i| square(&g.data, i % w, i / w, false)).collect();
+        let got = background(&g, k);
         for y in 0..h {
             for x in 0..w {
-                let mut want = f32::MAX;
-                for yy in y.saturating_sub(2)..=(y + 2).min(h - 1) {
-                    for xx in x.saturating_sub(2)..=(x + 2).min(w - 1) {
-                        want = want.min(g.data[yy * w + xx]);
+                assert_eq!(got.data[y * w + x], square(&eroded, x, y, true), "({x}, {y})");
+            }
+        }
+    }
+
+    #[test]
+    fn blur_sums_the_taps_in_order_as_a_direct_scan_does() {
+        // 19 columns: two whole groups of LANES and a remainder.
+        let (w, h) = (19, 11);
+        let g = Grey {
+            width: w,
+            height: h,
+            data: values(w * h, 9),
+        };
+        for sigma in [0.8f32, 1.5] {
+            let rad = (3.0 * sigma).ceil() as isize;
+            let k: Vec<f32> = (-rad..=rad)
+                .map(|i| (-((i * i) as f32) / (2.0 * sigma * sigma)).exp())
+                .collect();
+            let sum: f32 = k.iter().sum();
+            let k: Vec<f32> = k.iter().map(|v| v / sum).collect();
+            let at = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
+            let mut across = vec![0.0f32; w * h];
+            for y in 0..h {
+                for x in 0..w {
+                    let mut acc = -0.0f32;
+                    for (j, &kv) in k.iter().enumerate() {
+                        acc += kv * g.data[y * w + at(x as isize + j as isize - rad, w)];
                     }
+                    across[y * w + x] = acc;
                 }
-                assert_eq!(got.data[y * w + x], want, "({x}, {y})");
+            }
+            let got = blur(&g, sigma);
+            for y in 0..h {
+                for x in 0..w {
+                    let mut acc = 0.0f32;
+                    for (j, &kv) in k.iter().enumerate() {
+                        acc += kv * across[at(y as isize + j as isize - rad, h) * w + x];
+                    }
+                    assert_eq!(
+                        got.data[y * w + x].to_bits(),
+                        acc.to_bits(),
+                        "sigma {sigma} ({x}, {y})"
+                    );
+                }
             }
         }
     }
@@ -582,6 +681,16 @@ mod tests {
                 .filter(|&&x| (x.clamp(0.0, 1.0) * 4095.0).round() as usize == b)
                 .count();
             assert_eq!(hist[b], n, "bin {b}");
+        }
+    }
+
+    #[test]
+    fn a_short_reach_takes_the_pixels_the_distance_transform_does() {
+        let (w, h) = (23, 14);
+        let mask: Vec<bool> = values(w * h, 5).iter().map(|&v| v > 0.93).collect();
+        for reach in [0.0, 0.5, 1.0, 1.2, 4.0 / 3.0, 2.0, 3.5] {
+            let want: Vec<bool> = distance_to(&mask, w, true).iter().map(|&d| d <= reach).collect();
+            assert_eq!(within(&mask, w, reach), want, "reach {reach}");
         }
     }
 
