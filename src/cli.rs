@@ -437,7 +437,7 @@ fn cmd_serve(args: &ServeArgs) -> Result<()> {
         args.workers
     );
     crate::serve::run(
-        crate::serve::Service { loaded, summary },
+        crate::serve::Service::new(loaded, summary),
         &args.addr,
         limits,
         &banner,
@@ -987,7 +987,8 @@ fn cmd_predict(args: &PredictArgs) -> Result<()> {
     let x: Vec<f32> = inputs.iter().flat_map(|p| p.x.iter().copied()).collect();
     let mut ws = Workspace::new(&loaded.mlp.sizes, inputs.len().min(EVAL_CHUNK));
     let engine = kernels::Engine::new(1, kernels::Backend::detect());
-    let predictions = crate::predict::classify(&engine, &loaded, &mut ws, &x, args.top);
+    let prepared = engine.prepare(&loaded.mlp);
+    let predictions = crate::predict::classify(&engine, &loaded, prepared.as_ref(), &mut ws, &x, args.top);
 
     let spec = &loaded.config.model;
     let mut outputs = Vec::with_capacity(inputs.len());

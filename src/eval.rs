@@ -2,7 +2,7 @@
 //! command that classifies images.
 
 use crate::data::Split;
-use crate::kernels::Engine;
+use crate::kernels::{Engine, Prepared};
 use crate::nn::{Mlp, Workspace, loss};
 
 /// Test-set figures of one model.
@@ -104,14 +104,23 @@ pub struct Scores {
     pub probabilities: Vec<f32>,
 }
 
-/// Class probabilities ŷ (n, K) for `n` images given as f32 pixels in 0–1, (n, I).
+/// Class probabilities ŷ (n, K) for `n` images given as f32 pixels in 0–1, (n, I), with the
+/// model prepared for them as [`evaluate`] prepares it.
 pub fn predict(engine: &Engine, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, x: &[f32]) -> Vec<f32> {
-    predict_scores(engine, mlp, ws, x).probabilities
+    predict_scores(engine, mlp, engine.prepare(mlp).as_ref(), ws, x).probabilities
 }
 
 /// Logits and probabilities for `n` images given as f32 pixels in 0–1, (n, I), in chunks of
 /// the workspace size: the forward pass behind [`predict`] and every command that classifies.
-pub fn predict_scores(engine: &Engine, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, x: &[f32]) -> Scores {
+/// With `prepared` ([`Engine::prepare`] of `mlp`) the first layer skips zero pixels, and the
+/// numbers are those of [`evaluate`].
+pub fn predict_scores(
+    engine: &Engine,
+    mlp: &Mlp<f32>,
+    prepared: Option<&Prepared>,
+    ws: &mut Workspace<f32>,
+    x: &[f32],
+) -> Scores {
     let input = mlp.sizes[0];
     let k = mlp.classes();
     assert_eq!(x.len() % input, 0);
@@ -121,7 +130,7 @@ pub fn predict_scores(engine: &Engine, mlp: &Mlp<f32>, ws: &mut Workspace<f32>, 
     for chunk in x.chunks(ws.capacity * input) {
         let n = chunk.len() / input;
         ws.input_mut(n).copy_from_slice(chunk);
-        engine.forward(mlp, ws, n);
+        engine.forward_prepared(mlp, ws, n, prepared);
         let out = &mut ws.acts.last_mut().expect("layers")[..n * k];
         logits.extend_from_slice(out);
         loss::softmax(out, k);

@@ -75,13 +75,13 @@ pub fn http_body(data: &[u8]) {
             image_cols: 28,
             classes: digit_names(10),
         };
-        Service {
-            loaded: Loaded {
+        Service::new(
+            Loaded {
                 config: RunConfig::new(spec, TrainConfig::default()),
                 mlp: Mlp::new(&sizes, Activation::Relu),
             },
-            summary: None,
-        }
+            None,
+        )
     });
     let Some((&selector, body)) = data.split_first() else {
         return;

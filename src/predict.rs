@@ -2,7 +2,7 @@
 //! probable classes by name, as `mnist-mlp predict` prints them and `serve` answers them.
 
 use crate::eval::{predict_scores, top_k};
-use crate::kernels::Engine;
+use crate::kernels::{Engine, Prepared};
 use crate::model::Loaded;
 use crate::nn::Workspace;
 use serde::Serialize;
@@ -33,16 +33,18 @@ pub struct Prediction {
 
 /// Classify the images in `x` (row-major, `loaded.mlp.sizes[0]` values in 0–1 each), in chunks
 /// of `ws`'s capacity; each with its `k` most probable classes (`k` at most the class count).
+/// `prepared`: [`Engine::prepare`] of the model, for the numbers `eval` gives.
 pub fn classify(
     engine: &Engine,
     loaded: &Loaded,
+    prepared: Option<&Prepared>,
     ws: &mut Workspace<f32>,
     x: &[f32],
     k: usize,
 ) -> Vec<Prediction> {
     let classes = loaded.mlp.classes();
     let names = &loaded.config.model.classes;
-    let scores = predict_scores(engine, &loaded.mlp, ws, x);
+    let scores = predict_scores(engine, &loaded.mlp, prepared, ws, x);
     scores
         .probabilities
         .chunks_exact(classes)

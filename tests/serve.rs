@@ -109,8 +109,14 @@ fn png_of_a_stroke_sized(side: u32) -> Vec<u8> {
 #[test]
 fn the_server_answers_pages_models_and_predictions_and_refuses_bad_requests() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = start(&common::tiny_model(tmp.path(), 20).1);
+    let model = common::tiny_model(tmp.path(), 20).1;
+    let server = start(&model);
     let url = |p: &str| format!("{}{p}", server.base);
+    // What `eval` (and `predict`) compute for an input: the server's answers are the same bits.
+    let loaded = mnist_mlp::model::load(&model).unwrap();
+    let engine = mnist_mlp::kernels::Engine::new(1, mnist_mlp::kernels::Backend::detect());
+    let mut ws = mnist_mlp::nn::Workspace::new(&loaded.mlp.sizes, 1);
+    let mut eval_of = |x: &[f32]| mnist_mlp::eval::predict(&engine, &loaded.mlp, &mut ws, x);
 
     let (status, page) = call("GET", &url("/"), "", b"");
     assert_eq!(status, 200);
@@ -172,6 +178,17 @@ fn the_server_answers_pages_models_and_predictions_and_refuses_bad_requests() {
             .map(|v| v.as_f64().unwrap() as f32)
             .collect();
         assert_eq!(got, want, "the {side}×{side} picture's input");
+        let probabilities: Vec<f32> = json(&answer)["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(
+            probabilities,
+            eval_of(&want),
+            "the {side}×{side} picture's probabilities"
+        );
     }
 
     let mut out_of_range = bar_pixels();

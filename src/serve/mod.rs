@@ -46,7 +46,7 @@
 //! requests.
 
 use crate::error::{Error, Result};
-use crate::kernels::{Backend, Engine};
+use crate::kernels::{Backend, Engine, Prepared};
 use crate::model::Loaded;
 use crate::nn::Workspace;
 use axum::body::Body;
@@ -141,6 +141,9 @@ pub struct Service {
     pub loaded: Loaded,
     /// `summary.json` of the model's run, if it was there and readable.
     pub summary: Option<crate::records::Summary>,
+    /// The model prepared once for the forward pass of every request: its first layer skips
+    /// zero pixels, and the answers are the numbers of `predict` and `eval`.
+    prepared: Option<Prepared>,
 }
 
 /// `{"pixels": [n numbers in 0..1]}`, parsed straight into `f32`s: the seed knows `n`, the
@@ -269,6 +272,16 @@ thread_local! {
 }
 
 impl Service {
+    /// The service of `loaded`, prepared for its forward passes ([`Engine::prepare`]).
+    pub fn new(loaded: Loaded, summary: Option<crate::records::Summary>) -> Service {
+        let prepared = Engine::new(1, Backend::detect()).prepare(&loaded.mlp);
+        Service {
+            loaded,
+            summary,
+            prepared,
+        }
+    }
+
     pub fn input_size(&self) -> usize {
         self.loaded.mlp.sizes[0]
     }
@@ -318,7 +331,7 @@ impl Service {
                 });
             }
             let s = slot.as_mut().expect("just made");
-            crate::predict::classify(&s.engine, &self.loaded, &mut s.ws, &x, 3)
+            crate::predict::classify(&s.engine, &self.loaded, self.prepared.as_ref(), &mut s.ws, &x, 3)
                 .pop()
                 .expect("one image, one prediction")
         });
