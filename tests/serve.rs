@@ -89,6 +89,10 @@ fn bar_pixels() -> Vec<f64> {
     x
 }
 
+fn pixels_body() -> String {
+    serde_json::json!({ "pixels": bar_pixels() }).to_string()
+}
+
 fn png_of_a_stroke() -> Vec<u8> {
     png_of_a_stroke_sized(280)
 }
@@ -594,6 +598,44 @@ fn a_request_head_trickled_past_the_client_timeout_is_answered_408_then_closed()
         "closed after {waited:?}"
     );
     assert_eq!(call("GET", &format!("{}/healthz", server.base), "", b"").0, 200);
+}
+
+/// A pipelined request whose head stalls is answered 408 too: its first bytes arrived with the
+/// request before it, before that one's answer was written.
+#[test]
+fn a_pipelined_head_that_stalls_is_answered_408_after_the_first_answer() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start_with(&common::tiny_model(tmp.path(), 20).1, &["--client-timeout", "1"]);
+    let addr = addr_of(&server);
+    for first in [
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+        format!(
+            "POST /api/predict HTTP/1.1\r\nHost: x\r\ncontent-length: {}\r\nContent-Type: \
+             application/json\r\n\r\n{}",
+            pixels_body().len(),
+            pixels_body()
+        ),
+    ] {
+        let started = Instant::now();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let both = format!("{first}GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+        std::io::Write::write_all(&mut s, both.as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        let waited = started.elapsed();
+        let got = String::from_utf8_lossy(&got);
+        let answers: Vec<&str> = got.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(answers.len(), 2, "after {waited:?}: {got}");
+        assert!(answers[0].starts_with("200"), "{got}");
+        assert!(answers[1].starts_with("408"), "{got}");
+        assert!(answers[1].contains("--client-timeout"), "{got}");
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+            "answered after {waited:?}"
+        );
+    }
 }
 
 /// A request head over 64 KiB, which the HTTP layer stops reading, is answered as other refused

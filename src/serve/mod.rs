@@ -716,12 +716,110 @@ fn bare_error_answer(written: &[u8]) -> Option<u16> {
 /// What a connection's socket saw, handed back with it when hyper lets it go.
 struct Returned {
     stream: tokio::net::TcpStream,
-    /// Bytes arrived since the last answer was written: those of a request head (and body).
+    /// Bytes of the request head being received; 0 between requests ([`Framing`]).
     head_bytes: usize,
-    /// The length of their first line (the request line), once it has ended.
+    /// The length of its first line (the request line), once it has ended.
     line_len: Option<usize>,
     /// The status of hyper's bare error answer, held back and not sent.
     held_back: Option<u16>,
+}
+
+/// Where the bytes read from a connection stand in its requests: in a head (how many of its
+/// bytes have arrived, how long its first line is) or in a body (how many bytes are left),
+/// found from the heads' `Content-Length`. So a pipelined request's head that arrived with the
+/// request before it, and then stalled, is known as a head when its time runs out.
+#[derive(Debug, Default)]
+struct Framing {
+    /// Bytes of the head being received; 0 between requests.
+    head_bytes: usize,
+    /// The length of its first line (the request line), once it has ended; kept after the head
+    /// has ended, until the next one begins (hyper may refuse a head that has all arrived).
+    line_len: Option<usize>,
+    /// The header line being read, its first [`Framing::KEPT`] bytes.
+    line: Vec<u8>,
+    /// The head's `Content-Length`, and whether its length cannot be told from one.
+    content_length: u64,
+    unframed: bool,
+    /// Body bytes still to come.
+    body_left: u64,
+    /// A body whose end cannot be told (chunked, or a length that does not parse): the next
+    /// head starts where the next answer is written, as a guess.
+    lost: bool,
+}
+
+impl Framing {
+    /// Header lines are kept up to this many bytes: enough for the two fields read.
+    const KEPT: usize = 64;
+
+    fn read(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.lost {
+            if self.body_left > 0 {
+                let n = bytes
+                    .len()
+                    .min(usize::try_from(self.body_left).unwrap_or(usize::MAX));
+                self.body_left -= n as u64;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let b = bytes[0];
+            bytes = &bytes[1..];
+            if self.head_bytes == 0 {
+                self.line_len = None;
+            }
+            self.head_bytes += 1;
+            if b != b'\n' {
+                if self.line.len() < Self::KEPT {
+                    self.line.push(b);
+                }
+                continue;
+            }
+            let line = std::mem::take(&mut self.line);
+            let line = line.strip_suffix(b"\r").unwrap_or(&line);
+            if self.line_len.is_none() {
+                if line.is_empty() {
+                    // Blank lines before a request line are skipped, as hyper skips them.
+                    self.head_bytes = 0;
+                } else {
+                    self.line_len = Some(self.head_bytes);
+                }
+            } else if line.is_empty() {
+                self.end_head();
+            } else {
+                self.header(line);
+            }
+        }
+    }
+
+    fn header(&mut self, line: &[u8]) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            match std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
+                Some(n) => self.content_length = n,
+                None => self.unframed = true,
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.unframed = true;
+        }
+    }
+
+    fn end_head(&mut self) {
+        self.lost = self.unframed;
+        self.body_left = self.content_length;
+        self.head_bytes = 0;
+        self.content_length = 0;
+        self.unframed = false;
+    }
+
+    /// An answer was written: where the body's end could not be told, the bytes read so far
+    /// are taken as that request's.
+    fn answered(&mut self) {
+        if self.lost {
+            *self = Framing::default();
+        }
+    }
 }
 
 /// A connection's socket as hyper uses it, watching what goes through:
@@ -729,10 +827,8 @@ struct Returned {
 /// - writes fail once they have made no progress for `limit`: a client that stops reading its
 ///   answers (its receive window full) gives up its connection after `--client-timeout`, as one
 ///   that stops sending does, instead of holding it for ever;
-/// - it counts the bytes of a request that have arrived since the last answer was written, and
-///   the length of their first line (bytes of a pipelined request that arrived before the
-///   answer to the one before it are not counted: a head trickled so, past the time-out, is
-///   closed unanswered);
+/// - it follows the requests' heads and bodies through the bytes read ([`Framing`]): how much
+///   of a head has arrived, and the length of its first line;
 /// - hyper's own answer to a head it cannot parse, a status with no body ([`bare_error_answer`]),
 ///   is held back, not sent, and the socket is then not shut down.
 ///
@@ -744,8 +840,7 @@ struct ClientIo {
     stream: Option<tokio::net::TcpStream>,
     limit: Duration,
     stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    head_bytes: usize,
-    line_len: Option<usize>,
+    framing: Framing,
     held_back: Option<u16>,
     back: Option<tokio::sync::oneshot::Sender<Returned>>,
 }
@@ -760,8 +855,7 @@ impl ClientIo {
             stream: Some(stream),
             limit,
             stalled: None,
-            head_bytes: 0,
-            line_len: None,
+            framing: Framing::default(),
             held_back: None,
             back: Some(tx),
         };
@@ -786,8 +880,7 @@ impl ClientIo {
             if let Poll::Ready(Ok(n)) = polled
                 && n > 0
             {
-                self.head_bytes = 0;
-                self.line_len = None;
+                self.framing.answered();
             }
             return polled;
         }
@@ -817,8 +910,8 @@ impl Drop for ClientIo {
         if let (Some(stream), Some(back)) = (self.stream.take(), self.back.take()) {
             let _ = back.send(Returned {
                 stream,
-                head_bytes: self.head_bytes,
-                line_len: self.line_len,
+                head_bytes: self.framing.head_bytes,
+                line_len: self.framing.line_len,
                 held_back: self.held_back,
             });
         }
@@ -843,12 +936,7 @@ impl hyper::rt::Read for ClientIo {
                 other => return other,
             }
             let got = tbuf.filled();
-            if this.line_len.is_none()
-                && let Some(at) = got.iter().position(|&b| b == b'\n')
-            {
-                this.line_len = Some(this.head_bytes + at + 1);
-            }
-            this.head_bytes = this.head_bytes.saturating_add(got.len());
+            this.framing.read(got);
             got.len()
         };
         // SAFETY: the `n` bytes were filled, so initialised, above.
@@ -1165,6 +1253,43 @@ mod tests {
         let more = format!("{}HTTP/1.1 200 OK\r\n", bare("400 Bad Request"));
         assert_eq!(bare_error_answer(more.as_bytes()), None);
         assert_eq!(bare_error_answer(b"HTTP/1.1 4"), None);
+    }
+
+    #[test]
+    fn framing_follows_heads_and_bodies_however_the_bytes_are_split() {
+        let stream = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\
+            POST /api/predict HTTP/1.1\r\ncontent-LENGTH: 5\r\n\r\nab\r\n\n\
+            \r\nGET /healthz HTTP/1.1\r\nX-Slow: a";
+        let whole = {
+            let mut f = Framing::default();
+            f.read(stream);
+            f
+        };
+        // The third head: its request line (after a blank line) and 10 bytes of a header.
+        assert_eq!((whole.head_bytes, whole.line_len), (23 + 9, Some(23)));
+        let mut bytewise = Framing::default();
+        for b in stream.chunks(1) {
+            bytewise.read(b);
+        }
+        assert_eq!((bytewise.head_bytes, bytewise.line_len), (32, Some(23)));
+        // A head that has all arrived keeps its first line's length until the next head begins
+        // (for the answer to a head hyper refuses whole).
+        let mut f = Framing::default();
+        f.read(b"GET /healthz HTTP/1.1\r\nX-Big: ccc\r\n\r\n");
+        assert_eq!((f.head_bytes, f.line_len), (0, Some(23)));
+        // Within a body, or between requests, no head has begun.
+        let mut f = Framing::default();
+        f.read(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nGET ");
+        assert_eq!((f.head_bytes, f.body_left), (0, 0));
+        f.read(b"/");
+        assert_eq!(f.head_bytes, 1);
+        // A chunked body's end is not followed: the next head starts after the next answer.
+        let mut f = Framing::default();
+        f.read(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+        assert_eq!(f.head_bytes, 0);
+        f.answered();
+        f.read(b"GET");
+        assert_eq!(f.head_bytes, 3);
     }
 
     #[test]
