@@ -595,7 +595,7 @@ mod tests {
             data: values(w * h, 7),
         };
         let square = |data: &[f32], x: usize, y: usize, max: bool| {
-            let mut it = (y.saturating_sub(2)..=(y + 2).min(h - 1))
+            let it = (y.saturating_sub(2)..=(y + 2).min(h - 1))
                 .flat_map(|yy| (x.saturating_sub(2)..=(x + 2).min(w - 1)).map(move |xx| data[yy * w + xx]));
             if max {
                 it.fold(f32::MIN, f32::max)
