@@ -204,12 +204,13 @@ pub fn mistakes(
     let ppi = split.images.pixels_per_image();
     let mut wrong = Vec::new();
     let mut x = vec![0.0f32; ws.capacity.max(1) * ppi];
+    let prepared = engine.prepare(mlp);
     for start in (0..split.len()).step_by(ws.capacity.max(1)) {
         let m = (split.len() - start).min(ws.capacity);
         for j in 0..m {
             split.image_to_unit(start + j, &mut x[j * ppi..(j + 1) * ppi]);
         }
-        let p = predict(engine, mlp, ws, &x[..m * ppi]);
+        let p = predict_scores(engine, mlp, prepared.as_ref(), ws, &x[..m * ppi]).probabilities;
         for (j, row) in p.chunks_exact(classes).enumerate() {
             let label = split.labels[start + j] as usize;
             let top = argmax(row);
