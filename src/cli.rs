@@ -394,6 +394,7 @@ fn cmd_serve(args: &ServeArgs) -> Result<()> {
     if args.workers == 0 {
         return Err(Error::flag("--workers", "must be at least 1").into());
     }
+    crate::preprocess::keep_freed_memory();
     let seconds = |flag: &str, v: f64| -> Result<std::time::Duration> {
         if v > 0.0 && v <= 3600.0 {
             Ok(std::time::Duration::from_secs_f64(v))
@@ -960,6 +961,7 @@ struct PredictOutput {
 }
 
 fn cmd_predict(args: &PredictArgs) -> Result<()> {
+    crate::preprocess::keep_freed_memory();
     if args.images.is_empty() && args.test_index.is_empty() {
         return Err(Error::flag(
             "IMAGE",

@@ -105,6 +105,9 @@ pub fn dark_ink(g: &Grey, small: bool) -> bool {
     if small {
         return b > 0.5;
     }
+    if b >= 0.25 {
+        return true;
+    }
     let hist = histogram(&g.data);
     let lo = quantile_of(&hist, g.data.len(), 0.001);
     let hi = quantile_of(&hist, g.data.len(), 0.999);
