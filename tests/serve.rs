@@ -175,21 +175,17 @@ fn the_server_answers_pages_models_and_predictions_and_refuses_bad_requests() {
         let img = mnist_mlp::preprocess::decode_image(&png, "test").unwrap();
         let want = mnist_mlp::preprocess::preprocess(&img).unwrap().to_vec();
         // The answer's numbers are the f32s' shortest decimals.
-        let got: Vec<f32> = json(&answer)["input"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        assert_eq!(got, want, "the {side}×{side} picture's input");
-        let probabilities: Vec<f32> = json(&answer)["probabilities"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
+        let floats = |field: &str| -> Vec<f32> {
+            json(&answer)[field]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect()
+        };
+        assert_eq!(floats("input"), want, "the {side}×{side} picture's input");
         assert_eq!(
-            probabilities,
+            floats("probabilities"),
             eval_of(&want),
             "the {side}×{side} picture's probabilities"
         );

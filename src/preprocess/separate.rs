@@ -114,16 +114,22 @@ pub fn dark_ink(g: &Grey, small: bool) -> bool {
     !(b < 0.25 && hi - b > 2.0 * (b - lo))
 }
 
-/// Separable Gaussian blur with standard deviation `sigma` pixels, edges extended.
-pub fn blur(g: &Grey, sigma: f32) -> Grey {
+/// The taps of a Gaussian of standard deviation `sigma` pixels, out to 3σ either side,
+/// summing to 1.
+fn gaussian(sigma: f32) -> Vec<f32> {
     let rad = (3.0 * sigma).ceil() as isize;
     let k: Vec<f32> = (-rad..=rad)
         .map(|i| (-((i * i) as f32) / (2.0 * sigma * sigma)).exp())
         .collect();
     let sum: f32 = k.iter().sum();
-    let k: Vec<f32> = k.iter().map(|v| v / sum).collect();
+    k.iter().map(|v| v / sum).collect()
+}
+
+/// Separable Gaussian blur with standard deviation `sigma` pixels, edges extended.
+pub fn blur(g: &Grey, sigma: f32) -> Grey {
+    let k = gaussian(sigma);
     let (w, h) = (g.width, g.height);
-    let r = rad as usize;
+    let r = k.len() / 2;
     // Along each row, its ends extended, from -0.0 (as `Iterator::sum` does): tap j of output
     // x reads padded[x + j].
     let mut tmp = vec![0.0f32; w * h];
@@ -625,12 +631,8 @@ mod tests {
             data: values(w * h, 9),
         };
         for sigma in [0.8f32, 1.5] {
-            let rad = (3.0 * sigma).ceil() as isize;
-            let k: Vec<f32> = (-rad..=rad)
-                .map(|i| (-((i * i) as f32) / (2.0 * sigma * sigma)).exp())
-                .collect();
-            let sum: f32 = k.iter().sum();
-            let k: Vec<f32> = k.iter().map(|v| v / sum).collect();
+            let k = gaussian(sigma);
+            let rad = (k.len() / 2) as isize;
             let at = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
             let mut across = vec![0.0f32; w * h];
             for y in 0..h {
