@@ -773,35 +773,41 @@ impl Framing {
                 }
                 continue;
             }
-            let line = std::mem::take(&mut self.line);
-            let line = line.strip_suffix(b"\r").unwrap_or(&line);
+            let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+            let blank = line.is_empty();
+            let length = Self::length(line);
+            self.line.clear();
             if self.line_len.is_none() {
-                if line.is_empty() {
+                if blank {
                     // Blank lines before a request line are skipped, as hyper skips them.
                     self.head_bytes = 0;
                 } else {
                     self.line_len = Some(self.head_bytes);
                 }
-            } else if line.is_empty() {
+            } else if blank {
                 self.end_head();
             } else {
-                self.header(line);
+                match length {
+                    Some(Some(n)) => self.content_length = n,
+                    Some(None) => self.unframed = true,
+                    None => {}
+                }
             }
         }
     }
 
-    fn header(&mut self, line: &[u8]) {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            return;
-        };
+    /// What a header line says of the body's length: `Some(Some(n))` for `Content-Length: n`,
+    /// `Some(None)` where it cannot be told from one (`Transfer-Encoding`, a length that does
+    /// not parse), `None` for any other line.
+    fn length(line: &[u8]) -> Option<Option<u64>> {
+        let colon = line.iter().position(|&b| b == b':')?;
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
         if name.eq_ignore_ascii_case(b"content-length") {
-            match std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
-                Some(n) => self.content_length = n,
-                None => self.unframed = true,
-            }
+            Some(std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()))
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            self.unframed = true;
+            Some(None)
+        } else {
+            None
         }
     }
 
@@ -1265,7 +1271,7 @@ mod tests {
             f.read(stream);
             f
         };
-        // The third head: its request line (after a blank line) and 10 bytes of a header.
+        // The third head: its request line (after a blank line) and 9 bytes of a header.
         assert_eq!((whole.head_bytes, whole.line_len), (23 + 9, Some(23)));
         let mut bytewise = Framing::default();
         for b in stream.chunks(1) {
