@@ -522,9 +522,9 @@ fn reduce(g: Grey) -> Grey {
 /// Have the C library's allocator (glibc's) keep the memory that preparing pictures frees,
 /// for the next picture, instead of handing it back to the kernel. A photo's preparation
 /// allocates and frees buffers of megabytes, step after step; with glibc's defaults each is
-/// mapped afresh and its pages faulted in again, which took a third of the time of a 1200×900
-/// photo and a quarter of a 120×120 upload's. Buffers under 32 MiB (every working picture, at
-/// most 1600 pixels a side) then come from the heap, and up to 64 MiB of free heap is kept.
+/// mapped afresh and its pages faulted in again, a large share of the preparation's time.
+/// Buffers under 32 MiB (every working picture, at most 1600 pixels a side) then come from
+/// the heap, and up to 64 MiB of free heap is kept.
 /// Process-wide: `predict` and `serve` call it before preparing pictures. Elsewhere it does
 /// nothing.
 pub fn keep_freed_memory() {
