@@ -75,8 +75,58 @@ pub fn load_config(dir: &Path) -> Result<RunConfig> {
             "is not a directory; expected a model directory written by `mnist-mlp train`",
         ));
     }
+    if !path.exists() {
+        return Err(Error::model(dir, no_config(dir)));
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     parse_config(&text, &path)
+}
+
+/// What to say of a directory without `config.json`: what a model directory holds, and the
+/// model directories in it or one level further down, if any (a study's directory holds one
+/// per run, under `runs/`).
+fn no_config(dir: &Path) -> String {
+    let subdirs = |d: &Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect()
+    };
+    let mut inside: Vec<String> = Vec::new();
+    for sub in subdirs(dir) {
+        let found = if sub.join(CONFIG_FILE).is_file() {
+            vec![sub]
+        } else {
+            subdirs(&sub)
+                .into_iter()
+                .filter(|p| p.join(CONFIG_FILE).is_file())
+                .collect()
+        };
+        for p in found {
+            let rel = p.strip_prefix(dir).unwrap_or(&p);
+            inside.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    inside.sort();
+    let expected = format!(
+        "has no {CONFIG_FILE}; expected a model directory written by `mnist-mlp train` \
+         ({CONFIG_FILE} and {MODEL_FILE})"
+    );
+    match inside.len() {
+        0 => expected,
+        n => {
+            let shown = inside.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+            let more = if n > 3 {
+                format!(", … ({n} in all)")
+            } else {
+                String::new()
+            };
+            format!("{expected}. The model directories in it: {shown}{more}")
+        }
+    }
 }
 
 /// Parameters of a network with these layer sizes, or `None` if the count overflows.
@@ -158,6 +208,16 @@ pub struct Loaded {
 pub fn load(dir: &Path) -> Result<Loaded> {
     let config = load_config(dir)?;
     let path = dir.join(MODEL_FILE);
+    if !path.exists() {
+        return Err(Error::model(
+            dir,
+            format!(
+                "has {CONFIG_FILE} but no {MODEL_FILE}: a run writes its model when it has \
+                 finished (`mnist-mlp train --resume {}` finishes an interrupted one)",
+                dir.display()
+            ),
+        ));
+    }
     let len = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
     if len > MAX_MODEL_BYTES {
         return Err(Error::model(

@@ -483,6 +483,43 @@ fn eval_of_a_directory_without_a_model_says_what_is_missing() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// A study's directory holds one model directory per run, under `runs/`: `--model` on it
+/// names them.
+#[test]
+fn eval_of_a_study_directory_names_the_model_directories_inside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    for run in ["relu-lr0.01", "sigmoid-lr0.01"] {
+        let dir = tmp.path().join("runs").join(run);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), "{}").unwrap();
+    }
+    std::fs::create_dir(tmp.path().join("figures")).unwrap();
+    let a = mnist_mlp()
+        .args(["eval", "--model"])
+        .arg(tmp.path())
+        .assert()
+        .failure();
+    let err = stderr_of(&a);
+    assert!(err.contains("no config.json"), "{err}");
+    assert!(
+        err.contains("runs/relu-lr0.01") && err.contains("runs/sigmoid-lr0.01"),
+        "{err}"
+    );
+    assert!(!err.contains("figures"), "{err}");
+}
+
+/// A run that has not finished has its config.json but not yet its model.
+#[test]
+fn eval_of_a_run_without_its_model_file_says_the_run_has_not_written_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, run) = common::tiny_model(tmp.path(), 50);
+    std::fs::remove_file(run.join("model.safetensors")).unwrap();
+    let a = mnist_mlp().args(["eval", "--model"]).arg(&run).assert().failure();
+    let err = stderr_of(&a);
+    assert!(err.contains("no model.safetensors"), "{err}");
+    assert!(err.contains("finished"), "{err}");
+}
+
 #[test]
 fn fetch_with_every_source_failing_lists_each_source_and_how_to_place_files() {
     let tmp = tempfile::tempdir().unwrap();
