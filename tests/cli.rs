@@ -470,15 +470,15 @@ fn broken_data_directories_fail_naming_the_file_without_panicking() {
     }
 }
 
+/// What `eval --model DIR` writes on stderr, which must fail.
+fn eval_error(dir: &std::path::Path) -> String {
+    stderr_of(&mnist_mlp().args(["eval", "--model"]).arg(dir).assert().failure())
+}
+
 #[test]
 fn eval_of_a_directory_without_a_model_says_what_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
-    let a = mnist_mlp()
-        .args(["eval", "--model"])
-        .arg(tmp.path())
-        .assert()
-        .failure();
-    let err = stderr_of(&a);
+    let err = eval_error(tmp.path());
     assert!(err.contains("config.json"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -494,12 +494,7 @@ fn eval_of_a_study_directory_names_the_model_directories_inside_it() {
         std::fs::write(dir.join("config.json"), "{}").unwrap();
     }
     std::fs::create_dir(tmp.path().join("figures")).unwrap();
-    let a = mnist_mlp()
-        .args(["eval", "--model"])
-        .arg(tmp.path())
-        .assert()
-        .failure();
-    let err = stderr_of(&a);
+    let err = eval_error(tmp.path());
     assert!(err.contains("no config.json"), "{err}");
     assert!(
         err.contains("runs/relu-lr0.01") && err.contains("runs/sigmoid-lr0.01"),
@@ -514,8 +509,7 @@ fn eval_of_a_run_without_its_model_file_says_the_run_has_not_written_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, run) = common::tiny_model(tmp.path(), 50);
     std::fs::remove_file(run.join("model.safetensors")).unwrap();
-    let a = mnist_mlp().args(["eval", "--model"]).arg(&run).assert().failure();
-    let err = stderr_of(&a);
+    let err = eval_error(&run);
     assert!(err.contains("no model.safetensors"), "{err}");
     assert!(err.contains("finished"), "{err}");
 }
