@@ -84,7 +84,7 @@ pub fn load_config(dir: &Path) -> Result<RunConfig> {
 
 /// What to say of a directory without `config.json`: what a model directory holds, and the
 /// model directories in it or one level further down, if any (a study's directory holds one
-/// per run, under `runs/`).
+/// per run, under `runs/`). It looks at no more than 1000 directories at either level.
 fn no_config(dir: &Path) -> String {
     let subdirs = |d: &Path| -> Vec<std::path::PathBuf> {
         std::fs::read_dir(d)
@@ -93,6 +93,7 @@ fn no_config(dir: &Path) -> String {
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.is_dir())
+            .take(1000)
             .collect()
     };
     let mut inside: Vec<String> = Vec::new();
