@@ -111,7 +111,7 @@ pub fn dark_ink(g: &Grey, small: bool) -> bool {
     let hist = histogram(&g.data);
     let lo = quantile_of(&hist, g.data.len(), 0.001);
     let hi = quantile_of(&hist, g.data.len(), 0.999);
-    !(b < 0.25 && hi - b > 2.0 * (b - lo))
+    hi - b <= 2.0 * (b - lo)
 }
 
 /// The taps of a Gaussian of standard deviation `sigma` pixels, out to 3σ either side,
