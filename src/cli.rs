@@ -198,9 +198,14 @@ pub struct TrainArgs {
     /// Serve a live page of this run (as `mnist-mlp watch`) at ADDR while it trains.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8090")]
     pub watch: Option<String>,
-    /// Output directory (default: runs/<UTC time>-<activation>-lr<α>).
+    /// Output directory (default: runs/<UTC time>-<activation>-lr<α>). One that already holds
+    /// a trained model or an interrupted run is refused, unless --overwrite.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace the run already in --out (a trained model, an interrupted run): its files are
+    /// removed before training starts.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -646,6 +651,9 @@ fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
             cfg.iterations
         );
     }
+    if args.resume.is_none() {
+        train::check_run_dir_path(&out)?;
+    }
     if let Some(addr) = &args.watch {
         start_watch(addr, &out)?;
     }
@@ -681,6 +689,12 @@ fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
         &out.join(fsutil::LOCK_FILE),
         &format!("the run directory {}", out.display()),
     )?;
+    if args.resume.is_none() {
+        train::check_new_run_dir(&out, args.overwrite)?;
+        if args.overwrite {
+            train::clear_run_dir(&out)?;
+        }
+    }
     let progress = if args.quiet {
         Progress::Quiet
     } else {

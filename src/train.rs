@@ -371,6 +371,83 @@ pub struct RunOptions {
 /// Per-layer statistics of the run, written at every evaluation ([`layerstats`]).
 pub const LAYERS_FILE: &str = "layers.csv";
 
+/// The files of a run directory that belong to its run (`eval --mistakes` draws its pictures
+/// there by default): what `train --overwrite` removes before it starts.
+pub const RUN_FILES: [&str; 8] = [
+    model::MODEL_FILE,
+    model::CONFIG_FILE,
+    crate::records::METRICS_FILE,
+    crate::records::SUMMARY_FILE,
+    LAYERS_FILE,
+    crate::checkpoint::CHECKPOINT_FILE,
+    "mistakes.png",
+    "mistakes.svg",
+];
+
+/// Refuses an `out` that exists and is not a directory.
+pub fn check_run_dir_path(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::flag(
+            "--out",
+            format!(
+                "{} is a file; expected a directory for the run (a new or an empty one)",
+                out.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a new run may start in `out`: refused when `out` is a file, or holds a finished
+/// run's model or an interrupted run that `--resume` can continue (unless `overwrite`). A
+/// directory with only a `config.json` (a run stopped before its first checkpoint) has nothing
+/// to lose and is reused. Checked while holding the directory's lock, so that a run another
+/// process is writing is reported as such.
+pub fn check_new_run_dir(out: &Path, overwrite: bool) -> Result<()> {
+    check_run_dir_path(out)?;
+    if overwrite {
+        return Ok(());
+    }
+    if out.join(model::MODEL_FILE).exists() {
+        return Err(Error::flag(
+            "--out",
+            format!(
+                "{} already holds a trained model ({}); choose another --out, or add --overwrite \
+                 to replace that run",
+                out.display(),
+                model::MODEL_FILE
+            ),
+        ));
+    }
+    if out.join(crate::checkpoint::CHECKPOINT_FILE).exists() {
+        return Err(Error::flag(
+            "--out",
+            format!(
+                "{} holds an interrupted run ({}): `mnist-mlp train --resume {}` continues it; \
+                 add --overwrite to start afresh",
+                out.display(),
+                crate::checkpoint::CHECKPOINT_FILE,
+                out.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Remove the [`RUN_FILES`] of the run in `out`, so that a new run never leaves a file of the
+/// old one beside its own.
+pub fn clear_run_dir(out: &Path) -> Result<()> {
+    for name in RUN_FILES {
+        let path = out.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+    }
+    Ok(())
+}
+
 /// Set by the Ctrl-C handler; the training loop checks it after every step.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 

@@ -475,6 +475,100 @@ fn eval_error(dir: &std::path::Path) -> String {
     stderr_of(&mnist_mlp().args(["eval", "--model"]).arg(dir).assert().failure())
 }
 
+/// `train --out` never replaces a finished run's model, or an interrupted run `--resume` can
+/// continue, without `--overwrite`; a file is not a run directory.
+#[test]
+fn train_into_a_finished_run_is_refused_unless_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("run"));
+    common::write_dataset(&data, 200, 50, 1);
+    let quick = ["--iterations", "20", "--eval-every", "10", "--quiet"];
+    train(&data, &out, &quick).success();
+    let model = std::fs::read(out.join("model.safetensors")).unwrap();
+
+    let again = train(&data, &out, &["--seed", "9", "--iterations", "20", "--quiet"]).failure();
+    let err = stderr_of(&again);
+    assert!(
+        err.contains("--out") && err.contains("already holds a trained model") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        model,
+        "the model was replaced"
+    );
+    assert_eq!(
+        read_json(&out.join("config.json"))["train"]["seed"],
+        3,
+        "config.json was replaced"
+    );
+
+    // An interrupted run (a checkpoint, no model) is pointed to --resume.
+    let cut = tmp.path().join("cut");
+    train(
+        &data,
+        &cut,
+        &[
+            "--iterations",
+            "40",
+            "--eval-every",
+            "10",
+            "--stop-after",
+            "20",
+            "--quiet",
+        ],
+    );
+    assert!(cut.join("checkpoint.safetensors").is_file());
+    let err = stderr_of(&train(&data, &cut, &quick).failure());
+    assert!(
+        err.contains("interrupted run") && err.contains("--resume"),
+        "{err}"
+    );
+
+    // --overwrite replaces the run whole: a new run that fails (here, diverges) leaves no model
+    // of the old one beside its own config.json.
+    let diverge = [
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e36",
+        "--l2",
+        "0",
+        "--quiet",
+        "--overwrite",
+    ];
+    let err = stderr_of(&train(&data, &out, &diverge).failure());
+    assert!(err.contains("diverged"), "{err}");
+    assert!(
+        !out.join("model.safetensors").exists(),
+        "the old model is left beside a new config"
+    );
+    train(
+        &data,
+        &out,
+        &[
+            "--seed",
+            "9",
+            "--iterations",
+            "20",
+            "--eval-every",
+            "20",
+            "--quiet",
+            "--overwrite",
+        ],
+    )
+    .success();
+    assert_eq!(read_json(&out.join("config.json"))["train"]["seed"], 9);
+    assert_ne!(std::fs::read(out.join("model.safetensors")).unwrap(), model);
+
+    // A file is not a directory for a run.
+    let file = tmp.path().join("afile");
+    std::fs::write(&file, "").unwrap();
+    let err = stderr_of(&train(&data, &file, &quick).failure());
+    assert!(err.contains("--out") && err.contains("is a file"), "{err}");
+}
+
 #[test]
 fn eval_of_a_directory_without_a_model_says_what_is_missing() {
     let tmp = tempfile::tempdir().unwrap();

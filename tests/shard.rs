@@ -466,7 +466,8 @@ fn a_second_train_into_a_busy_directory_is_refused_and_a_killed_one_does_not_hol
     first.kill().unwrap(); // SIGKILL: no chance to clean up
     first.wait().unwrap();
     assert!(lock.is_file(), "a killed process leaves its lock file behind");
-    let third = train(&s, &out, "50").output().unwrap();
+    // The dead run's checkpoint is still there: starting afresh over it takes --overwrite.
+    let third = train(&s, &out, "50").arg("--overwrite").output().unwrap();
     assert!(
         third.status.success(),
         "a dead holder blocked the directory: {}",
