@@ -652,7 +652,7 @@ fn cmd_train(args: &TrainArgs, given: &[String]) -> Result<()> {
         );
     }
     if args.resume.is_none() {
-        train::check_run_dir_path(&out)?;
+        fsutil::check_output_dir("--out", &out, train::RUN_DIR)?;
     }
     if let Some(addr) = &args.watch {
         start_watch(addr, &out)?;
@@ -773,22 +773,30 @@ fn print_trained(s: &crate::records::Summary, out: &Path) {
     );
 }
 
+/// What `eval --out` is for, as its errors say.
+const MISTAKES_DIR: &str = "mistakes.png and mistakes.svg";
+
 fn cmd_eval(args: &EvalArgs) -> Result<()> {
     if args.threads == 0 {
         return Err(Error::flag("--threads", "must be at least 1").into());
     }
     kernels::set_threads(args.threads);
+    if args.mistakes == Some(0) {
+        return Err(Error::flag("--mistakes", "must be at least 1").into());
+    }
     let loaded = model::load(&args.model)?;
+    if args.mistakes.is_some() {
+        let dir = args.out.as_ref().unwrap_or(&args.model);
+        fsutil::check_output_dir("--out", dir, MISTAKES_DIR)?;
+    }
     let data = eval_data(args, &loaded)?;
     let spec = &loaded.config.model;
     let mut ws = Workspace::new(&loaded.mlp.sizes, EVAL_CHUNK.min(data.test.len()));
     let engine = kernels::Engine::new(args.threads, kernels::Backend::detect());
     let ev = eval::evaluate(&engine, &loaded.mlp, &mut ws, &data.test);
-    let mistakes = match args.mistakes {
-        None => None,
-        Some(0) => return Err(Error::flag("--mistakes", "must be at least 1").into()),
-        Some(n) => Some(eval::mistakes(&engine, &loaded.mlp, &mut ws, &data.test, n, 3)),
-    };
+    let mistakes = args
+        .mistakes
+        .map(|n| eval::mistakes(&engine, &loaded.mlp, &mut ws, &data.test, n, 3));
     let figure = match &mistakes {
         Some(m) => Some(draw_mistakes(args, m, &data, &spec.classes)?),
         None => None,
@@ -841,7 +849,7 @@ fn draw_mistakes(
     classes: &[String],
 ) -> Result<PathBuf> {
     let dir = args.out.clone().unwrap_or_else(|| args.model.clone());
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    fsutil::create_output_dir("--out", &dir, MISTAKES_DIR)?;
     let stem = dir.join("mistakes");
     let title = format!(
         "The {} most confident mistakes of {}",
@@ -982,6 +990,9 @@ fn cmd_predict(args: &PredictArgs) -> Result<()> {
             "nothing to predict: give image files and/or --test-index N",
         )
         .into());
+    }
+    if let Some(dir) = &args.save_preprocessed {
+        fsutil::check_output_dir("--save-preprocessed", dir, "the 28×28 images the network saw")?;
     }
     let loaded = model::load(&args.model)?;
     let classes = loaded.mlp.classes();

@@ -5,6 +5,36 @@ use crate::error::{Error, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Refuses an output directory `dir` (given by `flag`) that is a file, or lies under one,
+/// with an error naming the flag, the file, and `what` the directory is for.
+pub fn check_output_dir(flag: &str, dir: &Path, what: &str) -> Result<()> {
+    let file = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| a.exists() && !a.is_dir());
+    match file {
+        None => Ok(()),
+        Some(f) if f == dir => Err(Error::flag(
+            flag,
+            format!("{} is a file; expected a directory for {what}", dir.display()),
+        )),
+        Some(f) => Err(Error::flag(
+            flag,
+            format!(
+                "{} is a file, so {} cannot be made; expected a directory for {what}",
+                f.display(),
+                dir.display()
+            ),
+        )),
+    }
+}
+
+/// [`check_output_dir`], then create `dir` and its parents.
+pub fn create_output_dir(flag: &str, dir: &Path, what: &str) -> Result<()> {
+    check_output_dir(flag, dir, what)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+}
+
 /// Write `bytes` to `path` atomically: a temporary file in the same directory, flushed to disk,
 /// then renamed over `path`. An interrupted write leaves either the old file or none.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -371,6 +371,9 @@ pub struct RunOptions {
 /// Per-layer statistics of the run, written at every evaluation ([`layerstats`]).
 pub const LAYERS_FILE: &str = "layers.csv";
 
+/// What a run's directory is for, as errors about `--out` say.
+pub const RUN_DIR: &str = "the run (a new or an empty one)";
+
 /// The files of a run directory that belong to its run (`eval --mistakes` draws its pictures
 /// there by default): what `train --overwrite` removes before it starts.
 pub const RUN_FILES: [&str; 8] = [
@@ -384,27 +387,13 @@ pub const RUN_FILES: [&str; 8] = [
     "mistakes.svg",
 ];
 
-/// Refuses an `out` that exists and is not a directory.
-pub fn check_run_dir_path(out: &Path) -> Result<()> {
-    if out.exists() && !out.is_dir() {
-        return Err(Error::flag(
-            "--out",
-            format!(
-                "{} is a file; expected a directory for the run (a new or an empty one)",
-                out.display()
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Whether a new run may start in `out`: refused when `out` is a file, or holds a finished
 /// run's model or an interrupted run that `--resume` can continue (unless `overwrite`). A
 /// directory with only a `config.json` (a run stopped before its first checkpoint) has nothing
 /// to lose and is reused. Checked while holding the directory's lock, so that a run another
 /// process is writing is reported as such.
 pub fn check_new_run_dir(out: &Path, overwrite: bool) -> Result<()> {
-    check_run_dir_path(out)?;
+    crate::fsutil::check_output_dir("--out", out, RUN_DIR)?;
     if overwrite {
         return Ok(());
     }

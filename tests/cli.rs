@@ -569,6 +569,70 @@ fn train_into_a_finished_run_is_refused_unless_overwrite() {
     assert!(err.contains("--out") && err.contains("is a file"), "{err}");
 }
 
+/// Every flag that names an output directory says so when it names a file (or a path under
+/// one), before any work is done, and writes nothing.
+#[test]
+fn an_output_directory_that_is_a_file_is_refused_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, model) = (tmp.path().join("data"), tmp.path().join("model"));
+    common::write_dataset(&data, 200, 50, 1);
+    train(
+        &data,
+        &model,
+        &["--iterations", "20", "--eval-every", "20", "--quiet"],
+    )
+    .success();
+    let file = tmp.path().join("afile");
+    std::fs::write(&file, "not a directory").unwrap();
+    let under = file.join("sub");
+    for out in [&file, &under] {
+        let runs: Vec<(&str, assert_cmd::assert::Assert)> = vec![
+            (
+                "--out",
+                mnist_mlp()
+                    .args(["eval", "--mistakes", "2", "--data-dir"])
+                    .arg(&data)
+                    .arg("--model")
+                    .arg(&model)
+                    .arg("--out")
+                    .arg(out)
+                    .assert(),
+            ),
+            (
+                "--save-preprocessed",
+                mnist_mlp()
+                    .args(["predict", "--test-index", "0", "--data-dir"])
+                    .arg(&data)
+                    .arg("--model")
+                    .arg(&model)
+                    .arg("--save-preprocessed")
+                    .arg(out)
+                    .assert(),
+            ),
+            (
+                "--out",
+                mnist_mlp()
+                    .args(["study", "--iterations", "20", "--quiet", "--data-dir"])
+                    .arg(&data)
+                    .arg("--out")
+                    .arg(out)
+                    .assert(),
+            ),
+            ("--out", train(&data, out, &["--iterations", "20", "--quiet"])),
+        ];
+        for (flag, run) in runs {
+            let err = stderr_of(&run.failure());
+            assert!(
+                err.contains(flag) && err.contains("is a file") && err.contains("expected a directory"),
+                "{}: {err}",
+                out.display()
+            );
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a directory");
+}
+
 #[test]
 fn eval_of_a_directory_without_a_model_says_what_is_missing() {
     let tmp = tempfile::tempdir().unwrap();

@@ -174,6 +174,7 @@ pub fn run(spec: &StudySpec, kind: &str, opts: &StudyOptions, origin: &str) -> R
         }
     }
     check_one_data_set(&plans, origin)?;
+    crate::fsutil::check_output_dir("--out", &opts.out, "the study")?;
     let runs_dir = opts.out.join("runs");
     std::fs::create_dir_all(&runs_dir).map_err(|e| Error::io(&runs_dir, e))?;
     let mut record = StudyRecord {
