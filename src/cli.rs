@@ -323,7 +323,7 @@ pub fn run() -> Result<()> {
 
 fn cmd_watch(args: &WatchArgs) -> Result<()> {
     let study = crate::watch::kind(&args.dir)?;
-    let listener = crate::watch::listen(&args.addr)?;
+    let listener = crate::watch::listen("--addr", &args.addr)?;
     eprintln!(
         "watching the {} in {}",
         if study { "study" } else { "run" },
@@ -743,7 +743,7 @@ fn train_config(
 
 /// Serve `train --watch`'s live page of the run in `out` at `addr`, on a thread of its own.
 fn start_watch(addr: &str, out: &Path) -> Result<()> {
-    let listener = crate::watch::listen(addr)?;
+    let listener = crate::watch::listen("--watch", addr)?;
     eprintln!("watch this run at {}", crate::watch::url(&listener));
     let dir = out.to_path_buf();
     std::thread::spawn(move || {

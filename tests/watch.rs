@@ -131,3 +131,34 @@ fn watch_refuses_a_directory_that_is_neither_a_run_nor_a_study() {
         "{err}"
     );
 }
+
+/// A `--watch` address that cannot be listened on stops `train` before it trains, naming the
+/// flag the user typed.
+#[test]
+fn train_watch_on_a_busy_address_names_the_watch_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = tmp.path().join("run");
+    let a = common::mnist_mlp()
+        .args([
+            "train",
+            "--iterations",
+            "10",
+            "--quiet",
+            "--watch",
+            &addr,
+            "--out",
+        ])
+        .arg(&out)
+        .env("MNIST_MLP_DATA", "/nonexistent/mnist-mlp-test-cache")
+        .env("MNIST_MLP_CACHE", "/nonexistent/mnist-mlp-test-cache")
+        .assert()
+        .failure();
+    let err = common::stderr_of(&a);
+    assert!(
+        err.contains(&format!("--watch: cannot listen on {addr}")),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing is written for a run that did not start");
+}

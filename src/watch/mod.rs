@@ -311,13 +311,14 @@ pub fn kind(dir: &Path) -> Result<bool> {
     classify(dir)
 }
 
-/// Listen on `addr` (checked before a `train --watch` starts training).
-pub fn listen(addr: &str) -> Result<std::net::TcpListener> {
+/// Listen on `addr`, given by `flag` (`watch --addr`, `train --watch`: checked before training
+/// starts), which an error names.
+pub fn listen(flag: &str, addr: &str) -> Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| Error::flag("--addr", format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|e| Error::flag(flag, format!("cannot listen on {addr}: {e}")))?;
     listener
         .set_nonblocking(true)
-        .map_err(|e| Error::flag("--addr", format!("cannot serve on {addr}: {e}")))?;
+        .map_err(|e| Error::flag(flag, format!("cannot serve on {addr}: {e}")))?;
     Ok(listener)
 }
 
