@@ -752,11 +752,13 @@ impl<'a> Run<'a> {
         }
         let last = self.rows.last().expect("the final iteration always evaluates");
         let final_lr = last.lr;
+        let losses = (self.rows[0].train_loss, last.train_loss);
         let kept = self.restore_best();
         model::save(self.out, &self.run_config, &self.t.mlp)?;
         let summary = self.summary(kept, final_lr);
         records::write_summary(self.out, &summary)?;
-        if let Some(warning) = chance_warning(summary.test_accuracy, self.t.mlp.classes()) {
+        let lr = self.run_config.train.lr;
+        if let Some(warning) = chance_warning(summary.test_accuracy, self.t.mlp.classes(), losses, lr) {
             eprintln!("{warning}");
         }
         let ck = self.out.join(crate::checkpoint::CHECKPOINT_FILE);
@@ -876,16 +878,39 @@ impl<'a> Run<'a> {
 
 /// A warning for a run that ended no better than guessing: a test accuracy below 1.5 times
 /// chance (1/K). Such a run exits successfully, as its model is what was asked for, but its
-/// numbers should not be mistaken for a result.
-pub fn chance_warning(accuracy: f64, classes: usize) -> Option<String> {
+/// numbers should not be mistaken for a result. The advice follows the mean training loss of
+/// the first and last rows (`losses`) against ln K, the loss of a uniform guess: a loss that
+/// ends above it took steps too large (`lr` lower); one that ends at or below it took too few
+/// or too small ones.
+pub fn chance_warning(accuracy: f64, classes: usize, losses: (f64, f64), lr: f64) -> Option<String> {
     let chance = 1.0 / classes as f64;
-    (accuracy < 1.5 * chance).then(|| {
+    if accuracy >= 1.5 * chance {
+        return None;
+    }
+    let guess = (classes as f64).ln();
+    let (first, last) = losses;
+    let lr = if (1e-4..1e4).contains(&lr) {
+        format!("{lr}")
+    } else {
+        format!("{lr:e}")
+    };
+    let advice = if last > guess + 0.05 {
         format!(
-            "warning: the network did not learn: its test accuracy {:.2}% is at chance level for {classes} classes ({:.0}%); try a lower --lr, or another --activation or --init",
-            100.0 * accuracy,
-            100.0 * chance
+            "its training loss ended at {last:.3}, above the {guess:.3} of a uniform guess: the \
+             steps are too large; try a lower --lr (now {lr})"
         )
-    })
+    } else {
+        format!(
+            "its training loss went from {first:.3} to {last:.3} (a uniform guess scores \
+             {guess:.3}): try more --iterations or a higher --lr (now {lr})"
+        )
+    };
+    Some(format!(
+        "warning: the network did not learn: its test accuracy {:.2}% is at chance level for \
+         {classes} classes ({:.0}%); {advice}, or another --activation or --init",
+        100.0 * accuracy,
+        100.0 * chance
+    ))
 }
 
 #[cfg(test)]
@@ -894,10 +919,27 @@ mod tests {
 
     #[test]
     fn a_run_at_chance_accuracy_is_warned_about_and_a_learning_one_is_not() {
-        assert!(chance_warning(0.1009, 10).unwrap().contains("did not learn"));
-        assert!(chance_warning(0.149, 10).is_some());
-        assert!(chance_warning(0.151, 10).is_none());
-        assert!(chance_warning(0.97, 10).is_none());
+        let still = (2.306, 2.305);
+        assert!(
+            chance_warning(0.1009, 10, still, 0.01)
+                .unwrap()
+                .contains("did not learn")
+        );
+        assert!(chance_warning(0.149, 10, still, 0.01).is_some());
+        assert!(chance_warning(0.151, 10, still, 0.01).is_none());
+        assert!(chance_warning(0.97, 10, still, 0.01).is_none());
+        // A loss that stays at a uniform guess's asks for more or larger steps; one above it,
+        // for smaller ones.
+        let small = chance_warning(0.1, 10, still, 1e-30).unwrap();
+        assert!(
+            small.contains("higher --lr (now 1e-30)") && small.contains("more --iterations"),
+            "{small}"
+        );
+        let large = chance_warning(0.1, 10, (2.6, 2.45), 3.0).unwrap();
+        assert!(
+            large.contains("lower --lr (now 3)") && large.contains("2.450"),
+            "{large}"
+        );
     }
 
     #[test]

@@ -191,6 +191,14 @@ fn a_run_that_ends_at_chance_accuracy_warns_that_it_did_not_learn() {
         err.contains("warning: the network did not learn") && err.contains("chance level"),
         "{err}"
     );
+    assert!(err.contains("try a lower --lr (now 50)"), "{err}");
+    // Steps too small to move the loss get the opposite advice.
+    let tiny = ["--lr", "1e-20", "--iterations", "100", "--quiet"];
+    let err = stderr_of(&train(&data, &tmp.path().join("tiny"), &tiny).success());
+    assert!(
+        err.contains("did not learn") && err.contains("more --iterations or a higher --lr (now 1e-20)"),
+        "{err}"
+    );
 }
 
 #[test]
