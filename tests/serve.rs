@@ -258,6 +258,84 @@ fn a_fashion_mnist_model_names_its_classes_in_the_model_and_every_prediction() {
     }
 }
 
+/// A field of a form: its name, file name, content type and bytes.
+type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A `multipart/form-data` body (`curl -F image=@digit.png`, an HTML form, `requests`'
+/// `files=`) with `boundary` holding `parts`.
+fn form(boundary: &str, parts: &[Part]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, file, ct, bytes) in parts {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes(),
+        );
+        if let Some(file) = file {
+            body.extend_from_slice(format!("; filename=\"{file}\"").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        if let Some(ct) = ct {
+            body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+#[test]
+fn a_picture_sent_as_a_form_file_is_read_as_a_raw_upload_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::tiny_model(tmp.path(), 20).1;
+    let server = start(&model);
+    let url = format!("{}/api/predict", server.base);
+    let png = png_of_a_stroke();
+    let (status, raw) = call("POST", &url, "image/png", &png);
+    assert_eq!(status, 200, "{raw}");
+    let ct = "multipart/form-data; boundary=XyZ-42";
+    // The file is found whatever its field is called and whatever comes before it.
+    for parts in [
+        vec![("image", Some("digit.png"), Some("image/png"), &png[..])],
+        vec![
+            ("note", None, None, &b"a seven, I think"[..]),
+            (
+                "file",
+                Some("digit.png"),
+                Some("application/octet-stream"),
+                &png[..],
+            ),
+        ],
+    ] {
+        let (status, answer) = call("POST", &url, ct, &form("XyZ-42", &parts));
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(json(&answer), json(&raw), "the same answer as the raw upload");
+    }
+    let bad: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            ct,
+            form("XyZ-42", &[("note", None, None, b"no file here")]),
+            "holds no file",
+        ),
+        (ct, b"--XyZ-42\r\nnot a part".to_vec(), "malformed"),
+        ("multipart/form-data", form("XyZ-42", &[]), "boundary"),
+        (
+            ct,
+            form(
+                "XyZ-42",
+                &[("image", Some("a.png"), Some("image/png"), b"not a png")],
+            ),
+            "not an image",
+        ),
+    ];
+    for (ct, body, needle) in bad {
+        let (status, answer) = call("POST", &url, ct, &body);
+        assert_eq!(status, 400, "{ct}: {answer}");
+        let error = json(&answer)["error"].as_str().unwrap().to_string();
+        assert!(error.contains(needle), "{ct}: {answer}");
+    }
+}
+
 #[test]
 fn parallel_clients_are_all_answered() {
     let tmp = tempfile::tempdir().unwrap();

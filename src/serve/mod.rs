@@ -2,8 +2,8 @@
 //!
 //! - `GET /`: the page (`page.html`, embedded in the binary; no CDN, no build step)
 //! - `POST /api/predict`: body `{"pixels": [784 numbers in 0..1]}` (row-major 28×28, white digit
-//!   on black, as MNIST) or an image file (`Content-Type: image/*`), which is preprocessed like
-//!   `predict` does. Answers `{"top": [{"digit", "name", "probability"} ×3], "probabilities":
+//!   on black, as MNIST) or an image file (`Content-Type: image/*`, or the first file field of a
+//!   `multipart/form-data` form), which is preprocessed like `predict` does. Answers `{"top": [{"digit", "name", "probability"} ×3], "probabilities":
 //!   [10], "input": [784]}`, `input` being what the network saw, `digit` the class index and
 //!   `name` its name (the digit itself for MNIST, `"Ankle boot"` for Fashion-MNIST's 9).
 //! - `GET /api/model`: the model's configuration (with its class names, `model.classes`) and
@@ -292,6 +292,7 @@ impl Service {
         match body_kind(content_type)? {
             BodyKind::Image => self.parse_image(body),
             BodyKind::Pixels => self.parse_pixels(body),
+            BodyKind::Form(boundary) => self.parse_image(&form_picture(body, &boundary)?),
         }
     }
 
@@ -465,12 +466,14 @@ async fn read_body(headers: &HeaderMap, body: Body) -> std::result::Result<Vec<u
     Ok(out)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum BodyKind {
     /// `application/json` (or no content type): `{"pixels": [...]}`.
     Pixels,
     /// `image/*`: a picture to prepare.
     Image,
+    /// `multipart/form-data` with this boundary: a form whose file field is a picture.
+    Form(String),
 }
 
 /// What a body of content type `content_type` holds, or 415.
@@ -485,14 +488,51 @@ fn body_kind(content_type: &str) -> std::result::Result<BodyKind, Reject> {
         Ok(BodyKind::Image)
     } else if ct == "application/json" || ct.is_empty() {
         Ok(BodyKind::Pixels)
+    } else if ct == "multipart/form-data" {
+        multer::parse_boundary(content_type)
+            .map(BodyKind::Form)
+            .map_err(|_| {
+                reject(
+                    400,
+                    "Content-Type multipart/form-data needs a boundary (multipart/form-data; boundary=…)",
+                )
+            })
     } else {
         Err(reject(
             415,
             format!(
-                "Content-Type '{}' is not supported; send application/json or image/*",
+                "Content-Type '{}' is not supported; send application/json, image/* or \
+                 multipart/form-data with the picture as a file",
                 clip(&ct, ECHO_CHARS)
             ),
         ))
+    }
+}
+
+/// The picture in a `multipart/form-data` body: the first field that is a file (it has a file
+/// name, or an `image/*` type), whatever its name. multer's parser is async; the body is
+/// already whole in memory, so its future finishes in one poll.
+fn form_picture(body: &[u8], boundary: &str) -> std::result::Result<Vec<u8>, Reject> {
+    let malformed = |e: multer::Error| reject(400, format!("the multipart/form-data body is malformed: {e}"));
+    let body = Body::from(body.to_vec()).into_data_stream();
+    let parse = async {
+        let mut form = multer::Multipart::new(body, boundary);
+        while let Some(field) = form.next_field().await.map_err(malformed)? {
+            let image = field.content_type().is_some_and(|m| m.type_() == "image");
+            if field.file_name().is_some() || image {
+                return field.bytes().await.map(|b| b.to_vec()).map_err(malformed);
+            }
+        }
+        Err(reject(
+            400,
+            "the multipart/form-data body holds no file; send the picture as a file field \
+             (curl -F image=@digit.png)",
+        ))
+    };
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(parse).poll(&mut cx) {
+        std::task::Poll::Ready(picture) => picture,
+        std::task::Poll::Pending => Err(reject(500, "reading the form did not finish")),
     }
 }
 
@@ -518,6 +558,10 @@ async fn predict_request(app: Shared, req: Request) -> std::result::Result<Strin
         }
     };
     let body = read_body(&parts.headers, body).await?;
+    let (kind, body) = match kind {
+        BodyKind::Form(boundary) => (BodyKind::Image, form_picture(&body, &boundary)?),
+        kind => (kind, body),
+    };
     let small = || crate::preprocess::image_pixels(&body).is_none_or(|n| n <= INLINE_PICTURE_PIXELS);
     if kind == BodyKind::Image && !small() {
         // Preparing a photo takes milliseconds: off the threads that serve connections.
@@ -529,8 +573,8 @@ async fn predict_request(app: Shared, req: Request) -> std::result::Result<Strin
         .map_err(|e| reject(500, format!("preparing the image failed: {e}")))?
     } else {
         let x = match kind {
-            BodyKind::Image => app.service.parse_image(&body)?,
             BodyKind::Pixels => app.service.parse_pixels(&body)?,
+            _ => app.service.parse_image(&body)?,
         };
         Ok(app.service.predict_json(x))
     }
