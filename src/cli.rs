@@ -350,8 +350,8 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
     if let Some(b) = args.batch.iter().find(|&&b| b == 0) {
         return Err(Error::flag("--batch", format!("batch sizes must be positive, got {b}")).into());
     }
-    if args.threads.contains(&0) {
-        return Err(Error::flag("--threads", "thread counts must be positive").into());
+    for &t in &args.threads {
+        crate::config::check_threads("--threads", t)?;
     }
     // The GEMM backend fixes its thread count once per process, so each peak is measured in a
     // child process of our own.
@@ -396,9 +396,7 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
 }
 
 fn cmd_serve(args: &ServeArgs) -> Result<()> {
-    if args.workers == 0 {
-        return Err(Error::flag("--workers", "must be at least 1").into());
-    }
+    crate::config::check_threads("--workers", args.workers)?;
     crate::preprocess::keep_freed_memory();
     let seconds = |flag: &str, v: f64| -> Result<std::time::Duration> {
         if v > 0.0 && v <= 3600.0 {
@@ -505,9 +503,7 @@ fn cmd_study(args: &StudyArgs) -> Result<()> {
         print!("{}", study::shard::status(dir)?);
         return Ok(());
     }
-    if args.jobs == 0 {
-        return Err(Error::flag("--jobs", "must be at least 1").into());
-    }
+    crate::config::check_threads("--jobs", args.jobs)?;
     let (mut spec, kind, origin) = match &args.spec {
         Some(path) => (
             study::spec::StudySpec::from_file(path)?,
@@ -777,9 +773,7 @@ fn print_trained(s: &crate::records::Summary, out: &Path) {
 const MISTAKES_DIR: &str = "mistakes.png and mistakes.svg";
 
 fn cmd_eval(args: &EvalArgs) -> Result<()> {
-    if args.threads == 0 {
-        return Err(Error::flag("--threads", "must be at least 1").into());
-    }
+    crate::config::check_threads("--threads", args.threads)?;
     kernels::set_threads(args.threads);
     if args.mistakes == Some(0) {
         return Err(Error::flag("--mistakes", "must be at least 1").into());

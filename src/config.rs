@@ -208,8 +208,36 @@ fn default_eps() -> f64 {
     TrainConfig::default().eps
 }
 
+/// The logical cores this process may use, up to [`MAX_THREADS`]: the default of every
+/// thread-count flag.
 pub fn available_threads() -> usize {
+    logical_cores().min(MAX_THREADS)
+}
+
+fn logical_cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// The most threads any thread-count flag takes (`--threads`, `--workers`, `--jobs`): more
+/// than the logical cores of the largest machines, and few enough that the OS starts them.
+pub const MAX_THREADS: usize = 1024;
+
+/// A thread count given by `flag`: an error naming it unless `n` is 1 to [`MAX_THREADS`].
+pub fn check_threads(flag: &str, n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(Error::flag(flag, "must be at least 1"));
+    }
+    if n > MAX_THREADS {
+        return Err(Error::flag(
+            flag,
+            format!(
+                "{n} is more than {MAX_THREADS}; expected 1 to {MAX_THREADS} (this machine has {} \
+                 logical cores)",
+                logical_cores()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Default for TrainConfig {
@@ -337,9 +365,7 @@ impl TrainConfig {
         if self.eval_every == 0 {
             return Err(Error::flag("--eval-every", "must be at least 1"));
         }
-        if self.threads == 0 {
-            return Err(Error::flag("--threads", "must be at least 1"));
-        }
+        check_threads("--threads", self.threads)?;
         Ok(())
     }
 

@@ -440,6 +440,62 @@ fn invalid_flags_are_rejected_naming_the_flag() {
     }
 }
 
+/// A thread count past what any machine has is refused naming the flag, by every command that
+/// takes one, instead of aborting when the OS refuses the threads.
+#[test]
+fn absurd_thread_counts_are_refused_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, model) = (tmp.path().join("data"), tmp.path().join("model"));
+    common::write_dataset(&data, 200, 50, 1);
+    train(
+        &data,
+        &model,
+        &["--iterations", "20", "--eval-every", "20", "--quiet"],
+    )
+    .success();
+    let runs: Vec<(&str, assert_cmd::assert::Assert)> = vec![
+        (
+            "--threads",
+            train(&data, &tmp.path().join("t"), &["--threads", "100000"]),
+        ),
+        (
+            "--threads",
+            mnist_mlp()
+                .args(["eval", "--threads", "100000", "--model"])
+                .arg(&model)
+                .assert(),
+        ),
+        (
+            "--workers",
+            mnist_mlp()
+                .args(["serve", "--workers", "100000", "--addr", "127.0.0.1:0", "--model"])
+                .arg(&model)
+                .assert(),
+        ),
+        (
+            "--threads",
+            mnist_mlp().args(["bench", "--threads", "1,100000"]).assert(),
+        ),
+        (
+            "--jobs",
+            mnist_mlp()
+                .args(["study", "--iterations", "20", "--jobs", "100000", "--data-dir"])
+                .arg(&data)
+                .arg("--out")
+                .arg(tmp.path().join("s"))
+                .assert(),
+        ),
+    ];
+    for (flag, run) in runs {
+        let err = stderr_of(&run.failure());
+        assert!(
+            err.contains(&format!("{flag}: 100000 is more than")) && err.contains("expected 1 to"),
+            "{flag}: {err}"
+        );
+        assert!(!err.contains("panicked") && !err.contains("fatal"), "{err}");
+    }
+}
+
 #[test]
 fn broken_data_directories_fail_naming_the_file_without_panicking() {
     let tmp = tempfile::tempdir().unwrap();
