@@ -440,12 +440,10 @@ fn invalid_flags_are_rejected_naming_the_flag() {
     }
 }
 
-/// A thread count past what any machine has is refused naming the flag, by every command that
-/// takes one, instead of aborting when the OS refuses the threads.
-#[test]
-fn absurd_thread_counts_are_refused_naming_the_flag() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (data, model) = (tmp.path().join("data"), tmp.path().join("model"));
+/// A small synthetic data set in `dir/data` and a model trained on it for 20 iterations in
+/// `dir/model`.
+fn data_and_model(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (data, model) = (dir.join("data"), dir.join("model"));
     common::write_dataset(&data, 200, 50, 1);
     train(
         &data,
@@ -453,6 +451,15 @@ fn absurd_thread_counts_are_refused_naming_the_flag() {
         &["--iterations", "20", "--eval-every", "20", "--quiet"],
     )
     .success();
+    (data, model)
+}
+
+/// A thread count past what any machine has is refused naming the flag, by every command that
+/// takes one, instead of aborting when the OS refuses the threads.
+#[test]
+fn absurd_thread_counts_are_refused_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, model) = data_and_model(tmp.path());
     let runs: Vec<(&str, assert_cmd::assert::Assert)> = vec![
         (
             "--threads",
@@ -638,14 +645,7 @@ fn train_into_a_finished_run_is_refused_unless_overwrite() {
 #[test]
 fn an_output_directory_that_is_a_file_is_refused_naming_the_flag() {
     let tmp = tempfile::tempdir().unwrap();
-    let (data, model) = (tmp.path().join("data"), tmp.path().join("model"));
-    common::write_dataset(&data, 200, 50, 1);
-    train(
-        &data,
-        &model,
-        &["--iterations", "20", "--eval-every", "20", "--quiet"],
-    )
-    .success();
+    let (data, model) = data_and_model(tmp.path());
     let file = tmp.path().join("afile");
     std::fs::write(&file, "not a directory").unwrap();
     let under = file.join("sub");
