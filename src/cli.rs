@@ -843,7 +843,7 @@ fn draw_mistakes(
     classes: &[String],
 ) -> Result<PathBuf> {
     let dir = args.out.clone().unwrap_or_else(|| args.model.clone());
-    fsutil::create_output_dir("--out", &dir, MISTAKES_DIR)?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let stem = dir.join("mistakes");
     let title = format!(
         "The {} most confident mistakes of {}",

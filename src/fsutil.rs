@@ -29,12 +29,6 @@ pub fn check_output_dir(flag: &str, dir: &Path, what: &str) -> Result<()> {
     }
 }
 
-/// [`check_output_dir`], then create `dir` and its parents.
-pub fn create_output_dir(flag: &str, dir: &Path, what: &str) -> Result<()> {
-    check_output_dir(flag, dir, what)?;
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
-}
-
 /// Write `bytes` to `path` atomically: a temporary file in the same directory, flushed to disk,
 /// then renamed over `path`. An interrupted write leaves either the old file or none.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

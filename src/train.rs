@@ -387,13 +387,13 @@ pub const RUN_FILES: [&str; 8] = [
     "mistakes.svg",
 ];
 
-/// Whether a new run may start in `out`: refused when `out` is a file, or holds a finished
-/// run's model or an interrupted run that `--resume` can continue (unless `overwrite`). A
+/// Whether a new run may start in the directory `out` (`train` has refused an `out` that is a
+/// file, with [`crate::fsutil::check_output_dir`]): refused when it holds a finished run's
+/// model or an interrupted run that `--resume` can continue (unless `overwrite`). A
 /// directory with only a `config.json` (a run stopped before its first checkpoint) has nothing
 /// to lose and is reused. Checked while holding the directory's lock, so that a run another
 /// process is writing is reported as such.
 pub fn check_new_run_dir(out: &Path, overwrite: bool) -> Result<()> {
-    crate::fsutil::check_output_dir("--out", out, RUN_DIR)?;
     if overwrite {
         return Ok(());
     }

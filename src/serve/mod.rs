@@ -3,9 +3,10 @@
 //! - `GET /`: the page (`page.html`, embedded in the binary; no CDN, no build step)
 //! - `POST /api/predict`: body `{"pixels": [784 numbers in 0..1]}` (row-major 28×28, white digit
 //!   on black, as MNIST) or an image file (`Content-Type: image/*`, or the first file field of a
-//!   `multipart/form-data` form), which is preprocessed like `predict` does. Answers `{"top": [{"digit", "name", "probability"} ×3], "probabilities":
-//!   [10], "input": [784]}`, `input` being what the network saw, `digit` the class index and
-//!   `name` its name (the digit itself for MNIST, `"Ankle boot"` for Fashion-MNIST's 9).
+//!   `multipart/form-data` form), which is preprocessed like `predict` does. Answers `{"top":
+//!   [{"digit", "name", "probability"} ×3], "probabilities": [10], "input": [784]}`, `input`
+//!   being what the network saw, `digit` the class index and `name` its name (the digit itself
+//!   for MNIST, `"Ankle boot"` for Fashion-MNIST's 9).
 //! - `GET /api/model`: the model's configuration (with its class names, `model.classes`) and
 //!   test accuracy; `GET /healthz`.
 //!
